@@ -1,0 +1,35 @@
+//! Runnel's partition log: the on-disk commit log of one partition.
+//!
+//! A partition is a directory of segments. Each segment is a `.log` file of
+//! Kafka v2 record batches stored exactly as the producer sent them (only the
+//! base offset and partition leader epoch, which the CRC does not cover, are
+//! rewritten by the leader), a sparse `.index` (relative offset -> file
+//! position) and a `.timeindex` (max timestamp -> relative offset). Files are
+//! named by the segment's base offset, zero-padded to 20 digits, as in Kafka.
+//!
+//! ```text
+//!   partition dir/
+//!     00000000000000000000.log        [batch][batch][batch]...
+//!     00000000000000000000.index      [rel_off u32|pos u32]...
+//!     00000000000000000000.timeindex  [ts i64|rel_off u32]...
+//!     00000000000000004096.log        <- active segment, appends go here
+//!     ...
+//! ```
+//!
+//! # Layout
+//! - `batch`: parsing and checking of v2 record batch headers (CRC32C, magic).
+//! - `index`: the offset and time indexes.
+//! - `segment`: one segment: its files, append, read, recovery.
+//! - `log`: [`PartitionLog`], the segments of one partition: roll, retention,
+//!   flush, lookup.
+//! - `error`: [`Error`].
+
+mod batch;
+mod error;
+mod index;
+mod log;
+mod segment;
+
+pub use batch::{validate_batches, BatchHeader, BATCH_HEADER_LEN};
+pub use error::Error;
+pub use log::{AppendInfo, LogConfig, PartitionLog, ReadResult, TimestampMatch};

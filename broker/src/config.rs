@@ -1,0 +1,518 @@
+//! The broker's command line and its Kafka-named settings.
+//!
+//! Broker settings come from repeatable `--set key=value` flags, named as in
+//! Kafka's `server.properties`. Topic configs (`retention.ms`, ...) default to
+//! the broker setting Kafka derives them from (`log.retention.ms`, ...); a
+//! topic's own overrides are validated by [`TopicConfigs::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use runnel_storage::LogConfig;
+
+use crate::error::ConfigError;
+
+/// How a config value is typed and checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// A 64-bit integer with a minimum.
+    Long(i64),
+    /// A 32-bit integer with a minimum.
+    Int(i64),
+    /// `true` or `false`.
+    Bool,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+}
+
+impl Kind {
+    /// Kafka's `ConfigType` code for DescribeConfigs v3+.
+    pub(crate) fn type_code(self) -> i8 {
+        match self {
+            Kind::Bool => 1,
+            Kind::Choice(_) => 2,
+            Kind::Int(_) => 3,
+            Kind::Long(_) => 5,
+        }
+    }
+
+    fn check(self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |why: String| ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            why,
+        };
+        match self {
+            Kind::Long(min) | Kind::Int(min) => {
+                let parsed: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("not an integer".into()))?;
+                if matches!(self, Kind::Int(_)) && i32::try_from(parsed).is_err() {
+                    return Err(bad("out of the 32-bit integer range".into()));
+                }
+                if parsed < min {
+                    return Err(bad(format!("must be at least {min}")));
+                }
+                Ok(())
+            }
+            Kind::Bool => match value.trim() {
+                "true" | "false" => Ok(()),
+                _ => Err(bad("must be true or false".into())),
+            },
+            Kind::Choice(words) => {
+                if words.contains(&value.trim()) {
+                    Ok(())
+                } else {
+                    Err(bad(format!("must be one of {}", words.join(", "))))
+                }
+            }
+        }
+    }
+}
+
+/// A topic config Runnel understands, and the broker setting it defaults to.
+#[derive(Debug)]
+pub(crate) struct TopicConfigDef {
+    /// The topic config name.
+    pub(crate) name: &'static str,
+    /// The broker setting that gives its default.
+    pub(crate) broker_key: &'static str,
+    /// Its type and bounds.
+    pub(crate) kind: Kind,
+}
+
+/// Every topic config accepted by CreateTopics and IncrementalAlterConfigs.
+pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "cleanup.policy",
+        broker_key: "log.cleanup.policy",
+        kind: Kind::Choice(&["delete"]),
+    },
+    TopicConfigDef {
+        name: "compression.type",
+        broker_key: "compression.type",
+        kind: Kind::Choice(&["producer"]),
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        broker_key: "log.flush.interval.messages",
+        kind: Kind::Long(1),
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        broker_key: "log.flush.interval.ms",
+        kind: Kind::Long(0),
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        broker_key: "log.index.interval.bytes",
+        kind: Kind::Int(0),
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        broker_key: "message.max.bytes",
+        kind: Kind::Int(0),
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        broker_key: "log.message.timestamp.type",
+        kind: Kind::Choice(&["CreateTime"]),
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        broker_key: "min.insync.replicas",
+        kind: Kind::Int(1),
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_key: "log.retention.bytes",
+        kind: Kind::Long(-1),
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_key: "log.retention.ms",
+        kind: Kind::Long(-1),
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        broker_key: "log.segment.bytes",
+        kind: Kind::Int(14),
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        broker_key: "log.roll.ms",
+        kind: Kind::Long(1),
+    },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_key: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+    },
+];
+
+/// A broker setting: its name, type and default.
+#[derive(Debug)]
+pub(crate) struct BrokerSettingDef {
+    /// The Kafka name.
+    pub(crate) name: &'static str,
+    /// Its type and bounds.
+    pub(crate) kind: Kind,
+    /// Kafka's default.
+    pub(crate) default: &'static str,
+}
+
+/// Every broker setting `--set` accepts.
+pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
+    BrokerSettingDef {
+        name: "auto.create.topics.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
+    BrokerSettingDef {
+        name: "compression.type",
+        kind: Kind::Choice(&["producer"]),
+        default: "producer",
+    },
+    BrokerSettingDef {
+        name: "default.replication.factor",
+        kind: Kind::Int(1),
+        default: "1",
+    },
+    BrokerSettingDef {
+        name: "delete.topic.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
+    BrokerSettingDef {
+        name: "log.cleanup.policy",
+        kind: Kind::Choice(&["delete"]),
+        default: "delete",
+    },
+    BrokerSettingDef {
+        name: "log.flush.interval.messages",
+        kind: Kind::Long(1),
+        default: "9223372036854775807",
+    },
+    BrokerSettingDef {
+        name: "log.flush.interval.ms",
+        kind: Kind::Long(0),
+        default: "9223372036854775807",
+    },
+    BrokerSettingDef {
+        name: "log.index.interval.bytes",
+        kind: Kind::Int(0),
+        default: "4096",
+    },
+    BrokerSettingDef {
+        name: "log.message.timestamp.type",
+        kind: Kind::Choice(&["CreateTime"]),
+        default: "CreateTime",
+    },
+    BrokerSettingDef {
+        name: "log.retention.bytes",
+        kind: Kind::Long(-1),
+        default: "-1",
+    },
+    BrokerSettingDef {
+        name: "log.retention.check.interval.ms",
+        kind: Kind::Long(1),
+        default: "300000",
+    },
+    BrokerSettingDef {
+        name: "log.retention.ms",
+        kind: Kind::Long(-1),
+        default: "604800000",
+    },
+    BrokerSettingDef {
+        name: "log.roll.ms",
+        kind: Kind::Long(1),
+        default: "604800000",
+    },
+    BrokerSettingDef {
+        name: "log.segment.bytes",
+        kind: Kind::Int(14),
+        default: "1073741824",
+    },
+    BrokerSettingDef {
+        name: "message.max.bytes",
+        kind: Kind::Int(0),
+        default: "1048588",
+    },
+    BrokerSettingDef {
+        name: "min.insync.replicas",
+        kind: Kind::Int(1),
+        default: "1",
+    },
+    BrokerSettingDef {
+        name: "num.partitions",
+        kind: Kind::Int(1),
+        default: "1",
+    },
+    BrokerSettingDef {
+        name: "socket.request.max.bytes",
+        kind: Kind::Int(1),
+        default: "104857600",
+    },
+    BrokerSettingDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        default: "false",
+    },
+];
+
+/// Kafka spellings that set another setting in a different unit.
+const UNIT_ALIASES: &[(&str, &str, i64)] = &[
+    ("log.retention.hours", "log.retention.ms", 3_600_000),
+    ("log.retention.minutes", "log.retention.ms", 60_000),
+    ("log.roll.hours", "log.roll.ms", 3_600_000),
+];
+
+/// The broker's settings, every known key present (defaults filled in).
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    values: BTreeMap<String, String>,
+    overridden: BTreeMap<String, String>,
+}
+
+impl BrokerSettings {
+    /// Builds the settings from `key=value` pairs, rejecting unknown keys and bad values.
+    pub fn from_pairs(pairs: &[String]) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<String, String> = BROKER_SETTINGS
+            .iter()
+            .map(|d| (d.name.to_string(), d.default.to_string()))
+            .collect();
+        let mut overridden = BTreeMap::new();
+        for pair in pairs {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| ConfigError::MalformedSet(pair.clone()))?;
+            let (key, value) = (key.trim(), value.trim());
+            let (key, value) = match UNIT_ALIASES.iter().find(|(alias, _, _)| *alias == key) {
+                Some((alias, target, factor)) => {
+                    Kind::Long(-1).check(alias, value)?;
+                    let n: i64 = value.parse().unwrap_or(-1);
+                    let ms = if n < 0 { -1 } else { n.saturating_mul(*factor) };
+                    (*target, ms.to_string())
+                }
+                None => (key, value.to_string()),
+            };
+            let def = BROKER_SETTINGS
+                .iter()
+                .find(|d| d.name == key)
+                .ok_or_else(|| ConfigError::UnknownSetting(key.to_string()))?;
+            def.kind.check(key, &value)?;
+            values.insert(key.to_string(), value.clone());
+            overridden.insert(key.to_string(), value);
+        }
+        Ok(BrokerSettings { values, overridden })
+    }
+
+    /// The value of a known setting.
+    pub fn get(&self, key: &str) -> &str {
+        self.values.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether the operator set this key (as opposed to Kafka's default).
+    pub fn is_overridden(&self, key: &str) -> bool {
+        self.overridden.contains_key(key)
+    }
+
+    /// A setting as an integer (every integer setting was validated on the way in).
+    pub fn get_i64(&self, key: &str) -> i64 {
+        self.get(key).parse().unwrap_or(0)
+    }
+
+    /// A setting as a boolean.
+    pub fn get_bool(&self, key: &str) -> bool {
+        self.get(key) == "true"
+    }
+
+    /// All settings, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A topic's own config overrides (only the keys the user set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicConfigs(pub BTreeMap<String, String>);
+
+impl TopicConfigs {
+    /// Checks that a topic config name is known and its value well-formed.
+    pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
+        let def = TOPIC_CONFIGS
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| ConfigError::UnknownTopicConfig(name.to_string()))?;
+        def.kind.check(name, value)
+    }
+
+    /// The effective value of `name`: the override, else the broker default.
+    pub fn effective<'a>(&'a self, name: &str, broker: &'a BrokerSettings) -> (&'a str, bool) {
+        match self.0.get(name) {
+            Some(v) => (v.as_str(), true),
+            None => {
+                let key = TOPIC_CONFIGS
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| d.broker_key)
+                    .unwrap_or(name);
+                (broker.get(key), false)
+            }
+        }
+    }
+
+    fn effective_i64(&self, name: &str, broker: &BrokerSettings) -> i64 {
+        self.effective(name, broker).0.parse().unwrap_or(0)
+    }
+
+    /// The storage settings these configs give.
+    pub fn log_config(&self, broker: &BrokerSettings) -> LogConfig {
+        let get = |name| self.effective_i64(name, broker);
+        LogConfig {
+            segment_bytes: get("segment.bytes").max(14) as u64,
+            segment_ms: get("segment.ms"),
+            retention_ms: get("retention.ms"),
+            retention_bytes: get("retention.bytes"),
+            max_message_bytes: get("max.message.bytes").max(0) as usize,
+            flush_messages: get("flush.messages"),
+            flush_ms: get("flush.ms"),
+            index_interval_bytes: get("index.interval.bytes").clamp(0, i64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
+/// The broker's command line (each flag also `RUNNEL_<FLAG>`).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "runnel-broker",
+    version,
+    about = "Runnel: a Kafka-compatible broker"
+)]
+pub struct Args {
+    /// This broker's id in the cluster.
+    #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The Kafka listener.
+    #[arg(long, env = "RUNNEL_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// The address clients are told to connect to (defaults to --listen).
+    #[arg(long, env = "RUNNEL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// The gRPC listener for brokers and the operator.
+    #[arg(long, env = "RUNNEL_RPC_LISTEN", default_value = "127.0.0.1:9093")]
+    pub rpc_listen: SocketAddr,
+    /// The HTTP listener for /metrics and /health.
+    #[arg(long, env = "RUNNEL_METRICS_LISTEN", default_value = "127.0.0.1:9644")]
+    pub metrics_listen: SocketAddr,
+    /// This broker's rack (its zone).
+    #[arg(long, env = "RUNNEL_RACK")]
+    pub rack: Option<String>,
+    /// The controller quorum, `ID@HOST:PORT,...`.
+    #[arg(long, env = "RUNNEL_CONTROLLER_VOTERS", value_delimiter = ',')]
+    pub controller_voters: Vec<String>,
+    /// A Kafka-named broker setting, `key=value`; repeatable.
+    #[arg(long = "set", env = "RUNNEL_SET", value_delimiter = ',')]
+    pub set: Vec<String>,
+}
+
+/// A controller quorum member from `--controller-voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// Its node id.
+    pub id: i32,
+    /// Its host and port.
+    pub address: String,
+}
+
+/// Parses one `ID@HOST:PORT`.
+pub fn parse_voter(text: &str) -> Result<Voter, ConfigError> {
+    let bad = || ConfigError::MalformedVoter(text.to_string());
+    let (id, address) = text.split_once('@').ok_or_else(bad)?;
+    let id = id.trim().parse().map_err(|_| bad())?;
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(Voter {
+        id,
+        address: address.to_string(),
+    })
+}
+
+/// Splits an advertised `HOST:PORT`.
+pub fn split_host_port(text: &str) -> Result<(String, i32), ConfigError> {
+    let bad = || ConfigError::MalformedAddress(text.to_string());
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = BrokerSettings::from_pairs(&[
+            "num.partitions=3".into(),
+            "log.retention.hours=1".into(),
+        ])
+        .expect("valid settings");
+        assert_eq!(s.get_i64("num.partitions"), 3);
+        assert_eq!(s.get_i64("log.retention.ms"), 3_600_000);
+        assert!(s.get_bool("auto.create.topics.enable"));
+        assert!(s.is_overridden("num.partitions"));
+        assert!(!s.is_overridden("message.max.bytes"));
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let err =
+            BrokerSettings::from_pairs(&["num.partitions=zero".into()]).expect_err("bad value");
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+        let err = BrokerSettings::from_pairs(&["no.such.thing=1".into()]).expect_err("unknown key");
+        assert!(err.to_string().contains("no.such.thing"), "{err}");
+        let err = BrokerSettings::from_pairs(&["novalue".into()]).expect_err("malformed");
+        assert!(err.to_string().contains("novalue"), "{err}");
+    }
+
+    #[test]
+    fn topic_configs_default_to_broker_settings() {
+        let broker = BrokerSettings::from_pairs(&["log.segment.bytes=2048".into()]).expect("valid");
+        let mut topic = TopicConfigs::default();
+        topic.0.insert("retention.ms".into(), "1000".into());
+        let log = topic.log_config(&broker);
+        assert_eq!(log.segment_bytes, 2048);
+        assert_eq!(log.retention_ms, 1000);
+        assert!(TopicConfigs::validate("retention.ms", "-1").is_ok());
+        assert!(TopicConfigs::validate("retention.ms", "-2").is_err());
+        assert!(TopicConfigs::validate("segment.bytes", "99999999999").is_err());
+        assert!(TopicConfigs::validate("bogus", "1").is_err());
+    }
+
+    #[test]
+    fn voters_and_addresses() {
+        assert_eq!(
+            parse_voter("2@host-b:9093").expect("valid"),
+            Voter {
+                id: 2,
+                address: "host-b:9093".into()
+            }
+        );
+        assert!(parse_voter("x@host:1").is_err());
+        assert!(parse_voter("1@host").is_err());
+        assert_eq!(
+            split_host_port("[::1]:9092").expect("valid"),
+            ("::1".into(), 9092)
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The one registry of Kafka APIs this broker serves.
+//!
+//! Each API lives in `handlers/<api>.rs` and declares the versions it serves
+//! there; [`SUPPORTED`] lists them, ApiVersions is computed from it, and
+//! [`dispatch`] routes by it, so the versions advertised are the versions
+//! served.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
+use tracing::{debug, warn, Instrument};
+
+use crate::broker::Broker;
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+/// Every API served, with the versions served.
+pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::DescribeConfigs, configs::DESCRIBE_VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::IncrementalAlterConfigs, configs::ALTER_VERSIONS),
+    (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+];
+
+fn served_versions(key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// What to do with one frame.
+pub(crate) enum Dispatch {
+    /// Answer with this (in request order); `None` means no response (acks=0).
+    Respond(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
+    /// Close the connection, for this reason.
+    Close(String),
+}
+
+/// Routes one request frame.
+pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAddr) -> Dispatch {
+    let raw_key = frame.get_i16();
+    let version = frame.get_i16();
+    let correlation_id = (&frame[..4]).get_i32();
+    let Ok(key) = ApiKey::try_from(raw_key) else {
+        return Dispatch::Close(format!("unknown api key {raw_key}"));
+    };
+    let Some(served) = served_versions(key) else {
+        return Dispatch::Close(format!("api {key:?} is not supported"));
+    };
+    if version < served.min || version > served.max {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: answer in the v0 format with the ranges, so the client can pick.
+            let response = api_versions::unsupported_version();
+            return Dispatch::Respond(Box::pin(async move {
+                encode_response(key, 0, correlation_id, ResponseKind::ApiVersions(response))
+            }));
+        }
+        return Dispatch::Close(format!(
+            "api {key:?} version {version} is outside the served range {}..={}",
+            served.min, served.max
+        ));
+    }
+    if version < key.valid_versions().min {
+        return Dispatch::Close(format!(
+            "api {key:?} version {version} predates record batch v2 (message format v0/v1), which is not supported"
+        ));
+    }
+    let header_version = key.request_header_version(version);
+    // Put the key and version back: the header decoder reads them.
+    let mut body = {
+        let mut whole = BytesMut::with_capacity(frame.len() + 4);
+        whole.extend_from_slice(&raw_key.to_be_bytes());
+        whole.extend_from_slice(&version.to_be_bytes());
+        whole.extend_from_slice(&frame);
+        whole.freeze()
+    };
+    let header = match RequestHeader::decode(&mut body, header_version) {
+        Ok(h) => h,
+        Err(e) => {
+            return Dispatch::Close(format!("malformed {key:?} v{version} request header: {e}"))
+        }
+    };
+    let request = match RequestKind::decode(key, &mut body, version) {
+        Ok(r) => r,
+        Err(e) => return Dispatch::Close(format!("malformed {key:?} v{version} request: {e}")),
+    };
+    if body.has_remaining() {
+        debug!(api = ?key, version, extra = body.remaining(), "request has trailing bytes");
+    }
+    let broker = broker.clone();
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let span =
+        tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
+    Dispatch::Respond(Box::pin(
+        async move {
+            let started = Instant::now();
+            let response = handle(&broker, &header, request).await;
+            broker.metrics.observe_request(key, started.elapsed());
+            let response = response?;
+            encode_response(key, version, correlation_id, response)
+        }
+        .instrument(span),
+    ))
+}
+
+async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let v = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r)),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, v, r).await?),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, v, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, v, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, v, r))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, v, r))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(broker, v, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, v, r))
+        }
+        other => {
+            // dispatch() only lets through the APIs in SUPPORTED, all matched above.
+            warn!(request = ?std::mem::discriminant(&other), "request routed without a handler");
+            return None;
+        }
+    })
+}
+
+fn encode_response(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: ResponseKind,
+) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.extend_from_slice(&[0; 4]);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encoded = header
+        .encode(&mut buf, key.response_header_version(version))
+        .and_then(|()| response.encode(&mut buf, version));
+    if let Err(error) = encoded {
+        warn!(api = ?key, version, %error, "encoding response failed");
+        return None;
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Some(buf.freeze())
+}

@@ -1,0 +1,234 @@
+//! DescribeConfigs (key 32) and IncrementalAlterConfigs (key 44).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::config::{TopicConfigs, BROKER_SETTINGS, TOPIC_CONFIGS};
+use crate::error::BrokerError;
+
+/// v3 adds config types and documentation; v4 is flexible.
+pub(crate) const DESCRIBE_VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
+/// v1 is flexible.
+pub(crate) const ALTER_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's ConfigSource codes.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Every config of a topic: its override or the broker default.
+pub(crate) fn describe_topic_configs(
+    broker: &Broker,
+    configs: &TopicConfigs,
+) -> Vec<DescribeConfigsResourceResult> {
+    let settings = broker.topics.settings();
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, overridden) = configs.effective(def.name, settings);
+            let broker_source = if settings.is_overridden(def.broker_key) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            let mut synonyms = Vec::new();
+            if overridden {
+                synonyms.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(text(def.name))
+                        .with_value(Some(text(value)))
+                        .with_source(SOURCE_DYNAMIC_TOPIC),
+                );
+            }
+            synonyms.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(text(def.broker_key))
+                    .with_value(Some(text(settings.get(def.broker_key))))
+                    .with_source(broker_source),
+            );
+            DescribeConfigsResourceResult::default()
+                .with_name(text(def.name))
+                .with_value(Some(text(value)))
+                .with_config_source(if overridden {
+                    SOURCE_DYNAMIC_TOPIC
+                } else {
+                    broker_source
+                })
+                .with_config_type(def.kind.type_code())
+                .with_synonyms(synonyms)
+        })
+        .collect()
+}
+
+fn describe_broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+    let settings = broker.topics.settings();
+    BROKER_SETTINGS
+        .iter()
+        .map(|def| {
+            let source = if settings.is_overridden(def.name) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            let value = Some(text(settings.get(def.name)));
+            DescribeConfigsResourceResult::default()
+                .with_name(text(def.name))
+                .with_value(value.clone())
+                .with_read_only(true)
+                .with_config_source(source)
+                .with_config_type(def.kind.type_code())
+                .with_synonyms(vec![DescribeConfigsSynonym::default()
+                    .with_name(text(def.name))
+                    .with_value(value)
+                    .with_source(source)])
+        })
+        .collect()
+}
+
+fn is_this_broker(broker: &Broker, name: &str) -> bool {
+    name.is_empty() || name == broker.identity.node_id.to_string()
+}
+
+/// Answers DescribeConfigs.
+pub(crate) fn describe(
+    broker: &Arc<Broker>,
+    _version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let entry = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let configs = match resource.resource_type {
+                RESOURCE_TOPIC => match broker.topics.get(&name) {
+                    Some(topic) => Ok(describe_topic_configs(broker, &topic.configs)),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name:?} does not exist"),
+                    )),
+                },
+                RESOURCE_BROKER if is_this_broker(broker, &name) => {
+                    Ok(describe_broker_configs(broker))
+                }
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!("broker {name:?} is not this broker"),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                )),
+            };
+            match configs {
+                Ok(mut configs) => {
+                    if let Some(keys) = &resource.configuration_keys {
+                        configs.retain(|c| keys.contains(&c.name));
+                    }
+                    if !request.include_synonyms {
+                        for c in &mut configs {
+                            c.synonyms.clear();
+                        }
+                    }
+                    entry.with_configs(configs)
+                }
+                Err((code, message)) => entry
+                    .with_error_code(code.code())
+                    .with_error_message(Some(text(&message))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Answers IncrementalAlterConfigs: SET and DELETE of topic configs.
+pub(crate) fn incremental_alter(
+    broker: &Arc<Broker>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let result: Result<(), (ResponseError, String)> = match resource.resource_type {
+                RESOURCE_TOPIC => (|| {
+                    let topic = broker
+                        .topics
+                        .get(&name)
+                        .ok_or((ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist")))?;
+                    let mut configs = topic.configs.clone();
+                    for op in &resource.configs {
+                        let key = op.name.to_string();
+                        match op.config_operation {
+                            OP_SET => {
+                                let value = op.value.as_ref().map(|v| v.to_string()).ok_or((
+                                    ResponseError::InvalidRequest,
+                                    format!("config {key} has a null value"),
+                                ))?;
+                                TopicConfigs::validate(&key, &value).map_err(|e| {
+                                    let e = BrokerError::from(e);
+                                    (e.kafka(), e.to_string())
+                                })?;
+                                configs.0.insert(key, value);
+                            }
+                            OP_DELETE => {
+                                if !TOPIC_CONFIGS.iter().any(|d| d.name == key) {
+                                    return Err((ResponseError::InvalidConfig, format!("unknown topic config {key:?}")));
+                                }
+                                configs.0.remove(&key);
+                            }
+                            other => {
+                                return Err((
+                                    ResponseError::InvalidRequest,
+                                    format!("operation {other} on {key}: APPEND and SUBTRACT need a list config, and none is alterable"),
+                                ))
+                            }
+                        }
+                    }
+                    if request.validate_only {
+                        return Ok(());
+                    }
+                    broker.topics.set_configs(&name, configs).map_err(|e| (e.kafka(), e.to_string()))
+                })(),
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    "broker settings are static; set them with --set at start-up".to_string(),
+                )),
+                other => Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
+            };
+            let entry = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match result {
+                Ok(()) => entry,
+                Err((code, message)) => entry.with_error_code(code.code()).with_error_message(Some(text(&message))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,59 @@
+//! DeleteTopics (key 20).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+/// v6 names topics by name or id.
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
+
+/// Answers DeleteTopics.
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
+    };
+    let responses = wanted
+        .into_iter()
+        .map(|(name, id)| {
+            let result = match &name {
+                Some(n) => broker.topics.delete(n.0.as_str()),
+                None => match broker.topics.get_by_id(id) {
+                    Some(t) => broker.topics.delete(&t.name),
+                    None => Err(BrokerError::UnknownTopicId),
+                },
+            };
+            let entry = DeletableTopicResult::default()
+                .with_name(name)
+                .with_topic_id(id);
+            match result {
+                Ok(topic) => entry
+                    .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+                    .with_topic_id(topic.id),
+                Err(e) => entry
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

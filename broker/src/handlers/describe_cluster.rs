@@ -1,0 +1,42 @@
+//! DescribeCluster (key 60): the brokers and the controller.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+
+/// v1 adds the endpoint type; v2 the fenced-broker flag.
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
+
+/// Endpoint type 1: brokers (2 would be controllers).
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+/// Answers DescribeCluster.
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.identity.node_id))
+        .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
+        .with_cluster_authorized_operations(i32::MIN);
+    if version >= 1 && request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "only broker endpoints (endpoint type 1) are served",
+            )));
+    }
+    let id = &broker.identity;
+    response.with_brokers(vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(id.node_id))
+        .with_host(StrBytes::from_string(id.host.clone()))
+        .with_port(id.port)
+        .with_rack(id.rack.clone().map(StrBytes::from_string))])
+}

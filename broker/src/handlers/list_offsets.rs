@@ -1,0 +1,104 @@
+//! ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offsets.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::topics::Partition;
+
+/// v1 is the first without the old offsets array; v7 adds MAX_TIMESTAMP,
+/// v8 EARLIEST_LOCAL (tiered storage, equal to earliest here).
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// The offset and timestamp for one query.
+fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), BrokerError> {
+    partition.with_log(|log| match timestamp {
+        LATEST => Ok((log.log_end_offset(), -1)),
+        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
+        MAX_TIMESTAMP => Ok(log
+            .max_timestamp()
+            .map_or((-1, -1), |(ts, offset)| (offset, ts))),
+        t if t < 0 => Err(BrokerError::InvalidRequest(format!(
+            "unknown special timestamp {t}"
+        ))),
+        target => {
+            let Some(found) = log.find_by_timestamp(target)? else {
+                return Ok((-1, -1));
+            };
+            // The batch's max timestamp reaches the target; find the first record that does.
+            let mut batch = found.batch.clone();
+            let decoded = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+                BrokerError::InvalidRequest(format!("stored batch does not decode: {e}"))
+            })?;
+            Ok(decoded
+                .records
+                .iter()
+                .find(|r| r.timestamp >= target)
+                .map_or(
+                    (found.header.last_offset(), found.header.max_timestamp),
+                    |r| (r.offset, r.timestamp),
+                ))
+        }
+    })
+}
+
+/// Answers ListOffsets.
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|wanted| {
+            let name = wanted.name.0.to_string();
+            let partitions = wanted
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let result =
+                        broker
+                            .topics
+                            .partition(&name, p.partition_index)
+                            .and_then(|part| {
+                                if p.timestamp == MAX_TIMESTAMP && version < 7 {
+                                    return Err(BrokerError::InvalidRequest(
+                                        "MAX_TIMESTAMP needs ListOffsets v7".into(),
+                                    ));
+                                }
+                                lookup(&part, p.timestamp)
+                            });
+                    match result {
+                        Ok((offset, timestamp)) => base
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(if offset >= 0 { 0 } else { -1 }),
+                        Err(e) => base
+                            .with_error_code(e.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(wanted.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

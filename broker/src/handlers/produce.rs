@@ -1,0 +1,106 @@
+//! Produce (key 0): appends record batches to partition logs.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::metrics::TopicLabel;
+
+/// Advertised from v0 because librdkafka turns compression off when Produce
+/// v0 is missing; v0-2 (message format v0/v1) are refused at dispatch.
+/// v13 (topic ids) is not served yet.
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
+
+fn partition_error(index: i32, error: &BrokerError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+}
+
+/// Appends every partition's batches; `None` when acks=0 (no response).
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    _version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let acks_error = (!matches!(acks, -1..=1)).then_some(BrokerError::InvalidRequiredAcks(acks));
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.to_string();
+        let topic = match &acks_error {
+            Some(_) => None,
+            None => broker.topics.get_or_auto_create(&name).ok(),
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let result = (|| {
+                if let Some(e) = &acks_error {
+                    return Err(BrokerError::InvalidRequiredAcks(match e {
+                        BrokerError::InvalidRequiredAcks(a) => *a,
+                        _ => acks,
+                    }));
+                }
+                let topic = topic.as_ref().ok_or(BrokerError::UnknownTopicOrPartition)?;
+                let partition = usize::try_from(data.index)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+                    .ok_or(BrokerError::UnknownTopicOrPartition)?;
+                let records = data.records.ok_or_else(|| {
+                    BrokerError::InvalidRequest("partition data has null records".into())
+                })?;
+                if acks == -1 {
+                    // This broker is the whole ISR; min.insync.replicas above 1 cannot be met.
+                    let (min_isr, _) = topic
+                        .configs
+                        .effective("min.insync.replicas", broker.topics.settings());
+                    let min_isr: i64 = min_isr.parse().unwrap_or(1);
+                    if min_isr > 1 {
+                        return Err(BrokerError::NotEnoughReplicas { isr: 1, min_isr });
+                    }
+                }
+                let mut records = BytesMut::from(&records[..]);
+                let info = broker.topics.append(partition, &mut records)?;
+                broker
+                    .metrics
+                    .bytes_in
+                    .get_or_create(&TopicLabel {
+                        topic: name.clone(),
+                    })
+                    .inc_by(records.len() as u64);
+                let log_start = partition.with_log(|log| Ok(log.log_start_offset()))?;
+                Ok((info.base_offset, log_start))
+            })();
+            partitions.push(match result {
+                Ok((base_offset, log_start_offset)) => PartitionProduceResponse::default()
+                    .with_index(data.index)
+                    .with_base_offset(base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(log_start_offset),
+                Err(error) => {
+                    debug!(topic = %name, partition = data.index, %error, "produce refused");
+                    partition_error(data.index, &error)
+                }
+            });
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

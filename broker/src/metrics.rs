@@ -1,0 +1,179 @@
+//! Prometheus metrics and the HTTP endpoint that serves them with `/health`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// Labels of per-API metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// The Kafka API name.
+    pub api: String,
+}
+
+/// Labels of per-topic metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// The topic.
+    pub topic: String,
+}
+
+/// The broker's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests handled, by API.
+    pub requests: Family<ApiLabel, Counter>,
+    /// Request latency in seconds, by API.
+    pub request_latency: Family<ApiLabel, Histogram>,
+    /// Record bytes appended by producers, by topic.
+    pub bytes_in: Family<TopicLabel, Counter>,
+    /// Record bytes served to fetchers, by topic.
+    pub bytes_out: Family<TopicLabel, Counter>,
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Frames refused as malformed, oversized or unsupported.
+    pub bad_requests: Counter,
+    ready: AtomicBool,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~26 s in factors of 2: covers in-memory requests and long polls.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 18,
+    ))
+}
+
+impl Metrics {
+    /// Creates and registers every broker metric.
+    pub fn register() -> Self {
+        let mut registry = Registry::with_prefix("runnel");
+        let requests = Family::<ApiLabel, Counter>::default();
+        let request_latency = Family::<ApiLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let bytes_in = Family::<TopicLabel, Counter>::default();
+        let bytes_out = Family::<TopicLabel, Counter>::default();
+        let connections = Gauge::default();
+        let bad_requests = Counter::default();
+        registry.register("requests", "Kafka requests handled", requests.clone());
+        registry.register(
+            "request_latency_seconds",
+            "Kafka request latency",
+            request_latency.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Record bytes appended by producers",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Record bytes served to fetchers",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "bad_requests",
+            "Frames refused as malformed, oversized or unsupported",
+            bad_requests.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_latency,
+            bytes_in,
+            bytes_out,
+            connections,
+            bad_requests,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one handled request.
+    pub fn observe_request(&self, api: ApiKey, elapsed: Duration) {
+        let label = ApiLabel {
+            api: format!("{api:?}"),
+        };
+        self.requests.get_or_create(&label).inc();
+        self.request_latency
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Marks the broker ready (`/health` answers 200).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` and `/health` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => { debug!(%error, "metrics accept failed"); continue; }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let n = match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, content_type, body) = match path {
+                "/metrics" => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    metrics.render(),
+                ),
+                "/health" if metrics.ready.load(Ordering::SeqCst) => {
+                    ("200 OK", "text/plain", "ok\n".to_string())
+                }
+                "/health" => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "starting\n".to_string(),
+                ),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# (e2e/setup.sh), then formatting, lints, unit and property tests, and the
+# integration tests against real broker processes and real Kafka clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+
+step "test dependencies (e2e/setup.sh)"
+bash e2e/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "build the broker for the integration tests"
+cargo build -p runnel-broker
+export RUNNEL_BROKER_BIN="$PWD/target/debug/runnel-broker"
+
+step "integration tests (e2e/run-tests.sh)"
+bash e2e/run-tests.sh "$@"

@@ -54,3 +54,11 @@ pub enum Error {
         end: i64,
     },
 }
+
+/// Wraps an I/O error with the path it happened on.
+pub(crate) fn io_error(path: &std::path::Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -29,7 +29,14 @@ mod error;
 mod index;
 mod log;
 mod segment;
+#[cfg(test)]
+mod test_util;
 
-pub use batch::{validate_batches, BatchHeader, BATCH_HEADER_LEN};
+pub use batch::{
+    compute_crc, set_base_offset_and_leader_epoch, validate_batches, BatchHeader, TimestampType,
+    BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 pub use error::Error;
-pub use log::{AppendInfo, LogConfig, PartitionLog, ReadResult, TimestampMatch};
+pub use log::{
+    AppendInfo, LogConfig, PartitionLog, ReadResult, TimestampMatch, CLEAN_SHUTDOWN_FILE,
+};

@@ -1,11 +1,37 @@
 //! [`PartitionLog`]: the segments of one partition.
+//!
+//! ```text
+//!   log start offset                                   log end offset
+//!   v                                                  v
+//!   [segment 0: sealed][segment 4096: sealed][segment 9000: active]
+//!    ^ retention deletes whole segments here    appends go here ^
+//! ```
+//!
+//! - Appends go to the last (active) segment; it is rolled (sealed, fsynced,
+//!   and a new one created at the log end offset) before an append that would
+//!   take it past `segment.bytes`, or once `segment.ms` has passed since its
+//!   first append.
+//! - Reads find the segment by base offset, then the batch through the
+//!   segment's sparse index.
+//! - `close` writes a `.clean_shutdown` marker, which `open` removes. Without
+//!   it the active segment is fully checked (CRC of every batch) and a torn
+//!   tail cut off. Older segments were fsynced when they were rolled, so only
+//!   their indexes are checked, and rebuilt if missing or damaged.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use tracing::{debug, info, warn};
 
-use crate::batch::BatchHeader;
+use crate::batch::{set_base_offset_and_leader_epoch, validate_batches, BatchHeader};
+use crate::error::io_error;
+use crate::segment::{self, Segment};
 use crate::Error;
+
+/// Name of the marker file `close` leaves behind, telling the next `open`
+/// that the files are complete and need no recovery.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 
 /// Per-topic log settings, named after their Kafka topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +108,12 @@ pub struct TimestampMatch {
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
+    /// Sorted by base offset; never empty, the last one is active.
+    segments: Vec<Segment>,
+    /// Records appended since the last fsync.
+    unflushed_messages: i64,
+    /// When the oldest unflushed append happened.
+    first_unflushed_ms: Option<i64>,
 }
 
 impl PartitionLog {
@@ -89,8 +121,50 @@ impl PartitionLog {
     /// a torn or corrupt tail is truncated at the last valid batch and missing
     /// or damaged indexes are rebuilt.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, Error> {
+        // Segments loaded from disk take their segment.ms clock from their
+        // first batch, and new ones from their first append.
         let _ = now_ms;
-        Ok(PartitionLog { dir: dir.to_path_buf(), config })
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if clean {
+            // Durably gone before anything is written, so a crash from here
+            // on is seen as unclean.
+            std::fs::remove_file(&marker).map_err(|e| io_error(&marker, e))?;
+            sync_dir(dir)?;
+        }
+        let bases = scan_dir(dir)?;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let recover = !clean && i + 1 == bases.len();
+            let (segment, dropped) =
+                Segment::open(dir, base, recover, config.index_interval_bytes)?;
+            if dropped > 0 && i + 1 < bases.len() {
+                warn!(dir = %dir.display(), base_offset = base, bytes_dropped = dropped,
+                    "cut a corrupt tail off a sealed segment; its later offsets are lost");
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0)?);
+            sync_dir(dir)?;
+        }
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            unflushed_messages: 0,
+            first_unflushed_ms: None,
+        };
+        info!(
+            dir = %dir.display(),
+            clean,
+            segments = log.segments.len(),
+            log_start_offset = log.log_start_offset(),
+            log_end_offset = log.log_end_offset(),
+            "opened partition log"
+        );
+        Ok(log)
     }
 
     /// The directory of this log.
@@ -113,16 +187,154 @@ impl PartitionLog {
     /// offset by rewriting each batch's base offset, sets the partition leader
     /// epoch, rolls the segment if due, and flushes per `flush.messages`.
     /// Nothing is appended if any batch is invalid.
-    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, Error> {
-        let _ = (batches, leader_epoch, now_ms);
-        todo!()
+    ///
+    /// Each batch's record count must also match its offset delta
+    /// (`records_count == last_offset_delta + 1`), as Kafka requires of
+    /// producers.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, Error> {
+        let mut headers = validate_batches(batches)?;
+        if headers.is_empty() {
+            return Err(Error::CorruptBatch(
+                "no record batches to append".to_string(),
+            ));
+        }
+        for header in &headers {
+            let size = header.total_size();
+            if size > self.config.max_message_bytes {
+                return Err(Error::MessageTooLarge {
+                    size,
+                    max: self.config.max_message_bytes,
+                });
+            }
+            if i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1 {
+                return Err(Error::CorruptBatch(format!(
+                    "record count {} does not match last offset delta {}",
+                    header.records_count, header.last_offset_delta
+                )));
+            }
+        }
+        let mut next = self.log_end_offset();
+        let mut pos = 0;
+        for header in &mut headers {
+            set_base_offset_and_leader_epoch(&mut batches[pos..], next, leader_epoch)?;
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.next_offset();
+            pos += header.total_size();
+        }
+        self.append_checked(batches, headers, now_ms)
     }
 
     /// Appends batches that already carry their offsets (a follower copying
     /// its leader); the first batch must start at the log end offset.
+    ///
+    /// Every later batch must continue where the one before it ended, too.
+    /// `max.message.bytes` is not applied: the leader already accepted the
+    /// batches, and a follower must not diverge over a config change.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, Error> {
-        let _ = (batches, now_ms);
-        todo!()
+        let headers = validate_batches(batches)?;
+        if headers.is_empty() {
+            return Err(Error::CorruptBatch(
+                "no record batches to append".to_string(),
+            ));
+        }
+        let mut expected = self.log_end_offset();
+        for header in &headers {
+            if header.base_offset != expected {
+                return Err(Error::NonContiguousAppend {
+                    offset: header.base_offset,
+                    end: expected,
+                });
+            }
+            expected = header.next_offset();
+        }
+        self.append_checked(batches, headers, now_ms)
+    }
+
+    /// Appends checked batches whose offsets continue the log.
+    fn append_checked(
+        &mut self,
+        buf: &[u8],
+        headers: Vec<BatchHeader>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, Error> {
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Err(Error::CorruptBatch(
+                "no record batches to append".to_string(),
+            ));
+        };
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        if self.should_roll(buf.len() as u64, last_offset, now_ms) {
+            self.roll(base_offset)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(buf, &headers, interval, now_ms)?;
+        let records: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
+        self.unflushed_messages += records;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush()?;
+        }
+        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            batches: headers,
+        })
+    }
+
+    /// Whether the active segment must be rolled before appending `size`
+    /// bytes ending at `last_offset`: it is not empty and would pass
+    /// `segment.bytes` (or the 4 GiB an index position can address), the
+    /// offsets would not fit its index, or `segment.ms` has passed since its
+    /// first append.
+    fn should_roll(&self, size: u64, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let new_size = active.size() + size;
+        new_size > self.config.segment_bytes
+            || new_size > u64::from(u32::MAX)
+            || u32::try_from(last_offset - active.base_offset()).is_err()
+            || self.time_roll_due(now_ms)
+    }
+
+    /// Whether the non-empty active segment is older than `segment.ms`.
+    fn time_roll_due(&self, now_ms: i64) -> bool {
+        let active = self.active();
+        !active.is_empty()
+            && active
+                .roll_base_ms()
+                .is_some_and(|base| now_ms.saturating_sub(base) > self.config.segment_ms)
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset`.
+    fn roll(&mut self, base_offset: i64) -> Result<(), Error> {
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, base_offset)?;
+        sync_dir(&self.dir)?;
+        self.segments.push(segment);
+        debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to
@@ -130,80 +342,327 @@ impl PartitionLog {
     /// (the high watermark). The first batch is returned even if larger than
     /// `max_bytes` (KIP-74). `offset == log end offset` gives an empty read;
     /// outside `[log start, log end]` is [`Error::OffsetOutOfRange`].
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, Error> {
-        let _ = (offset, max_bytes, max_offset);
-        todo!()
+    ///
+    /// A read may span segments.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadResult, Error> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let mut out = Vec::new();
+        if offset < end {
+            let first = self.segment_index(offset);
+            for segment in &self.segments[first..] {
+                if segment.read_into(offset, max_bytes, max_offset, &mut out)? {
+                    break;
+                }
+            }
+        }
+        Ok(ReadResult {
+            records: Bytes::from(out),
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// The index of the segment whose range holds `offset`: the last one
+    /// with a base offset at or below it (the first if none).
+    fn segment_index(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
     }
 
     /// The first batch whose max timestamp is at or after `timestamp`, if any.
     pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<TimestampMatch>, Error> {
-        let _ = timestamp;
-        todo!()
+        for segment in &self.segments {
+            if segment.max_timestamp().is_none_or(|(ts, _)| ts < timestamp) {
+                continue;
+            }
+            if let Some((pos, header)) = segment.find_by_timestamp(timestamp)? {
+                let batch = segment.read_at(pos, header.total_size())?;
+                return Ok(Some(TimestampMatch {
+                    batch: Bytes::from(batch),
+                    header,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The largest timestamp in the log and the offset of the batch's last
     /// record holding it, for ListOffsets' MAX_TIMESTAMP (-3); `None` if empty.
+    ///
+    /// Of batches sharing the largest timestamp, the earliest is named.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        todo!()
+        self.segments
+            .iter()
+            .filter_map(Segment::max_timestamp)
+            .fold(None, |best, (ts, offset)| match best {
+                Some((best_ts, _)) if best_ts >= ts => best,
+                _ => Some((ts, offset)),
+            })
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.segments.first().map_or(0, Segment::base_offset)
     }
 
     /// The offset the next record will get.
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.active().next_offset()
     }
 
     /// Total bytes of all segments' `.log` files.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.segments.iter().map(Segment::size).sum()
     }
 
     /// The number of segments.
     pub fn segment_count(&self) -> usize {
-        todo!()
+        self.segments.len()
+    }
+
+    /// The base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
     }
 
     /// Deletes whole segments past `retention.ms` / `retention.bytes`, never
     /// the active one, moving the log start offset; returns how many went.
+    ///
+    /// If every segment including the active one is past retention, a new
+    /// empty segment is rolled first so the old active one can go too (as
+    /// Kafka does), and an idle partition really expires.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, Error> {
-        let _ = now_ms;
-        todo!()
+        self.enforce_retention_below(now_ms, i64::MAX)
+    }
+
+    /// [`PartitionLog::enforce_retention`], deleting only segments whose
+    /// offsets are all below `high_watermark`, as Kafka does so that records
+    /// not yet replicated are never deleted.
+    pub fn enforce_retention_below(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<usize, Error> {
+        let count = self.retention_count(now_ms, high_watermark);
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == self.segments.len() {
+            let end = self.log_end_offset();
+            self.roll(end)?;
+        }
+        for _ in 0..count {
+            self.segments[0].delete_files()?;
+            self.segments.remove(0);
+        }
+        sync_dir(&self.dir)?;
+        info!(
+            dir = %self.dir.display(),
+            deleted = count,
+            log_start_offset = self.log_start_offset(),
+            "deleted segments past retention"
+        );
+        Ok(count)
+    }
+
+    /// How many of the oldest segments retention deletes.
+    fn retention_count(&self, now_ms: i64, high_watermark: i64) -> usize {
+        let n = self.segments.len();
+        // An empty active segment holds nothing to delete; a non-empty one
+        // can go after a roll.
+        let limit = if self.active().is_empty() { n - 1 } else { n };
+        let end = self.log_end_offset();
+        let below_high_watermark = |i: usize| {
+            let upper = self.segments.get(i + 1).map_or(end, Segment::base_offset);
+            upper <= high_watermark
+        };
+        let mut count = 0;
+        if self.config.retention_ms >= 0 {
+            while count < limit && below_high_watermark(count) {
+                let expired = match self.segments[count].max_timestamp() {
+                    Some((ts, _)) => now_ms.saturating_sub(ts) > self.config.retention_ms,
+                    // An empty sealed segment holds nothing.
+                    None => true,
+                };
+                if !expired {
+                    break;
+                }
+                count += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let remaining: u64 = self.segments[count..].iter().map(Segment::size).sum();
+            let mut excess = i128::from(remaining) - i128::from(self.config.retention_bytes);
+            while count < limit && below_high_watermark(count) {
+                let size = i128::from(self.segments[count].size());
+                if excess - size < 0 {
+                    break;
+                }
+                excess -= size;
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Rolls the active segment if `segment.ms` has passed (called periodically).
     pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool, Error> {
-        let _ = now_ms;
-        todo!()
+        if !self.time_roll_due(now_ms) {
+            return Ok(false);
+        }
+        let end = self.log_end_offset();
+        self.roll(end)?;
+        Ok(true)
     }
 
     /// fsyncs if `flush.ms` has passed since the oldest unflushed append.
     pub fn flush_if_due(&mut self, now_ms: i64) -> Result<(), Error> {
-        let _ = now_ms;
-        todo!()
+        let due = self
+            .first_unflushed_ms
+            .is_some_and(|first| now_ms.saturating_sub(first) >= self.config.flush_ms);
+        if due {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// fsyncs every unflushed segment and index.
     pub fn flush(&mut self) -> Result<(), Error> {
-        todo!()
+        for segment in &mut self.segments {
+            segment.flush()?;
+        }
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
     }
 
     /// Removes every record at or after `offset` (follower truncation).
+    ///
+    /// `offset` must start a batch (or lie past the log end, a no-op, or in a
+    /// gap between batches); inside a batch is [`Error::CorruptBatch`] and
+    /// nothing is removed. Below the log start offset, everything is removed
+    /// and the log restarts at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), Error> {
-        let _ = offset;
-        todo!()
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let keep = self.segment_index(offset);
+        let pos = match self.segments[keep].find_position(offset)? {
+            Some((pos, header)) if header.base_offset == offset => pos,
+            Some((_, header)) => {
+                return Err(Error::CorruptBatch(format!(
+                    "cannot truncate to offset {offset}: it is inside the batch of offsets {}..={}",
+                    header.base_offset,
+                    header.last_offset()
+                )))
+            }
+            None => self.segments[keep].size(),
+        };
+        while self.segments.len() > keep + 1 {
+            self.segments[self.segments.len() - 1].delete_files()?;
+            self.segments.pop();
+        }
+        self.active_mut().truncate_at(pos, offset)?;
+        sync_dir(&self.dir)?;
+        info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(), "truncated log");
+        Ok(())
+    }
+
+    /// Removes everything and restarts the log empty at `offset`, as a
+    /// follower does when its leader's log starts past its own end.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), Error> {
+        while let Some(segment) = self.segments.last() {
+            segment.delete_files()?;
+            self.segments.pop();
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        sync_dir(&self.dir)?;
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        info!(dir = %self.dir.display(), offset, "truncated log fully");
+        Ok(())
     }
 
     /// Flushes and closes the log, marking it cleanly shut down.
-    pub fn close(self) -> Result<(), Error> {
-        todo!()
+    pub fn close(mut self) -> Result<(), Error> {
+        self.active_mut().seal()?;
+        self.flush()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let file = File::create(&marker).map_err(|e| io_error(&marker, e))?;
+        file.sync_all().map_err(|e| io_error(&marker, e))?;
+        sync_dir(&self.dir)?;
+        debug!(dir = %self.dir.display(), "closed partition log");
+        Ok(())
     }
 
     /// Deletes the log and its directory.
     pub fn delete(self) -> Result<(), Error> {
-        todo!()
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        info!(dir = %dir.display(), "deleted partition log");
+        Ok(())
     }
 }
+
+/// The base offsets of the segments in `dir`, sorted; removes index files
+/// left without their `.log` (a crash while deleting a segment).
+fn scan_dir(dir: &Path) -> Result<Vec<i64>, Error> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        let (Some(stem), Some(extension)) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        let Some(base) = parse_base_offset(stem) else {
+            continue;
+        };
+        match extension {
+            segment::LOG_EXTENSION => logs.push(base),
+            segment::INDEX_EXTENSION | segment::TIME_INDEX_EXTENSION => indexes.push((base, path)),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            warn!(path = %path.display(), "removing index without a log");
+            segment::remove_if_exists(&path)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// Parses a 20-digit segment file stem.
+fn parse_base_offset(stem: &str) -> Option<i64> {
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// fsyncs a directory, making file creations and removals in it durable.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests;

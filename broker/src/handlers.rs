@@ -29,6 +29,9 @@ mod list_offsets;
 mod metadata;
 mod produce;
 
+#[cfg(test)]
+mod tests;
+
 /// Every API served, with the versions served.
 pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Produce, produce::VERSIONS),
@@ -50,8 +53,9 @@ fn served_versions(key: ApiKey) -> Option<VersionRange> {
 
 /// What to do with one frame.
 pub(crate) enum Dispatch {
-    /// Answer with this (in request order); `None` means no response (acks=0).
-    Respond(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
+    /// Answer with this (in request order); `Ok(None)` means no response
+    /// (acks=0), `Err` closes the connection.
+    Respond(Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>),
     /// Close the connection, for this reason.
     Close(String),
 }
@@ -73,6 +77,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             let response = api_versions::unsupported_version();
             return Dispatch::Respond(Box::pin(async move {
                 encode_response(key, 0, correlation_id, ResponseKind::ApiVersions(response))
+                    .map(Some)
             }));
         }
         return Dispatch::Close(format!(
@@ -120,8 +125,10 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             let started = Instant::now();
             let response = handle(&broker, &header, request).await;
             broker.metrics.observe_request(key, started.elapsed());
-            let response = response?;
-            encode_response(key, version, correlation_id, response)
+            match response {
+                Some(response) => encode_response(key, version, correlation_id, response).map(Some),
+                None => Ok(None),
+            }
         }
         .instrument(span),
     ))
@@ -172,7 +179,7 @@ fn encode_response(
     version: i16,
     correlation_id: i32,
     response: ResponseKind,
-) -> Option<Bytes> {
+) -> Result<Bytes, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.extend_from_slice(&[0; 4]);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
@@ -180,10 +187,11 @@ fn encode_response(
         .encode(&mut buf, key.response_header_version(version))
         .and_then(|()| response.encode(&mut buf, version));
     if let Err(error) = encoded {
-        warn!(api = ?key, version, %error, "encoding response failed");
-        return None;
+        return Err(format!(
+            "encoding {key:?} v{version} response failed: {error}"
+        ));
     }
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    Some(buf.freeze())
+    Ok(buf.freeze())
 }

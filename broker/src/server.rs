@@ -59,7 +59,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     connections.wait().await;
 }
 
-type Pending = JoinHandle<Option<Bytes>>;
+type Pending = JoinHandle<Result<Option<Bytes>, String>>;
 
 async fn serve_connection(
     stream: TcpStream,
@@ -74,13 +74,17 @@ async fn serve_connection(
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             match pending.await {
-                Ok(Some(bytes)) => {
+                Ok(Ok(Some(bytes))) => {
                     if let Err(error) = write_half.write_all(&bytes).await {
                         debug!(%peer, %error, "write to client failed");
                         return;
                     }
                 }
-                Ok(None) => {}
+                Ok(Ok(None)) => {}
+                Ok(Err(why)) => {
+                    warn!(%peer, %why, "closing connection");
+                    return;
+                }
                 Err(error) => {
                     warn!(%peer, %error, "request handler failed; closing connection");
                     return;
@@ -125,7 +129,7 @@ async fn serve_connection(
 
 fn spawn<F>(fut: F) -> Pending
 where
-    F: Future<Output = Option<Bytes>> + Send + 'static,
+    F: Future<Output = Result<Option<Bytes>, String>> + Send + 'static,
 {
     tokio::spawn(fut)
 }

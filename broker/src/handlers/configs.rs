@@ -113,7 +113,7 @@ fn is_this_broker(broker: &Broker, name: &str) -> bool {
 /// Answers DescribeConfigs.
 pub(crate) fn describe(
     broker: &Arc<Broker>,
-    _version: i16,
+    version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let results = request
@@ -149,9 +149,12 @@ pub(crate) fn describe(
                     if let Some(keys) = &resource.configuration_keys {
                         configs.retain(|c| keys.contains(&c.name));
                     }
-                    if !request.include_synonyms {
-                        for c in &mut configs {
+                    for c in &mut configs {
+                        if !request.include_synonyms {
                             c.synonyms.clear();
+                        }
+                        if version < 3 {
+                            c.config_type = 0;
                         }
                     }
                     entry.with_configs(configs)

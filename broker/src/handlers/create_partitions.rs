@@ -27,7 +27,7 @@ pub(crate) fn handle(
                     .topics
                     .get(&name)
                     .ok_or(BrokerError::UnknownTopicOrPartition)?;
-                if let Some(assignments) = &t.assignments {
+                if let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
                     let new = (t.count - topic.partitions.len() as i32).max(0) as usize;
                     if assignments.len() != new {
                         return Err(BrokerError::InvalidReplicaAssignment(format!(

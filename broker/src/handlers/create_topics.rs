@@ -151,11 +151,19 @@ pub(crate) fn handle(
                                 .with_is_sensitive(c.is_sensitive)
                         })
                         .collect();
-                    result
-                        .with_topic_id(created.id)
-                        .with_num_partitions(partitions)
-                        .with_replication_factor(replication)
-                        .with_configs(if version >= 5 { Some(configs) } else { None })
+                    let result = if version >= 7 {
+                        result.with_topic_id(created.id)
+                    } else {
+                        result
+                    };
+                    if version >= 5 {
+                        result
+                            .with_num_partitions(partitions)
+                            .with_replication_factor(replication)
+                            .with_configs(Some(configs))
+                    } else {
+                        result
+                    }
                 }
                 Err(e) => {
                     let code = match e {
@@ -166,8 +174,6 @@ pub(crate) fn handle(
                     result
                         .with_error_code(code)
                         .with_error_message(Some(StrBytes::from_string(e.to_string())))
-                        .with_num_partitions(-1)
-                        .with_replication_factor(-1)
                 }
             }
         })

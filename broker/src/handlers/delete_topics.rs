@@ -42,16 +42,30 @@ pub(crate) fn handle(
                     None => Err(BrokerError::UnknownTopicId),
                 },
             };
-            let entry = DeletableTopicResult::default()
-                .with_name(name)
-                .with_topic_id(id);
-            match result {
-                Ok(topic) => entry
-                    .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
-                    .with_topic_id(topic.id),
-                Err(e) => entry
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            let entry = DeletableTopicResult::default().with_name(name);
+            let entry = match result {
+                Ok(topic) => {
+                    let entry =
+                        entry.with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))));
+                    if version >= 6 {
+                        entry.with_topic_id(topic.id)
+                    } else {
+                        entry
+                    }
+                }
+                Err(e) => {
+                    let entry = entry.with_error_code(e.code());
+                    if version >= 5 {
+                        entry.with_error_message(Some(StrBytes::from_string(e.to_string())))
+                    } else {
+                        entry
+                    }
+                }
+            };
+            if version >= 6 && entry.topic_id.is_nil() {
+                entry.with_topic_id(id)
+            } else {
+                entry
             }
         })
         .collect();

@@ -24,8 +24,12 @@ pub(crate) fn handle(
     let response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.identity.node_id))
-        .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
         .with_cluster_authorized_operations(i32::MIN);
+    let response = if version >= 1 {
+        response.with_endpoint_type(ENDPOINT_TYPE_BROKERS)
+    } else {
+        response
+    };
     if version >= 1 && request.endpoint_type != ENDPOINT_TYPE_BROKERS {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
@@ -153,10 +153,15 @@ fn read_once(
                 Ok((records, log_start, end)) => {
                     total += records.len();
                     budget = budget.saturating_sub(records.len());
-                    base.with_high_watermark(end)
+                    let base = base
+                        .with_high_watermark(end)
                         .with_last_stable_offset(end)
-                        .with_log_start_offset(log_start)
-                        .with_records(Some(records))
+                        .with_records(Some(records));
+                    if version >= 5 {
+                        base.with_log_start_offset(log_start)
+                    } else {
+                        base
+                    }
                 }
                 Err(code) => {
                     errors = true;
@@ -166,16 +171,15 @@ fn read_once(
                 }
             });
         }
-        responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(wanted.topic.clone())
-                .with_topic_id(wanted.topic_id)
-                .with_partitions(partitions),
-        );
+        let entry = FetchableTopicResponse::default().with_partitions(partitions);
+        responses.push(if version >= 13 {
+            entry.with_topic_id(wanted.topic_id)
+        } else {
+            entry.with_topic(wanted.topic.clone())
+        });
     }
     let response = FetchResponse::default()
         .with_session_id(0)
         .with_responses(responses);
-    let _ = StrBytes::default;
     (response, total, errors)
 }

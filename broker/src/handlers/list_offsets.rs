@@ -84,10 +84,14 @@ pub(crate) fn handle(
                                 lookup(&part, p.timestamp)
                             });
                     match result {
-                        Ok((offset, timestamp)) => base
-                            .with_offset(offset)
-                            .with_timestamp(timestamp)
-                            .with_leader_epoch(if offset >= 0 { 0 } else { -1 }),
+                        Ok((offset, timestamp)) => {
+                            let base = base.with_offset(offset).with_timestamp(timestamp);
+                            if version >= 4 && offset >= 0 {
+                                base.with_leader_epoch(0)
+                            } else {
+                                base
+                            }
+                        }
                         Err(e) => base
                             .with_error_code(e.code())
                             .with_offset(-1)

@@ -17,20 +17,23 @@ use crate::metrics::TopicLabel;
 /// v13 (topic ids) is not served yet.
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
 
-fn partition_error(index: i32, error: &BrokerError) -> PartitionProduceResponse {
-    PartitionProduceResponse::default()
+fn partition_error(version: i16, index: i32, error: &BrokerError) -> PartitionProduceResponse {
+    let entry = PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(error.code())
         .with_base_offset(-1)
-        .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1)
-        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+        .with_log_append_time_ms(-1);
+    if version >= 8 {
+        entry.with_error_message(Some(StrBytes::from_string(error.to_string())))
+    } else {
+        entry
+    }
 }
 
 /// Appends every partition's batches; `None` when acks=0 (no response).
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
-    _version: i16,
+    version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -82,14 +85,20 @@ pub(crate) async fn handle(
                 Ok((info.base_offset, log_start))
             })();
             partitions.push(match result {
-                Ok((base_offset, log_start_offset)) => PartitionProduceResponse::default()
-                    .with_index(data.index)
-                    .with_base_offset(base_offset)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(log_start_offset),
+                Ok((base_offset, log_start_offset)) => {
+                    let entry = PartitionProduceResponse::default()
+                        .with_index(data.index)
+                        .with_base_offset(base_offset)
+                        .with_log_append_time_ms(-1);
+                    if version >= 5 {
+                        entry.with_log_start_offset(log_start_offset)
+                    } else {
+                        entry
+                    }
+                }
                 Err(error) => {
                     debug!(topic = %name, partition = data.index, %error, "produce refused");
-                    partition_error(data.index, &error)
+                    partition_error(version, data.index, &error)
                 }
             });
         }

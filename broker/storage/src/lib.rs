@@ -16,6 +16,14 @@
 //!     ...
 //! ```
 //!
+//! Only positional I/O (`read_at`/`write_at`) is used, so reads need just
+//! `&PartitionLog` and there is no `unsafe` mmap. [`PartitionLog::close`]
+//! leaves a [`CLEAN_SHUTDOWN_FILE`] marker; when [`PartitionLog::open`] does
+//! not find it, the active segment's batches are all checked (CRC32C
+//! included) and a torn tail is cut off, logged with a `warn!`. Sealed
+//! segments were fsynced when rolled; any missing or damaged index is
+//! rebuilt from its `.log`.
+//!
 //! # Layout
 //! - `batch`: parsing and checking of v2 record batch headers (CRC32C, magic).
 //! - `index`: the offset and time indexes.
@@ -23,6 +31,7 @@
 //! - `log`: [`PartitionLog`], the segments of one partition: roll, retention,
 //!   flush, lookup.
 //! - `error`: [`Error`].
+//! - `test_util` (tests only): encodes valid v2 batches.
 
 mod batch;
 mod error;

@@ -10,7 +10,10 @@
 //! - Appends go to the last (active) segment; it is rolled (sealed, fsynced,
 //!   and a new one created at the log end offset) before an append that would
 //!   take it past `segment.bytes`, or once `segment.ms` has passed since its
-//!   first append.
+//!   first append. (Kafka times this from the first batch's max timestamp;
+//!   the wall clock of the first append is used instead, so producer clocks
+//!   do not matter. After a restart, which loses that time, the first batch's
+//!   max timestamp stands in for it, as in Kafka.)
 //! - Reads find the segment by base offset, then the batch through the
 //!   segment's sparse index.
 //! - `close` writes a `.clean_shutdown` marker, which `open` removes. Without

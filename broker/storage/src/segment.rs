@@ -199,6 +199,9 @@ impl Segment {
         if let Some(pos) = mismatch {
             return Err(self.corrupt(pos, "offset index entry does not name this batch"));
         }
+        if first && indexed_last.is_some() {
+            return Err(self.corrupt(start, "offset index entry points at the end of the log"));
+        }
         if let Some((_, offset)) = max_timestamp {
             if offset >= next_offset {
                 return Err(self.corrupt(
@@ -592,7 +595,7 @@ impl Segment {
     /// Removes the segment's files; the `.log` first, so a crash in between
     /// leaves only orphan indexes, which the next open removes.
     pub(crate) fn delete_files(&self) -> Result<(), Error> {
-        std::fs::remove_file(&self.log_path).map_err(|e| io_error(&self.log_path, e))?;
+        remove_if_exists(&self.log_path)?;
         remove_if_exists(self.offset_index.path())?;
         remove_if_exists(self.time_index.path())
     }

@@ -224,6 +224,41 @@ fn damaged_or_missing_indexes_are_rebuilt_identically() {
 }
 
 #[test]
+fn a_log_cut_behind_its_index_is_recovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut segment = Segment::create(dir.path(), 0).expect("create");
+    let headers = fill(&mut segment, 30);
+    let starts = positions(&headers);
+    segment.seal().expect("seal");
+    let entry = *segment.offset_index().last().expect("an entry");
+    drop(segment);
+
+    // The log ends exactly where the last index entry points.
+    let cut = u64::from(entry.position);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(file_name(0, LOG_EXTENSION)))
+        .expect("open");
+    file.set_len(cut).expect("cut");
+    drop(file);
+
+    let (segment, _) = Segment::open(dir.path(), 0, false, INTERVAL).expect("open");
+    let kept = starts
+        .iter()
+        .position(|&p| p == cut)
+        .expect("cut at a batch start");
+    assert_eq!(segment.size(), cut);
+    assert_eq!(segment.next_offset(), headers[kept].base_offset);
+    let max = headers[..kept].iter().map(|h| h.max_timestamp).max();
+    assert_eq!(segment.max_timestamp().map(|(ts, _)| ts), max);
+    assert!(segment
+        .offset_index()
+        .entries()
+        .iter()
+        .all(|e| u64::from(e.position) < cut));
+}
+
+#[test]
 fn truncate_at_trims_log_and_indexes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut segment = Segment::create(dir.path(), 0).expect("create");

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what Runnel's end-to-end tests need, from the package registries:
+#   - kcat (Debian package), if `kcat` is not on PATH;
+#   - a Python venv with the pinned packages of e2e/requirements.txt.
+# Idempotent: safe to re-run, and quick when everything is already there.
+# The venv lives in ${RUNNEL_CACHE:-$HOME/.cache/runnel}/venv and its packages
+# are reinstalled only when requirements.txt changes (a sha256 stamp).
+set -euo pipefail
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE_DIR="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
+VENV="$CACHE_DIR/venv"
+REQS="$E2E_DIR/requirements.txt"
+STAMP="$VENV/.runnel-requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+log() { echo "setup: $*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- kcat -------------------------------------------------------------------
+if ! command -v kcat >/dev/null 2>&1; then
+    log "kcat not found; installing the Debian package"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y kcat; then
+        log "apt-get install failed; running apt-get update and retrying"
+        as_root apt-get update
+        as_root apt-get install -y kcat
+    fi
+fi
+KCAT="$(command -v kcat)"
+
+# --- Python venv ------------------------------------------------------------
+mkdir -p "$CACHE_DIR"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating venv at $VENV (with $("$PYTHON" --version 2>&1))"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+want_hash="$(sha256sum "$REQS" | cut -d' ' -f1)"
+have_hash="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "$want_hash" != "$have_hash" ]; then
+    log "installing pinned packages from $REQS"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+    # Fail here, not in the middle of a test run, if an install is unusable.
+    "$VENV/bin/python" -c 'import pytest, pytest_timeout, confluent_kafka, kafka, snappy, lz4, zstandard'
+    echo "$want_hash" > "$STAMP"
+else
+    log "venv packages up to date with requirements.txt"
+fi
+
+echo "kcat:   $KCAT ($("$KCAT" -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'))"
+echo "venv:   $VENV"
+echo "python: $VENV/bin/python ($("$VENV/bin/python" --version 2>&1))"
+"$VENV/bin/python" - <<'PY'
+import confluent_kafka, kafka, pytest
+print(f"pytest {pytest.__version__}, confluent-kafka {confluent_kafka.__version__} "
+      f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
+PY

@@ -1,0 +1,227 @@
+"""Admin APIs through confluent_kafka.admin.AdminClient: CreateTopics
+(validate_only, configs, bad names), DeleteTopics, CreatePartitions,
+DescribeConfigs, IncrementalAlterConfigs, DescribeCluster."""
+
+import logging
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, NewTopic, ResourceType)
+
+from harness import (admin, confluent_producer, consume_confluent, create_topic, produce_confluent,
+                     wait_for_topic, wait_until)
+
+log = logging.getLogger("e2e")
+
+T = 60  # seconds for each admin call
+
+
+def error_of(future) -> KafkaError:
+    with pytest.raises(KafkaException) as info:
+        future.result(T)
+    return info.value.args[0]
+
+
+def topic_names(a) -> set[str]:
+    return set(a.list_topics(timeout=T).topics)
+
+
+# ConfigEntry.source comes back as a plain int: compare with ConfigSource.X.value
+
+
+def describe_topic_configs(a, topic) -> dict:
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    return a.describe_configs([res], request_timeout=T)[res].result(T)
+
+
+def test_create_topics_validate_only_and_configs(broker, topic):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: validate_only create of %s succeeds but creates nothing", topic)
+    fut = a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)],
+                          validate_only=True, request_timeout=T)[topic]
+    assert fut.result(T) is None
+    assert topic not in topic_names(a)
+
+    log.info("phase: create %s with 3 partitions and configs retention.ms, segment.bytes, "
+             "max.message.bytes", topic)
+    cfg = {"retention.ms": "123456789", "segment.bytes": "1048576", "max.message.bytes": "65536"}
+    a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1, config=cfg)],
+                    request_timeout=T)[topic].result(T)
+    wait_for_topic(broker.bootstrap, topic, 3)
+
+    log.info("phase: describe_configs shows each config as given at creation, as a topic override")
+    entries = describe_topic_configs(a, topic)
+    for name, value in cfg.items():
+        assert name in entries, f"{name} not described; got {sorted(entries)}"
+        e = entries[name]
+        assert e.value == value, f"{name}={e.value}, created with {value}"
+        assert e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, f"{name} source {e.source}"
+        assert not e.is_default, name
+    log.info("described %d configs, e.g. cleanup.policy=%s", len(entries),
+             entries["cleanup.policy"].value if "cleanup.policy" in entries else "(absent)")
+
+    log.info("phase: creating the same topic again fails with TOPIC_ALREADY_EXISTS")
+    err = error_of(a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                   request_timeout=T)[topic])
+    assert err.code() == KafkaError.TOPIC_ALREADY_EXISTS, err
+
+    log.info("phase: validate_only of an existing topic fails the same way")
+    err = error_of(a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                   validate_only=True, request_timeout=T)[topic])
+    assert err.code() == KafkaError.TOPIC_ALREADY_EXISTS, err
+
+
+@pytest.mark.parametrize("bad_name", ["bad/name", "a" * 300, "..", "spaces in name"],
+                         ids=["slash", "300-chars", "dotdot", "spaces"])
+def test_create_topic_with_invalid_name_fails(broker, bad_name):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: create %r fails with INVALID_TOPIC_EXCEPTION (librdkafka: TOPIC_EXCEPTION)",
+             bad_name[:40])
+    err = error_of(a.create_topics([NewTopic(bad_name, num_partitions=1, replication_factor=1)],
+                                   request_timeout=T)[bad_name])
+    assert err.code() == KafkaError.TOPIC_EXCEPTION, err
+
+    log.info("phase: validate_only gives the same error")
+    err = error_of(a.create_topics([NewTopic(bad_name, num_partitions=1, replication_factor=1)],
+                                   validate_only=True, request_timeout=T)[bad_name])
+    assert err.code() == KafkaError.TOPIC_EXCEPTION, err
+
+    log.info("phase: no such topic exists afterwards")
+    assert bad_name not in topic_names(a)
+
+
+def test_create_topic_with_invalid_config_fails(broker, topic):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: a non-numeric retention.ms is rejected with INVALID_CONFIG")
+    err = error_of(a.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=1, config={"retention.ms": "soon"})],
+        request_timeout=T)[topic])
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+
+    log.info("phase: zero partitions is rejected with INVALID_PARTITIONS")
+    err = error_of(a.create_topics([NewTopic(topic, num_partitions=0, replication_factor=1)],
+                                   request_timeout=T)[topic])
+    assert err.code() == KafkaError.INVALID_PARTITIONS, err
+    assert topic not in topic_names(a)
+
+
+def test_delete_topics(broker, topic):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: create %s and write to it", topic)
+    create_topic(broker.bootstrap, topic, partitions=2)
+    reports = produce_confluent(confluent_producer(broker.bootstrap), topic,
+                                [{"value": b"doomed", "partition": 0}])
+    assert reports[0].error is None
+
+    log.info("phase: delete_topics succeeds and metadata stops listing the topic")
+    assert a.delete_topics([topic], request_timeout=T, operation_timeout=T)[topic].result(T) is None
+    wait_until(lambda: topic not in topic_names(a), timeout=T, what=f"{topic} gone from metadata")
+
+    log.info("phase: its partition directories leave the data dir")
+    wait_until(lambda: not broker.partition_dir(topic, 0).exists() and not broker.partition_dir(topic, 1).exists(),
+               timeout=T, interval=0.5, what="partition dirs of the deleted topic removed")
+
+    log.info("phase: deleting it again fails with UNKNOWN_TOPIC_OR_PART")
+    err = error_of(a.delete_topics([topic], request_timeout=T, operation_timeout=T)[topic])
+    assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+    log.info("phase: a topic of the same name can be created again, empty")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    from harness import watermarks
+    assert watermarks(broker.bootstrap, topic, 0) == (0, 0)
+
+
+def test_create_partitions(broker, topic):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: create %s with 3 partitions", topic)
+    create_topic(broker.bootstrap, topic, partitions=3)
+
+    log.info("phase: create_partitions to 5 total; metadata shows 5 led partitions")
+    assert a.create_partitions([NewPartitions(topic, 5)], request_timeout=T)[topic].result(T) is None
+    wait_for_topic(broker.bootstrap, topic, 5)
+
+    log.info("phase: the new partitions 3 and 4 take records")
+    reports = produce_confluent(confluent_producer(broker.bootstrap), topic,
+                                [{"value": b"p%d" % p, "partition": p} for p in range(5)])
+    assert [(d.error, d.partition, d.offset) for d in reports] == [(None, p, 0) for p in range(5)]
+    got = consume_confluent(broker.bootstrap, topic, {3: 0, 4: 0}, {3: 1, 4: 1})
+    assert sorted((r.partition, r.value) for r in got) == [(3, b"p3"), (4, b"p4")]
+
+    log.info("phase: shrinking to 2 partitions fails with INVALID_PARTITIONS")
+    err = error_of(a.create_partitions([NewPartitions(topic, 2)], request_timeout=T)[topic])
+    assert err.code() == KafkaError.INVALID_PARTITIONS, err
+
+    log.info("phase: validate_only growth to 8 succeeds but changes nothing")
+    assert a.create_partitions([NewPartitions(topic, 8)], validate_only=True,
+                               request_timeout=T)[topic].result(T) is None
+    assert len(a.list_topics(topic=topic, timeout=T).topics[topic].partitions) == 5
+
+    log.info("phase: create_partitions on an unknown topic fails with UNKNOWN_TOPIC_OR_PART")
+    err = error_of(a.create_partitions([NewPartitions(topic + "-nope", 4)], request_timeout=T)[topic + "-nope"])
+    assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+
+def test_incremental_alter_configs(broker, topic):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: create %s with retention.ms=3600000", topic)
+    create_topic(broker.bootstrap, topic, partitions=1, config={"retention.ms": 3600000})
+    assert describe_topic_configs(a, topic)["retention.ms"].value == "3600000"
+
+    def alter(*entries):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
+        return a.incremental_alter_configs([res], request_timeout=T)[res]
+
+    log.info("phase: SET retention.ms=7200000 and max.message.bytes=2000; describe shows both")
+    assert alter(ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
+                 ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)
+                 ).result(T) is None
+    entries = describe_topic_configs(a, topic)
+    assert entries["retention.ms"].value == "7200000"
+    assert entries["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert entries["max.message.bytes"].value == "2000"
+
+    log.info("phase: the altered max.message.bytes is enforced on produce")
+    reports = produce_confluent(confluent_producer(broker.bootstrap, **{"compression.type": "none"}),
+                                topic, [{"value": b"x" * 5000, "partition": 0}])
+    assert reports[0].error is not None and reports[0].error.code() == KafkaError.MSG_SIZE_TOO_LARGE, reports
+
+    log.info("phase: DELETE retention.ms reverts it to the broker default")
+    assert alter(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)
+                 ).result(T) is None
+    e = describe_topic_configs(a, topic)["retention.ms"]
+    assert e.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value, e
+    assert e.value != "7200000", e
+    log.info("retention.ms after DELETE: %s (source %s)", e.value, e.source)
+
+    log.info("phase: SET of an unknown config name fails with INVALID_CONFIG")
+    err = error_of(alter(ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)))
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+
+    log.info("phase: describe_configs of an unknown topic fails with UNKNOWN_TOPIC_OR_PART")
+    res = ConfigResource(ResourceType.TOPIC, topic + "-nope")
+    err = error_of(a.describe_configs([res], request_timeout=T)[res])
+    assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+
+def test_describe_cluster(broker):
+    a = admin(broker.bootstrap)
+
+    log.info("phase: describe_cluster lists this broker at its advertised address")
+    desc = a.describe_cluster(request_timeout=T).result(T)
+    log.info("cluster id %r, controller %s, nodes %s", desc.cluster_id, desc.controller and desc.controller.id,
+             [f"{n.id}@{n.host}:{n.port}" for n in desc.nodes])
+    nodes = {n.id: (n.host, n.port) for n in desc.nodes}
+    assert nodes == {broker.node_id: (broker.host, broker.port)}, nodes
+    assert desc.cluster_id, "empty cluster id"
+
+    log.info("phase: metadata agrees (brokers, cluster id)")
+    md = a.list_topics(timeout=T)
+    assert {b.id: (b.host, b.port) for b in md.brokers.values()} == nodes
+    assert md.cluster_id == desc.cluster_id

@@ -7,6 +7,7 @@ use tracing::info;
 
 use crate::config::BrokerSettings;
 use crate::error::BrokerError;
+use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::topics::TopicTable;
 
@@ -36,6 +37,8 @@ pub struct Broker {
     pub topics: TopicTable,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Consumer groups and committed offsets.
+    pub(crate) groups: GroupCoordinator,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -54,6 +57,8 @@ impl Broker {
             .map_err(|e| BrokerError::MetadataIo(format!("create {}: {e}", data_dir.display())))?;
         let cluster_id = load_or_create_cluster_id(data_dir, identity.node_id)?;
         let topics = TopicTable::open(data_dir, settings.clone())?;
+        let groups = GroupCoordinator::new(&settings);
+        groups.load(&topics)?;
         info!(node_id = identity.node_id, %cluster_id, data_dir = %data_dir.display(), "broker opened");
         Ok(Broker {
             identity,
@@ -61,6 +66,7 @@ impl Broker {
             settings,
             topics,
             metrics,
+            groups,
         })
     }
 }

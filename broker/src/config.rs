@@ -186,6 +186,26 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "true",
     },
     BrokerSettingDef {
+        name: "group.initial.rebalance.delay.ms",
+        kind: Kind::Long(0),
+        default: "3000",
+    },
+    BrokerSettingDef {
+        name: "group.max.session.timeout.ms",
+        kind: Kind::Int(1),
+        default: "1800000",
+    },
+    BrokerSettingDef {
+        name: "group.max.size",
+        kind: Kind::Int(1),
+        default: "2147483647",
+    },
+    BrokerSettingDef {
+        name: "group.min.session.timeout.ms",
+        kind: Kind::Int(1),
+        default: "6000",
+    },
+    BrokerSettingDef {
         name: "log.cleanup.policy",
         kind: Kind::Choice(&["delete"]),
         default: "delete",
@@ -249,6 +269,26 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "num.partitions",
         kind: Kind::Int(1),
         default: "1",
+    },
+    BrokerSettingDef {
+        name: "offset.metadata.max.bytes",
+        kind: Kind::Int(0),
+        default: "4096",
+    },
+    BrokerSettingDef {
+        name: "offsets.retention.check.interval.ms",
+        kind: Kind::Long(1),
+        default: "600000",
+    },
+    BrokerSettingDef {
+        name: "offsets.retention.minutes",
+        kind: Kind::Int(1),
+        default: "10080",
+    },
+    BrokerSettingDef {
+        name: "offsets.topic.num.partitions",
+        kind: Kind::Int(1),
+        default: "50",
     },
     BrokerSettingDef {
         name: "socket.request.max.bytes",

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
+mod groups;
 mod handlers;
 pub mod metrics;
 pub mod server;
@@ -32,9 +33,9 @@ use crate::broker::{Broker, Identity};
 use crate::config::{Args, BrokerSettings};
 use crate::metrics::Metrics;
 
-/// How often segment rolls and time-based flushes are checked; `segment.ms`
-/// and `flush.ms` are honoured to within this.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
+/// How often group timers, segment rolls and time-based flushes are checked;
+/// session timeouts, `segment.ms` and `flush.ms` are honoured to within this.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Args {
     /// Runs the broker until SIGTERM or SIGINT.
@@ -120,12 +121,30 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             .get_i64("log.retention.check.interval.ms")
             .max(1) as u64,
     );
+    let offsets_every = Duration::from_millis(
+        broker
+            .settings
+            .get_i64("offsets.retention.check.interval.ms")
+            .max(1) as u64,
+    );
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_offsets_expiry = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        broker.groups.tick(clock::now_ms());
+        if last_offsets_expiry.elapsed() >= offsets_every {
+            last_offsets_expiry = tokio::time::Instant::now();
+            let b = broker.clone();
+            let expiry = tokio::task::spawn_blocking(move || {
+                b.groups.expire_offsets(&b.topics, clock::now_ms())
+            });
+            if let Err(error) = expiry.await {
+                warn!(%error, "offset expiry task failed");
+            }
         }
         let retention = last_retention.elapsed() >= retention_every;
         if retention {

@@ -1,0 +1,125 @@
+//! OffsetFetch (key 9).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+
+use crate::broker::Broker;
+use crate::groups::offsets::Committed;
+
+/// v2 fetches all topics with a null list, v5 returns leader epochs, v7
+/// `require_stable`, v8 batches groups; v9 belongs to the new consumer protocol.
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
+
+type Found = Vec<(String, i32, Option<Committed>)>;
+
+fn group_offsets(
+    broker: &Broker,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Found {
+    broker.groups.fetch(group_id, wanted)
+}
+
+fn by_topic(found: Found) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+    let mut topics: Vec<(String, Vec<(i32, Option<Committed>)>)> = Vec::new();
+    for (topic, partition, committed) in found {
+        match topics.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, ps)) => ps.push((partition, committed)),
+            None => topics.push((topic, vec![(partition, committed)])),
+        }
+    }
+    topics
+}
+
+/// Answers OffsetFetch.
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let found = group_offsets(broker, g.group_id.0.as_str(), wanted);
+                let topics = by_topic(found)
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(p, c)| {
+                                        let c = c.unwrap_or(Committed {
+                                            offset: -1,
+                                            leader_epoch: -1,
+                                            metadata: String::new(),
+                                            commit_timestamp: -1,
+                                        });
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(c.offset)
+                                            .with_committed_leader_epoch(c.leader_epoch)
+                                            .with_metadata(Some(StrBytes::from_string(c.metadata)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let found = group_offsets(broker, request.group_id.0.as_str(), wanted);
+    let topics = by_topic(found)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(p, c)| {
+                            let c = c.unwrap_or(Committed {
+                                offset: -1,
+                                leader_epoch: -1,
+                                metadata: String::new(),
+                                commit_timestamp: -1,
+                            });
+                            let entry = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(c.offset)
+                                .with_metadata(Some(StrBytes::from_string(c.metadata)));
+                            if version >= 5 {
+                                entry.with_committed_leader_epoch(c.leader_epoch)
+                            } else {
+                                entry
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}

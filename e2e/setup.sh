@@ -37,7 +37,14 @@ mkdir -p "$CACHE_DIR"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     log "creating venv at $VENV (with $("$PYTHON" --version 2>&1))"
     rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        # Debian's own python3 needs python3-venv for ensurepip
+        log "python -m venv failed; installing python3-venv"
+        rm -rf "$VENV"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get install -y python3-venv || { as_root apt-get update && as_root apt-get install -y python3-venv; }
+        "$PYTHON" -m venv "$VENV"
+    fi
 fi
 
 want_hash="$(sha256sum "$REQS" | cut -d' ' -f1)"

@@ -215,6 +215,7 @@ class Broker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNEL_")}
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain log files
         self.starts += 1
         argv = self.argv()
         with open(self.log_path, "ab") as logf:
@@ -442,11 +443,25 @@ def wait_for_topic(bootstrap: str, name: str, partitions: int, timeout: float = 
 
 
 def confluent_producer(bootstrap: str, **conf: Any):
+    """A confluent-kafka Producer (acks=all) whose client-level errors are
+    logged and kept in `.errors`, so that a fatal one (e.g. a feature the
+    broker lacks) fails a test with its own message."""
     from confluent_kafka import Producer
 
-    c = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
+    class RecordingProducer(Producer):
+        errors: list
+
+    errors: list = []
+
+    def on_error(err):
+        log.warning("confluent producer error: %s", err)
+        errors.append(err)
+
+    c = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "error_cb": on_error}
     c.update({k.replace("_", "."): v for k, v in conf.items()})
-    return Producer(c)
+    p = RecordingProducer(c)
+    p.errors = errors
+    return p
 
 
 @dataclass
@@ -476,17 +491,25 @@ def produce_confluent(producer, topic: str, records: Iterable[dict], timeout: fl
                                     msg.value(), err, ts)
         return cb
 
-    for rec in records:
-        reports.append(None)
-        cb = on_delivery(len(reports) - 1)
-        while True:
-            try:
-                producer.produce(topic, on_delivery=cb, **rec)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(timeout)
+    try:
+        for rec in records:
+            reports.append(None)
+            cb = on_delivery(len(reports) - 1)
+            while True:
+                try:
+                    producer.produce(topic, on_delivery=cb, **rec)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+        remaining = producer.flush(timeout)
+    except SystemError as exc:
+        # confluent-kafka raises a fatal client error (KafkaException) while
+        # running our delivery callback, which then surfaces as this
+        cause = exc.__cause__ or exc.__context__
+        raise AssertionError(f"producer failed: {cause!r}") from exc
+    fatal = [e for e in getattr(producer, "errors", []) if e.fatal()]
+    assert not fatal, f"producer hit a fatal error: {fatal[0]}"
     assert remaining == 0, f"{remaining} records still undelivered after {timeout}s flush"
     assert all(r is not None for r in reports), "a delivery report is missing"
     return reports  # type: ignore[return-value]

@@ -22,6 +22,8 @@ MAX_QUEUED = 2000
 # Bounds on the producer's run, whatever happens.
 MAX_RECORDS = 200_000
 MAX_RUN_S = 240
+# kill -9 / restart cycles under the running producer
+KILLS = 3
 
 
 def value_of(i: int) -> bytes:
@@ -89,19 +91,19 @@ def test_acked_records_survive_kill9(broker_factory, request):
     thread.start()
     try:
         wait_until(lambda: n_acked() >= 3000, timeout=60, what="3000 acknowledged records")
+        for cycle in range(1, KILLS + 1):
+            log.info("phase: kill -9 #%d of the broker while the producer runs", cycle)
+            b.kill9()
+            acked_at_kill, sent_at_kill = n_acked(), sent[0]
+            log.info("at kill: %d produced, %d acknowledged", sent_at_kill, acked_at_kill)
+            wait_until(lambda: sent[0] >= sent_at_kill + 200 or len(producer) >= MAX_QUEUED,
+                       timeout=30, what="producer to keep producing into the dead broker")
+            log.info("producer went on: %d produced, %d queued", sent[0], len(producer))
 
-        log.info("phase: kill -9 the broker while the producer runs")
-        b.kill9()
-        acked_at_kill, sent_at_kill = n_acked(), sent[0]
-        log.info("at kill: %d produced, %d acknowledged", sent_at_kill, acked_at_kill)
-        wait_until(lambda: sent[0] >= sent_at_kill + 200 or len(producer) >= MAX_QUEUED,
-                   timeout=30, what="producer to keep producing into the dead broker")
-        log.info("producer went on: %d produced, %d queued", sent[0], len(producer))
-
-        log.info("phase: restart the broker on the same data dir; the producer resumes")
-        b.restart()
-        wait_until(lambda: n_acked() >= acked_at_kill + 3000, timeout=120,
-                   what="3000 more acknowledgements after the restart")
+            log.info("phase: restart #%d on the same data dir; the producer resumes", cycle)
+            b.restart()
+            wait_until(lambda: n_acked() >= acked_at_kill + 3000, timeout=120,
+                       what="3000 more acknowledgements after the restart")
     finally:
         log.info("phase: stop the producer and collect every delivery report")
         thread.join_checked(timeout=240)

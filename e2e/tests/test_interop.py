@@ -6,6 +6,8 @@ consumers use assign() at explicit offsets and never commit.
 
 import logging
 
+import pytest
+
 from harness import (confluent_producer, consume_confluent, consume_kafka_python, create_topic,
                      kp_producer, produce_confluent, watermarks)
 
@@ -89,6 +91,7 @@ def test_confluent_writes_kafka_python_reads_and_back(broker, topic):
         assert watermarks(broker.bootstrap, topic, p) == (0, kp_end[p])
 
 
+@pytest.mark.idempotence
 def test_kafka_python_default_idempotent_producer(broker, topic):
     """kafka-python enables idempotence by default (InitProducerId, producer id
     and sequence numbers in each batch); an unchanged client must work."""
@@ -110,6 +113,7 @@ def test_kafka_python_default_idempotent_producer(broker, topic):
     assert [(r.offset, r.value) for r in got] == [(i, f"idem-{i}".encode()) for i in range(20)]
 
 
+@pytest.mark.idempotence
 def test_confluent_idempotent_producer(broker, topic):
     log.info("phase: create topic %s", topic)
     create_topic(broker.bootstrap, topic, partitions=1)

@@ -9,6 +9,7 @@ use crate::config::BrokerSettings;
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::producers::ProducerIdManager;
 use crate::topics::TopicTable;
 
 /// How this broker is reached and named.
@@ -39,6 +40,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Consumer groups and committed offsets.
     pub(crate) groups: GroupCoordinator,
+    /// Producer ids for idempotent producers.
+    pub(crate) producer_ids: ProducerIdManager,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -59,6 +62,7 @@ impl Broker {
         let topics = TopicTable::open(data_dir, settings.clone())?;
         let groups = GroupCoordinator::new(&settings);
         groups.load(&topics)?;
+        let producer_ids = ProducerIdManager::open(data_dir)?;
         info!(node_id = identity.node_id, %cluster_id, data_dir = %data_dir.display(), "broker opened");
         Ok(Broker {
             identity,
@@ -67,6 +71,7 @@ impl Broker {
             topics,
             metrics,
             groups,
+            producer_ids,
         })
     }
 }

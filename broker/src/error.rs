@@ -76,6 +76,9 @@ pub enum BrokerError {
         /// The topic's `min.insync.replicas`.
         min_isr: i64,
     },
+    /// An idempotent producer's batch was refused (sequence or epoch).
+    #[error("producer batch refused: {0}")]
+    Producer(ResponseError),
     /// Writing broker metadata failed.
     #[error("metadata i/o: {0}")]
     MetadataIo(String),
@@ -97,6 +100,7 @@ impl BrokerError {
             BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
             BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            BrokerError::Producer(e) => *e,
             BrokerError::MetadataIo(_) => ResponseError::KafkaStorageError,
             BrokerError::Storage(e) => match e {
                 S::Io { .. } => ResponseError::KafkaStorageError,

@@ -29,6 +29,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -67,6 +68,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
 ];
 
 /// What a handler may need to know about the request beyond its body.
@@ -234,6 +236,9 @@ async fn handle(
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, v, r))
         }
         other => {
             // dispatch() only lets through the APIs in SUPPORTED, all matched above.

@@ -18,6 +18,7 @@ pub mod error;
 mod groups;
 mod handlers;
 pub mod metrics;
+mod producers;
 pub mod server;
 pub mod topics;
 

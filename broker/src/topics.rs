@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use runnel_storage::{AppendInfo, PartitionLog};
+use kafka_protocol::ResponseError;
+use runnel_storage::PartitionLog;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -23,12 +24,32 @@ use uuid::Uuid;
 
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::error::BrokerError;
+use crate::producers::{ProducerStateTable, SequenceCheck};
 
 /// The longest legal topic name, as in Kafka.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// The file holding topic metadata in the data directory.
 const TOPICS_FILE: &str = "__runnel_topics.json";
+
+/// What a partition's lock guards: its log and its producers' sequence state,
+/// kept together so a sequence check and its append are one step.
+#[derive(Debug)]
+struct PartitionData {
+    log: PartitionLog,
+    producers: ProducerStateTable,
+}
+
+/// What a produce to one partition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The offset of the first record.
+    pub base_offset: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+    /// Whether the batches were a retry already in the log (nothing appended).
+    pub duplicate: bool,
+}
 
 /// One partition of a topic: its log.
 #[derive(Debug)]
@@ -37,7 +58,7 @@ pub struct Partition {
     pub topic: String,
     /// The partition index.
     pub index: i32,
-    log: Mutex<Option<PartitionLog>>,
+    data: Mutex<Option<PartitionData>>,
 }
 
 impl Partition {
@@ -48,21 +69,78 @@ impl Partition {
     ) -> Result<R, BrokerError> {
         let mut guard = self.lock();
         match guard.as_mut() {
-            Some(log) => f(log),
+            Some(data) => f(&mut data.log),
             None => Err(BrokerError::UnknownTopicOrPartition),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
+    /// Appends as leader, checking idempotent producers' sequences first.
+    fn append(&self, records: &mut [u8]) -> Result<Appended, BrokerError> {
+        let mut guard = self.lock();
+        let data = guard.as_mut().ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let headers = runnel_storage::validate_batches(records)?;
+        for (i, header) in headers.iter().enumerate() {
+            match data.producers.check(header) {
+                SequenceCheck::Append => {}
+                // A retried request: its batches are in the log already.
+                SequenceCheck::Duplicate { base_offset } if i == 0 => {
+                    return Ok(Appended {
+                        base_offset,
+                        log_start_offset: data.log.log_start_offset(),
+                        duplicate: true,
+                    });
+                }
+                SequenceCheck::Duplicate { .. } => {
+                    return Err(BrokerError::Producer(
+                        ResponseError::DuplicateSequenceNumber,
+                    ))
+                }
+                SequenceCheck::Reject(error) => return Err(BrokerError::Producer(error)),
+            }
+        }
+        let info = data.log.append(records, 0, now_ms())?;
+        for header in &info.batches {
+            data.producers.record(header);
+        }
+        Ok(Appended {
+            base_offset: info.base_offset,
+            log_start_offset: data.log.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Writes the producer state snapshot if it changed.
+    fn snapshot_producers(&self) -> Result<(), BrokerError> {
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(data) if data.producers.is_dirty() => {
+                let end = data.log.log_end_offset();
+                data.producers.write_snapshot(data.log.dir(), end)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<PartitionData>> {
         // A panic while holding the lock leaves the log as it was on disk;
         // carry on with it rather than poisoning the partition forever.
-        self.log
+        self.data
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn take(&self) -> Option<PartitionLog> {
-        self.lock().take()
+        self.lock().take().map(|data| data.log)
+    }
+
+    /// Snapshots producer state and closes the log (clean shutdown).
+    fn close(&self) -> Result<(), BrokerError> {
+        if let Some(mut data) = self.lock().take() {
+            let end = data.log.log_end_offset();
+            data.producers.write_snapshot(data.log.dir(), end)?;
+            data.log.close()?;
+        }
+        Ok(())
     }
 }
 
@@ -191,10 +269,11 @@ impl TopicTable {
     ) -> Result<Arc<Partition>, BrokerError> {
         let dir = self.data_dir.join(format!("{topic}-{index}"));
         let log = PartitionLog::open(&dir, configs.log_config(&self.settings), now_ms())?;
+        let producers = ProducerStateTable::load(&log)?;
         Ok(Arc::new(Partition {
             topic: topic.to_string(),
             index,
-            log: Mutex::new(Some(log)),
+            data: Mutex::new(Some(PartitionData { log, producers })),
         }))
     }
 
@@ -418,10 +497,12 @@ impl TopicTable {
         &self,
         partition: &Partition,
         records: &mut [u8],
-    ) -> Result<AppendInfo, BrokerError> {
-        let info = partition.with_log(|log| Ok(log.append(records, 0, now_ms())?))?;
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(info)
+    ) -> Result<Appended, BrokerError> {
+        let appended = partition.append(records)?;
+        if !appended.duplicate {
+            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(appended)
     }
 
     /// A receiver that changes whenever any partition gets records.
@@ -434,6 +515,12 @@ impl TopicTable {
         let now = now_ms();
         for topic in self.all() {
             for partition in &topic.partitions {
+                if retention {
+                    // Before retention drops batches, so their producers' state survives them.
+                    if let Err(error) = partition.snapshot_producers() {
+                        warn!(topic = %topic.name, partition = partition.index, %error, "producer state snapshot failed");
+                    }
+                }
                 let result = partition.with_log(|log| {
                     log.roll_if_due(now)?;
                     log.flush_if_due(now)?;
@@ -457,10 +544,8 @@ impl TopicTable {
     pub fn close(&self) {
         for topic in self.all() {
             for partition in &topic.partitions {
-                if let Some(log) = partition.take() {
-                    if let Err(error) = log.close() {
-                        warn!(topic = %topic.name, partition = partition.index, %error, "closing log failed");
-                    }
+                if let Err(error) = partition.close() {
+                    warn!(topic = %topic.name, partition = partition.index, %error, "closing log failed");
                 }
             }
         }

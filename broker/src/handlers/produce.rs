@@ -73,16 +73,17 @@ pub(crate) async fn handle(
                     }
                 }
                 let mut records = BytesMut::from(&records[..]);
-                let info = broker.topics.append(partition, &mut records)?;
-                broker
-                    .metrics
-                    .bytes_in
-                    .get_or_create(&TopicLabel {
-                        topic: name.clone(),
-                    })
-                    .inc_by(records.len() as u64);
-                let log_start = partition.with_log(|log| Ok(log.log_start_offset()))?;
-                Ok((info.base_offset, log_start))
+                let appended = broker.topics.append(partition, &mut records)?;
+                if !appended.duplicate {
+                    broker
+                        .metrics
+                        .bytes_in
+                        .get_or_create(&TopicLabel {
+                            topic: name.clone(),
+                        })
+                        .inc_by(records.len() as u64);
+                }
+                Ok((appended.base_offset, appended.log_start_offset))
             })();
             partitions.push(match result {
                 Ok((base_offset, log_start_offset)) => {

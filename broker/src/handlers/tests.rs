@@ -327,6 +327,11 @@ fn request_for(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, now: i64)
             DeleteGroupsRequest::default()
                 .with_groups_names(vec![GroupId(s(&format!("join-v{}", version + 4)))]),
         ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        ),
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -369,6 +374,7 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DescribeGroups(r) => r.groups[0].error_code,
         ResponseKind::DeleteGroups(r) => r.results[0].error_code,
         ResponseKind::OffsetDelete(r) => r.error_code.max(r.topics[0].partitions[0].error_code),
+        ResponseKind::InitProducerId(r) => r.error_code,
         _ => -1,
     }
 }

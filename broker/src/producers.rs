@@ -1,0 +1,364 @@
+//! Idempotent producers: producer ids, and per-partition sequence state that
+//! turns a retried batch into a no-op and rejects gaps.
+//!
+//! ```text
+//!   InitProducerId ─▶ ProducerIdManager (blocks of ids persisted in DATA/producer_ids)
+//!   Produce batch (pid, epoch, first..last seq)
+//!        ─▶ ProducerStateTable::check ─▶ Append | Duplicate(original offsets) | Error
+//!        ─▶ after the append: ProducerStateTable::record
+//!   close / housekeeping ─▶ producer_state.snapshot beside the log (JSON),
+//!   open ─▶ snapshot + replay of the batches after its offset
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kafka_protocol::ResponseError;
+use runnel_storage::{BatchHeader, PartitionLog};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::BrokerError;
+
+/// Batches remembered per producer for duplicate detection; Kafka keeps 5,
+/// matching the client's maximum in-flight requests with idempotence.
+const CACHED_BATCHES: usize = 5;
+
+/// Producer ids are handed out from blocks this large, each persisted before use.
+const ID_BLOCK: i64 = 1000;
+
+/// The snapshot file in each partition directory.
+pub(crate) const SNAPSHOT_FILE: &str = "producer_state.snapshot";
+
+/// Bytes read per step when replaying batches at start-up.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct BatchMeta {
+    first_seq: i32,
+    last_seq: i32,
+    first_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+}
+
+/// What to do with an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already in the log at these offsets: acknowledge without appending.
+    Duplicate {
+        /// The original first offset.
+        base_offset: i64,
+    },
+    /// Refuse it.
+    Reject(ResponseError),
+}
+
+/// Sequence state of every producer that wrote to one partition.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+    /// Whether it changed since the last snapshot.
+    #[serde(skip)]
+    dirty: bool,
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerStateTable {
+    /// Decides what to do with a batch (before it is appended).
+    pub(crate) fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return SequenceCheck::Append;
+        }
+        let last_seq = h.base_sequence.wrapping_add(h.last_offset_delta);
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            };
+        };
+        if h.producer_epoch < entry.epoch {
+            return SequenceCheck::Reject(ResponseError::InvalidProducerEpoch);
+        }
+        if h.producer_epoch > entry.epoch {
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: dup.first_offset,
+            };
+        }
+        match entry.batches.back() {
+            Some(last) if h.base_sequence != next_seq(last.last_seq) => {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            }
+            None if h.base_sequence != 0 => {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Remembers an appended batch (its header carries the assigned offsets).
+    pub(crate) fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+            });
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        });
+        while entry.batches.len() > CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+        self.dirty = true;
+    }
+
+    /// Whether anything changed since the last snapshot.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Writes the snapshot for a log ending at `end_offset`.
+    pub(crate) fn write_snapshot(
+        &mut self,
+        dir: &Path,
+        end_offset: i64,
+    ) -> Result<(), BrokerError> {
+        let snapshot = Snapshot {
+            end_offset,
+            producers: self.producers.clone(),
+        };
+        let json = serde_json::to_vec(&snapshot)
+            .map_err(|e| BrokerError::MetadataIo(format!("encode producer state: {e}")))?;
+        crate::clock::write_atomically(&dir.join(SNAPSHOT_FILE), &json).map_err(|e| {
+            BrokerError::MetadataIo(format!("write {}: {e}", dir.join(SNAPSHOT_FILE).display()))
+        })?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Loads the snapshot beside `log` and replays the batches after it.
+    pub(crate) fn load(log: &PartitionLog) -> Result<Self, BrokerError> {
+        let path = log.dir().join(SNAPSHOT_FILE);
+        let end = log.log_end_offset();
+        let mut table = ProducerStateTable::default();
+        let mut from = log.log_start_offset();
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
+                // A snapshot past the log end belongs to records since truncated.
+                Ok(s) if s.end_offset <= end && s.end_offset >= from => {
+                    table.producers = s.producers;
+                    from = s.end_offset;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "ignoring unreadable producer state snapshot")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(BrokerError::MetadataIo(format!(
+                    "read {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        while from < end {
+            let read = log.read(from, REPLAY_READ_BYTES, i64::MAX)?;
+            if read.records.is_empty() {
+                break;
+            }
+            for header in runnel_storage::validate_batches(&read.records)? {
+                if header.last_offset() >= from {
+                    table.record(&header);
+                }
+                from = from.max(header.next_offset());
+            }
+        }
+        table.dirty = false;
+        Ok(table)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    end_offset: i64,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// Hands out producer ids that are never reused, even across restarts.
+#[derive(Debug)]
+pub(crate) struct ProducerIdManager {
+    path: PathBuf,
+    /// (next id, end of the persisted block)
+    next: Mutex<(i64, i64)>,
+}
+
+impl ProducerIdManager {
+    /// Opens the id file in `data_dir`.
+    pub(crate) fn open(data_dir: &Path) -> Result<Self, BrokerError> {
+        let path = data_dir.join("producer_ids");
+        let start = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| BrokerError::MetadataIo(format!("parse {}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => {
+                return Err(BrokerError::MetadataIo(format!(
+                    "read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        // The file holds the end of the last block handed out; start after it.
+        Ok(ProducerIdManager {
+            path,
+            next: Mutex::new((start, start)),
+        })
+    }
+
+    /// The next producer id.
+    pub(crate) fn next_id(&self) -> Result<i64, BrokerError> {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.0 >= next.1 {
+            let end = next.0 + ID_BLOCK;
+            crate::clock::write_atomically(&self.path, end.to_string().as_bytes()).map_err(
+                |e| BrokerError::MetadataIo(format!("write {}: {e}", self.path.display())),
+            )?;
+            next.1 = end;
+        }
+        let id = next.0;
+        next.0 += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: offset,
+            batch_length: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn retried_batch_is_a_duplicate_and_gaps_are_refused() {
+        let mut t = ProducerStateTable::default();
+        let first = header(7, 0, 0, 3, 10);
+        assert_eq!(t.check(&first), SequenceCheck::Append);
+        t.record(&first);
+        assert_eq!(
+            t.check(&header(7, 0, 0, 3, 0)),
+            SequenceCheck::Duplicate { base_offset: 10 }
+        );
+        assert_eq!(
+            t.check(&header(7, 0, 5, 1, 0)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(t.check(&header(7, 0, 3, 1, 0)), SequenceCheck::Append);
+        assert_eq!(
+            t.check(&header(8, 0, 4, 1, 0)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(t.check(&header(-1, -1, -1, 1, 0)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn epochs_fence_and_reset_sequences() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(7, 2, 0, 1, 0));
+        assert_eq!(
+            t.check(&header(7, 1, 1, 1, 0)),
+            SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(t.check(&header(7, 3, 0, 1, 0)), SequenceCheck::Append);
+        assert_eq!(
+            t.check(&header(7, 3, 4, 1, 0)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..7 {
+            t.record(&header(1, 0, i, 1, i64::from(i)));
+        }
+        assert_eq!(
+            t.check(&header(1, 0, 6, 1, 0)),
+            SequenceCheck::Duplicate { base_offset: 6 }
+        );
+        assert_eq!(
+            t.check(&header(1, 0, 2, 1, 0)),
+            SequenceCheck::Duplicate { base_offset: 2 }
+        );
+        assert_eq!(
+            t.check(&header(1, 0, 1, 1, 0)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+    }
+
+    #[test]
+    fn producer_ids_are_not_reused_after_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = ProducerIdManager::open(dir.path()).expect("open");
+        let a = first.next_id().expect("id");
+        let b = first.next_id().expect("id");
+        assert_eq!(b, a + 1);
+        let second = ProducerIdManager::open(dir.path()).expect("reopen");
+        assert!(second.next_id().expect("id") > b);
+    }
+}

@@ -259,7 +259,12 @@ impl GroupCoordinator {
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<(CommitEntry, Option<ResponseError>)>, ResponseError> {
         let known = self.with_group(group_id, false, |g| {
-            g.validate_offset_commit(member_id, instance_id, generation_id)
+            g.accept_offset_commit(
+                member_id,
+                instance_id,
+                generation_id,
+                crate::clock::now_ms(),
+            )
         });
         match known {
             Some(result) => result?,

@@ -1296,7 +1296,9 @@ impl Group {
     }
 
     /// Kafka's `validateOffsetCommit` with `doCommitOffsets`' state check:
-    /// whether an OffsetCommit may be stored.
+    /// whether an OffsetCommit may be stored (the tests' view of
+    /// [`Group::accept_offset_commit`], without its side effect).
+    #[cfg(test)]
     pub(crate) fn validate_offset_commit(
         &self,
         member_id: &str,
@@ -1309,10 +1311,6 @@ impl Group {
 
     /// [`Group::validate_offset_commit`], and on success counts the commit
     /// as a sign of life from the member, as Kafka does.
-    #[allow(
-        dead_code,
-        reason = "for the coordinator's OffsetCommit; it validates only for now"
-    )]
     pub(crate) fn accept_offset_commit(
         &mut self,
         member_id: &str,

@@ -18,6 +18,19 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
 
 type Found = Vec<(String, i32, Option<Committed>)>;
 
+/// Offsets grouped by topic, in the order first seen.
+type ByTopic = Vec<(String, Vec<(i32, Committed)>)>;
+
+/// What OffsetFetch reports for a partition without a commit.
+fn no_commit() -> Committed {
+    Committed {
+        offset: -1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: -1,
+    }
+}
+
 fn group_offsets(
     broker: &Broker,
     group_id: &str,
@@ -26,9 +39,10 @@ fn group_offsets(
     broker.groups.fetch(group_id, wanted)
 }
 
-fn by_topic(found: Found) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
-    let mut topics: Vec<(String, Vec<(i32, Option<Committed>)>)> = Vec::new();
+fn by_topic(found: Found) -> ByTopic {
+    let mut topics: ByTopic = Vec::new();
     for (topic, partition, committed) in found {
+        let committed = committed.unwrap_or_else(no_commit);
         match topics.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, ps)) => ps.push((partition, committed)),
             None => topics.push((topic, vec![(partition, committed)])),
@@ -63,12 +77,6 @@ pub(crate) fn handle(
                                 partitions
                                     .into_iter()
                                     .map(|(p, c)| {
-                                        let c = c.unwrap_or(Committed {
-                                            offset: -1,
-                                            leader_epoch: -1,
-                                            metadata: String::new(),
-                                            commit_timestamp: -1,
-                                        });
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(c.offset)
@@ -101,12 +109,6 @@ pub(crate) fn handle(
                     partitions
                         .into_iter()
                         .map(|(p, c)| {
-                            let c = c.unwrap_or(Committed {
-                                offset: -1,
-                                leader_epoch: -1,
-                                metadata: String::new(),
-                                commit_timestamp: -1,
-                            });
                             let entry = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(c.offset)

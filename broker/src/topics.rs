@@ -556,6 +556,107 @@ impl TopicTable {
 mod tests {
     use super::*;
 
+    fn idempotent_batch(producer_id: i64, sequence: i32, count: i32) -> bytes::BytesMut {
+        use kafka_protocol::indexmap::IndexMap;
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: sequence + i,
+                timestamp: 1_000,
+                key: None,
+                value: Some(bytes::Bytes::from(format!("v{}", sequence + i))),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encodes");
+        buf
+    }
+
+    fn end(table: &TopicTable) -> i64 {
+        table
+            .partition("t", 0)
+            .expect("partition")
+            .with_log(|l| Ok(l.log_end_offset()))
+            .expect("log")
+    }
+
+    #[test]
+    fn retried_batches_are_recognised_after_clean_and_unclean_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
+        {
+            let table = TopicTable::open(dir.path(), settings.clone()).expect("open");
+            table
+                .create("t", 1, TopicConfigs::default(), false)
+                .expect("create");
+            let p = table.partition("t", 0).expect("partition");
+            let first = table
+                .append(&p, &mut idempotent_batch(42, 0, 3))
+                .expect("append");
+            assert!(!first.duplicate);
+            let retry = table
+                .append(&p, &mut idempotent_batch(42, 0, 3))
+                .expect("retry");
+            assert!(retry.duplicate);
+            assert_eq!(retry.base_offset, first.base_offset);
+            assert_eq!(end(&table), 3);
+            table.close(); // writes the snapshot
+        }
+        {
+            let table = TopicTable::open(dir.path(), settings.clone())
+                .expect("reopen after clean shutdown");
+            let p = table.partition("t", 0).expect("partition");
+            assert!(
+                table
+                    .append(&p, &mut idempotent_batch(42, 0, 3))
+                    .expect("retry")
+                    .duplicate
+            );
+            let gap = table.append(&p, &mut idempotent_batch(42, 7, 1));
+            assert!(
+                matches!(
+                    gap,
+                    Err(BrokerError::Producer(
+                        ResponseError::OutOfOrderSequenceNumber
+                    ))
+                ),
+                "{gap:?}"
+            );
+            table
+                .append(&p, &mut idempotent_batch(42, 3, 2))
+                .expect("next in sequence");
+            assert_eq!(end(&table), 5);
+            // No close: as after kill -9, the snapshot is behind the log.
+        }
+        let table = TopicTable::open(dir.path(), settings).expect("reopen after crash");
+        let p = table.partition("t", 0).expect("partition");
+        let retry = table
+            .append(&p, &mut idempotent_batch(42, 3, 2))
+            .expect("retry of the unsnapshotted batch");
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, 3);
+        assert_eq!(end(&table), 5);
+    }
+
     #[test]
     fn topic_names_follow_kafka_rules() {
         assert!(validate_topic_name("orders.v1_eu-west").is_ok());

@@ -528,3 +528,170 @@ fn subscription_topics(metadata: &Bytes) -> Vec<String> {
         .map(|s| s.topics.into_iter().map(|t| t.to_string()).collect())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn settings(extra: &[&str]) -> Arc<BrokerSettings> {
+        let mut pairs = vec!["offsets.topic.num.partitions=3".to_string()];
+        pairs.extend(extra.iter().map(|s| s.to_string()));
+        Arc::new(BrokerSettings::from_pairs(&pairs).expect("valid settings"))
+    }
+
+    fn commit_entry(topic: &str, partition: i32, offset: i64, at: i64) -> CommitEntry {
+        CommitEntry {
+            topic: topic.into(),
+            partition,
+            committed: Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: "m".into(),
+                commit_timestamp: at,
+            },
+        }
+    }
+
+    #[test]
+    fn commits_survive_reopen_and_deletes_stay_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(&[]);
+        {
+            let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
+            topics
+                .create("orders", 2, TopicConfigs::default(), false)
+                .expect("create");
+            let coordinator = GroupCoordinator::new(&s);
+            coordinator.load(&topics).expect("load");
+            let now = crate::clock::now_ms();
+            let results = coordinator
+                .commit(
+                    &topics,
+                    "g1",
+                    "",
+                    None,
+                    -1,
+                    vec![
+                        commit_entry("orders", 0, 5, now),
+                        commit_entry("orders", 1, 7, now),
+                    ],
+                )
+                .expect("simple commit accepted");
+            assert!(results.iter().all(|(_, e)| e.is_none()));
+            coordinator
+                .commit(
+                    &topics,
+                    "g2",
+                    "",
+                    None,
+                    -1,
+                    vec![commit_entry("orders", 0, 9, now)],
+                )
+                .expect("commit");
+            coordinator
+                .delete_offsets(&topics, "g1", &[("orders".into(), 1)])
+                .expect("delete");
+            let unknown = coordinator
+                .commit(
+                    &topics,
+                    "g1",
+                    "",
+                    None,
+                    -1,
+                    vec![commit_entry("missing", 0, 1, now)],
+                )
+                .expect("request accepted");
+            assert_eq!(unknown[0].1, Some(ResponseError::UnknownTopicOrPartition));
+            topics.close();
+        }
+        let topics = TopicTable::open(dir.path(), s.clone()).expect("reopen");
+        let coordinator = GroupCoordinator::new(&s);
+        coordinator.load(&topics).expect("replay");
+        let g1 = coordinator.fetch("g1", None);
+        assert_eq!(g1.len(), 1, "{g1:?}");
+        assert_eq!(g1[0].2.as_ref().map(|c| c.offset), Some(5));
+        assert_eq!(
+            coordinator.fetch("g2", Some(vec![("orders".into(), vec![0, 1])]))[0]
+                .2
+                .as_ref()
+                .map(|c| c.offset),
+            Some(9)
+        );
+        assert_eq!(
+            coordinator.fetch("g2", Some(vec![("orders".into(), vec![1])]))[0].2,
+            None
+        );
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(&["offsets.retention.minutes=1"]);
+        let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
+        topics
+            .create("orders", 1, TopicConfigs::default(), false)
+            .expect("create");
+        let coordinator = GroupCoordinator::new(&s);
+        coordinator.load(&topics).expect("load");
+        let now = crate::clock::now_ms();
+        coordinator
+            .commit(
+                &topics,
+                "old",
+                "",
+                None,
+                -1,
+                vec![commit_entry("orders", 0, 3, now - 120_000)],
+            )
+            .expect("commit");
+        coordinator
+            .commit(
+                &topics,
+                "fresh",
+                "",
+                None,
+                -1,
+                vec![commit_entry("orders", 0, 4, now)],
+            )
+            .expect("commit");
+        coordinator.expire_offsets(&topics, now);
+        assert!(
+            coordinator.fetch("old", None).is_empty(),
+            "expired offsets are gone"
+        );
+        assert_eq!(
+            coordinator.fetch("fresh", None).len(),
+            1,
+            "recent offsets stay"
+        );
+        // The expiry is durable: a replay of the log agrees.
+        let replayed = GroupCoordinator::new(&s);
+        replayed.load(&topics).expect("replay");
+        assert!(replayed.fetch("old", None).is_empty());
+        assert_eq!(replayed.fetch("fresh", None).len(), 1);
+    }
+
+    #[test]
+    fn commits_from_strangers_need_generation_minus_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(&[]);
+        let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
+        topics
+            .create("orders", 1, TopicConfigs::default(), false)
+            .expect("create");
+        let coordinator = GroupCoordinator::new(&s);
+        coordinator.load(&topics).expect("load");
+        let now = crate::clock::now_ms();
+        let refused = coordinator.commit(
+            &topics,
+            "nobody",
+            "member-1",
+            None,
+            3,
+            vec![commit_entry("orders", 0, 1, now)],
+        );
+        assert_eq!(refused.err(), Some(ResponseError::IllegalGeneration));
+    }
+}

@@ -370,6 +370,49 @@ class BrokerFactory:
 
 
 # --------------------------------------------------------------------------
+# segment files
+
+
+@dataclass(frozen=True)
+class BatchHeader:
+    """The fixed header of a Kafka v2 RecordBatch as stored in a .log file."""
+
+    position: int
+    base_offset: int
+    length: int  # bytes after the length field
+    magic: int
+    attributes: int
+    last_offset_delta: int
+    record_count: int
+
+    @property
+    def compression(self) -> str:
+        return {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}.get(self.attributes & 7, "?")
+
+
+def read_batch_headers(path: Path) -> list[BatchHeader]:
+    """Walk a segment file that holds Kafka v2 record batches back to back
+    (as Kafka stores them, and as DESIGN.md says Runnel stores what it
+    receives). A torn tail (a partial last batch) ends the walk."""
+    import struct
+
+    data = path.read_bytes()
+    out = []
+    pos = 0
+    while pos + 61 <= len(data):
+        base_offset, length = struct.unpack_from(">qi", data, pos)
+        if length < 49 or pos + 12 + length > len(data):
+            break
+        magic = data[pos + 16]
+        attributes, last_offset_delta = struct.unpack_from(">hi", data, pos + 21)
+        (record_count,) = struct.unpack_from(">i", data, pos + 57)
+        out.append(BatchHeader(pos, base_offset, length, magic, attributes, last_offset_delta,
+                               record_count))
+        pos += 12 + length
+    return out
+
+
+# --------------------------------------------------------------------------
 # names
 
 

@@ -7,7 +7,7 @@ import kafka.codec
 import pytest
 
 from harness import (confluent_producer, consume_confluent, consume_kafka_python, create_topic,
-                     kp_producer, produce_confluent)
+                     kp_producer, produce_confluent, read_batch_headers)
 
 log = logging.getLogger("e2e")
 
@@ -59,6 +59,17 @@ def test_compressed_batches_round_trip(broker, topic, codec):
         log.warning("kafka-python has no %s codec installed; confluent-kafka only", codec)
 
     end = {0: max(acked) + 1}
+    log.info("phase: the segment files hold the batches as the clients sent them: %s-compressed", codec)
+    batches = [h for seg in broker.segment_files(topic, 0) for h in read_batch_headers(seg)]
+    log.info("%d batches on disk, record counts %s", len(batches), [h.record_count for h in batches])
+    assert batches, f"no record batches found in {broker.partition_dir(topic, 0)}"
+    assert all(h.magic == 2 for h in batches), batches
+    assert {h.compression for h in batches} == {codec}, [h.compression for h in batches]
+    assert sum(h.record_count for h in batches) == end[0]
+    assert max(h.record_count for h in batches) > 1, "no batch holds more than one record"
+    covered = [o for h in batches for o in range(h.base_offset, h.base_offset + h.last_offset_delta + 1)]
+    assert covered == list(range(end[0])), "batch offsets do not tile 0..end-1"
+
     log.info("phase: confluent-kafka reads back identical keys and values at offsets 0..%d", end[0] - 1)
     got = consume_confluent(broker.bootstrap, topic, {0: 0}, end)
     assert {r.offset: (r.key, r.value) for r in got} == acked

@@ -6,7 +6,6 @@ import logging
 import random
 import socket
 import struct
-import time
 
 from harness import (confluent_producer, consume_kafka_python, create_topic, produce_confluent,
                      wait_until)

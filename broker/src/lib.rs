@@ -19,6 +19,7 @@ mod groups;
 mod handlers;
 pub mod metrics;
 mod producers;
+mod records;
 pub mod server;
 pub mod topics;
 

@@ -557,38 +557,15 @@ mod tests {
     use super::*;
 
     fn idempotent_batch(producer_id: i64, sequence: i32, count: i32) -> bytes::BytesMut {
-        use kafka_protocol::indexmap::IndexMap;
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id,
-                producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::from(i),
-                sequence: sequence + i,
-                timestamp: 1_000,
-                key: None,
-                value: Some(bytes::Bytes::from(format!("v{}", sequence + i))),
-                headers: IndexMap::new(),
-            })
+        let entries = (0..count)
+            .map(|i| (None, Some(bytes::Bytes::from(format!("v{}", sequence + i)))))
             .collect();
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encodes");
-        buf
+        let stamp = crate::records::ProducerStamp {
+            id: producer_id,
+            epoch: 0,
+            base_sequence: sequence,
+        };
+        crate::records::encode_batch(entries, 1_000, Some(stamp)).expect("encodes")
     }
 
     fn end(table: &TopicTable) -> i64 {

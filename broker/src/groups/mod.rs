@@ -15,11 +15,8 @@ pub(crate) mod state;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
@@ -315,36 +312,11 @@ impl GroupCoordinator {
         group_id: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<(), BrokerError> {
-        let now = crate::clock::now_ms();
-        let records: Vec<Record> = records
+        let entries = records
             .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(key),
-                value,
-                headers: IndexMap::new(),
-            })
+            .map(|(key, value)| (Some(key), value))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| BrokerError::InvalidRequest(format!("encoding offset records: {e}")))?;
+        let mut buf = crate::records::encode_batch(entries, crate::clock::now_ms(), None)?;
         let partition = topics.partition(
             OFFSETS_TOPIC,
             offsets::partition_for(group_id, self.offsets_partitions),

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use indexmap::IndexMap;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -21,9 +20,6 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 
 use super::{dispatch, Dispatch, SUPPORTED};
@@ -53,37 +49,20 @@ fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
     )
 }
 
-fn records(values: &[&str], base_ts: i64) -> Bytes {
-    let records: Vec<Record> = values
+fn records(values: &[&str], timestamp: i64) -> Bytes {
+    let entries = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: base_ts + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(v.to_string())),
-            headers: IndexMap::new(),
+        .map(|(i, v)| {
+            (
+                Some(Bytes::from(format!("k{i}"))),
+                Some(Bytes::from(v.to_string())),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("records encode");
-    buf.freeze()
+    crate::records::encode_batch(entries, timestamp, None)
+        .expect("records encode")
+        .freeze()
 }
 
 /// Sends one request through `dispatch` and decodes the response.

@@ -166,7 +166,7 @@ class Broker:
         self.settings = {k: str(v) for k, v in (settings or {}).items()}
         self.extra_args = list(extra_args)
         self.binary = Path(binary) if binary else broker_bin()
-        self.port, self.metrics_port = free_ports(2)
+        self.port, self.metrics_port, self.rpc_port = free_ports(3)
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
         self.last_exit_code: Optional[int] = None
@@ -193,6 +193,8 @@ class Broker:
             "--listen", self.bootstrap,
             "--advertise", self.bootstrap,
             "--metrics-listen", self.metrics_addr,
+            # its own gRPC port too, so that brokers of one run never collide
+            "--rpc-listen", f"{self.host}:{self.rpc_port}",
         ]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]

@@ -182,10 +182,13 @@ def test_incremental_alter_configs(broker, topic):
     assert alter(ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
                  ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)
                  ).result(T) is None
-    entries = describe_topic_configs(a, topic)
-    assert entries["retention.ms"].value == "7200000"
+    # An alter is applied through the cluster metadata, which brokers (Kafka's
+    # included) apply a moment later: poll for it to show.
+    entries = wait_until(
+        lambda: (lambda e: e["retention.ms"].value == "7200000" and e["max.message.bytes"].value == "2000"
+                 and e)(describe_topic_configs(a, topic)),
+        timeout=T, what="describe_configs to show the altered values")
     assert entries["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
-    assert entries["max.message.bytes"].value == "2000"
 
     log.info("phase: the altered max.message.bytes is enforced on produce")
     reports = produce_confluent(confluent_producer(broker.bootstrap, **{"compression.type": "none"}),
@@ -195,8 +198,9 @@ def test_incremental_alter_configs(broker, topic):
     log.info("phase: DELETE retention.ms reverts it to the broker default")
     assert alter(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)
                  ).result(T) is None
-    e = describe_topic_configs(a, topic)["retention.ms"]
-    assert e.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value, e
+    e = wait_until(lambda: (lambda e: e.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value and e)(
+        describe_topic_configs(a, topic)["retention.ms"]), timeout=T,
+        what="retention.ms to stop being a topic override")
     assert e.value != "7200000", e
     log.info("retention.ms after DELETE: %s (source %s)", e.value, e.source)
 

@@ -2,23 +2,23 @@
 //! dispatches requests, and writes responses in request order.
 //!
 //! ```text
-//!  socket ─▶ reader ──(request)──▶ tokio::spawn(handler) ─┐
-//!              │                                          │ JoinHandle, in order
-//!              └──────────────▶ bounded queue ────────────┴─▶ writer ─▶ socket
+//!  socket ─▶ reader: frame, decode ──▶ bounded queue of handlers ──▶ runner ─▶ socket
 //! ```
-//! Requests on one connection are handled concurrently (a produce waiting on
-//! its flush does not hold up the parse of the next request), but their
-//! responses go out in the order the requests came, as Kafka requires.
+//! The reader decodes ahead while the runner executes one connection's
+//! requests one at a time, in arrival order, and writes each response before
+//! running the next: so pipelined produce requests are appended in the order
+//! sent (an idempotent producer's sequences depend on it) and responses go
+//! out in request order, as Kafka does per connection.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -59,7 +59,8 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     connections.wait().await;
 }
 
-type Pending = JoinHandle<Result<Option<Bytes>, String>>;
+/// A decoded request's handler, not yet run.
+type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
 
 async fn serve_connection(
     stream: TcpStream,
@@ -73,20 +74,20 @@ async fn serve_connection(
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
+            // One request at a time, in arrival order, as Kafka does per
+            // connection: a produce is appended before the next request on
+            // the connection is looked at, so pipelined batches (and an
+            // idempotent producer's sequences) land in the order sent.
             match pending.await {
-                Ok(Ok(Some(bytes))) => {
+                Ok(Some(bytes)) => {
                     if let Err(error) = write_half.write_all(&bytes).await {
                         debug!(%peer, %error, "write to client failed");
                         return;
                     }
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(why)) => {
+                Ok(None) => {}
+                Err(why) => {
                     warn!(%peer, %why, "closing connection");
-                    return;
-                }
-                Err(error) => {
-                    warn!(%peer, %error, "request handler failed; closing connection");
                     return;
                 }
             }
@@ -111,7 +112,7 @@ async fn serve_connection(
         };
         match handlers::dispatch(&broker, frame, peer) {
             Dispatch::Respond(fut) => {
-                if tx.send(spawn(fut)).await.is_err() {
+                if tx.send(fut).await.is_err() {
                     break;
                 }
             }
@@ -127,13 +128,6 @@ async fn serve_connection(
     broker.metrics.connections.dec();
 }
 
-fn spawn<F>(fut: F) -> Pending
-where
-    F: Future<Output = Result<Option<Bytes>, String>> + Send + 'static,
-{
-    tokio::spawn(fut)
-}
-
 /// Reads one size-prefixed frame; `Ok(None)` on a clean end of stream.
 async fn read_frame<R>(reader: &mut R, max_request: i64) -> Result<Option<BytesMut>, String>
 where
@@ -141,7 +135,18 @@ where
 {
     let size = match reader.read_i32().await {
         Ok(size) => size,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        // The client went away between requests: not a bad frame.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(format!("read failed: {e}")),
     };
     if size < MIN_REQUEST_LEN {

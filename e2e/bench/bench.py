@@ -844,14 +844,17 @@ def report(bench: Bench, info: dict) -> str:
     return "\n".join(out)
 
 
-BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+def markers(mode: str) -> tuple[str, str]:
+    return f"<!-- bench-results:{mode}:begin -->", f"<!-- bench-results:{mode}:end -->"
 
 
-def record_doc(doc: Path, text: str) -> None:
+def record_doc(doc: Path, text: str, mode: str) -> None:
+    """Replaces the doc's section for this mode (between its markers), or appends one."""
+    begin, end = markers(mode)
     body = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in body and END in body:
-        body = body[:body.index(BEGIN)] + block + body[body.index(END) + len(END):]
+    block = f"{begin}\n{text}\n{end}"
+    if begin in body and end in body:
+        body = body[:body.index(begin)] + block + body[body.index(end) + len(end):]
     else:
         body = body.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(body)
@@ -884,7 +887,7 @@ def main() -> int:
     (bench.out / "machine.json").write_text(json.dumps(info, indent=1))
     print(text)
     if args.doc:
-        record_doc(Path(args.doc), text)
+        record_doc(Path(args.doc), text, args.mode)
         log(f"results recorded in {args.doc}")
     log(f"logs and raw results in {bench.out}")
     return 0

@@ -3,11 +3,11 @@
 #
 #   e2e/bench/run.sh [--short|--full] [--no-record] [--reps N] [--systems kafka,runnel]
 #
-#   --short      (default) 1 repetition, 200k-500k records per produce row; under 10 minutes
-#                on a 2-core machine once the one-time set-up below is cached
-#   --full       3 repetitions, 1M-2M records per produce row (about 30-40 minutes)
+#   --short      (default) 1 repetition, 300k-500k records per produce row; about 3 minutes
+#                (under 10) on a 2-core machine once the one-time set-up below is cached
+#   --full       3 repetitions, 1M-2M records per produce row (about 20 minutes)
 #   --smoke      a two-minute check of the harness itself (tiny counts, never recorded)
-#   --no-record  do not rewrite the results section of docs/benchmarks.md
+#   --no-record  do not rewrite this mode's results section of docs/benchmarks.md
 #
 # One-time set-up, cached under ${RUNNEL_CACHE:-$HOME/.cache/runnel}: Kafka's jars
 # (e2e/reference/setup-kafka.sh, mvn), rdkafka_performance built from the

@@ -513,6 +513,21 @@ mod tests {
         Arc::new(BrokerSettings::from_pairs(&pairs).expect("valid settings"))
     }
 
+    /// A topic table with an "orders" topic, and a coordinator loaded over it.
+    fn open_with_orders(
+        dir: &std::path::Path,
+        s: &Arc<BrokerSettings>,
+        partitions: i32,
+    ) -> (TopicTable, GroupCoordinator) {
+        let topics = TopicTable::open(dir, s.clone()).expect("open");
+        topics
+            .create("orders", partitions, TopicConfigs::default(), false)
+            .expect("create");
+        let coordinator = GroupCoordinator::new(s);
+        coordinator.load(&topics).expect("load");
+        (topics, coordinator)
+    }
+
     fn commit_entry(topic: &str, partition: i32, offset: i64, at: i64) -> CommitEntry {
         CommitEntry {
             topic: topic.into(),
@@ -531,12 +546,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(&[]);
         {
-            let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
-            topics
-                .create("orders", 2, TopicConfigs::default(), false)
-                .expect("create");
-            let coordinator = GroupCoordinator::new(&s);
-            coordinator.load(&topics).expect("load");
+            let (topics, coordinator) = open_with_orders(dir.path(), &s, 2);
             let now = crate::clock::now_ms();
             let results = coordinator
                 .commit(
@@ -601,12 +611,7 @@ mod tests {
     fn offsets_of_empty_groups_expire_after_retention() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(&["offsets.retention.minutes=1"]);
-        let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
-        topics
-            .create("orders", 1, TopicConfigs::default(), false)
-            .expect("create");
-        let coordinator = GroupCoordinator::new(&s);
-        coordinator.load(&topics).expect("load");
+        let (topics, coordinator) = open_with_orders(dir.path(), &s, 1);
         let now = crate::clock::now_ms();
         coordinator
             .commit(
@@ -649,12 +654,7 @@ mod tests {
     fn commits_from_strangers_need_generation_minus_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(&[]);
-        let topics = TopicTable::open(dir.path(), s.clone()).expect("open");
-        topics
-            .create("orders", 1, TopicConfigs::default(), false)
-            .expect("create");
-        let coordinator = GroupCoordinator::new(&s);
-        coordinator.load(&topics).expect("load");
+        let (topics, coordinator) = open_with_orders(dir.path(), &s, 1);
         let now = crate::clock::now_ms();
         let refused = coordinator.commit(
             &topics,

@@ -37,22 +37,21 @@ pub(crate) async fn handle(
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let acks_error = (!matches!(acks, -1..=1)).then_some(BrokerError::InvalidRequiredAcks(acks));
+    let invalid_acks = !matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
-        let topic = match &acks_error {
-            Some(_) => None,
-            None => broker.topics.get_or_auto_create(&name).ok(),
+        // Refused requests must not auto-create topics.
+        let topic = if invalid_acks {
+            None
+        } else {
+            broker.topics.get_or_auto_create(&name).ok()
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let result = (|| {
-                if let Some(e) = &acks_error {
-                    return Err(BrokerError::InvalidRequiredAcks(match e {
-                        BrokerError::InvalidRequiredAcks(a) => *a,
-                        _ => acks,
-                    }));
+                if invalid_acks {
+                    return Err(BrokerError::InvalidRequiredAcks(acks));
                 }
                 let topic = topic.as_ref().ok_or(BrokerError::UnknownTopicOrPartition)?;
                 let partition = usize::try_from(data.index)

@@ -1,0 +1,1 @@
+//! Runnel's custom resource types. (Being written.)

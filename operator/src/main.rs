@@ -1,0 +1,2 @@
+//! runnel-operator. (Being written.)
+fn main() {}

@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 mod groups;

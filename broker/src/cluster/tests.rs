@@ -1,0 +1,249 @@
+use super::*;
+use uuid::Uuid;
+
+struct Log {
+    image: ClusterImage,
+    index: u64,
+}
+
+impl Log {
+    fn new() -> Self {
+        Log {
+            image: ClusterImage::default(),
+            index: 0,
+        }
+    }
+
+    fn apply(&mut self, command: MetadataCommand) -> CommandResult {
+        self.index += 1;
+        self.image.apply(self.index, &command)
+    }
+
+    fn register(&mut self, id: i32) -> i64 {
+        let rack = Some(format!("zone-{}", (b'a' + (id as u8 - 1) % 3) as char));
+        match self.apply(MetadataCommand::RegisterBroker {
+            id,
+            rack,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            rpc_address: format!("127.0.0.1:{}", 9100 + id),
+            incarnation: Uuid::new_v4(),
+        }) {
+            CommandResult::BrokerEpoch(e) => e,
+            other => panic!("registration: {other:?}"),
+        }
+    }
+
+    fn create(&mut self, name: &str, partitions: i32, rf: i16) -> CommandResult {
+        self.apply(MetadataCommand::CreateTopic {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            configs: Default::default(),
+            assignment: Assignment::Auto {
+                partitions,
+                replication_factor: rf,
+            },
+        })
+    }
+
+    fn p(&self, topic: &str, index: i32) -> PartitionImage {
+        self.image.partition(topic, index).expect("exists").clone()
+    }
+}
+
+fn three_brokers() -> (Log, Vec<i64>) {
+    let mut log = Log::new();
+    let epochs = (1..=3).map(|id| log.register(id)).collect();
+    (log, epochs)
+}
+
+#[test]
+fn a_fenced_leader_hands_over_to_an_in_sync_replica_with_a_new_epoch() {
+    let (mut log, epochs) = three_brokers();
+    assert_eq!(log.create("t", 3, 3), CommandResult::Ok);
+    let before = log.p("t", 0);
+    let old = before.leader;
+    log.apply(MetadataCommand::FenceBroker {
+        id: old,
+        epoch: epochs[old as usize - 1],
+    });
+    let after = log.p("t", 0);
+    assert_ne!(after.leader, old);
+    assert!(after.leader > 0);
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(!after.isr.contains(&old));
+    // Partitions it followed drop it from the ISR but keep their leader.
+    for i in 0..3 {
+        let p = log.p("t", i);
+        assert!(!p.isr.contains(&old), "{p:?}");
+        assert_eq!(p.isr.len(), 2);
+    }
+}
+
+#[test]
+fn a_stale_fence_is_ignored() {
+    let (mut log, epochs) = three_brokers();
+    log.create("t", 1, 3);
+    let new_epoch = log.register(1);
+    assert_ne!(new_epoch, epochs[0]);
+    let before = log.p("t", 0);
+    log.apply(MetadataCommand::FenceBroker {
+        id: 1,
+        epoch: epochs[0],
+    });
+    assert_eq!(log.p("t", 0), before);
+    assert!(log.image.is_live(1));
+}
+
+#[test]
+fn without_a_live_in_sync_replica_the_partition_goes_offline_and_returns_with_it() {
+    let (mut log, epochs) = three_brokers();
+    log.create("t", 1, 3);
+    let mut order = log.p("t", 0).replicas;
+    let last = order.pop().expect("three replicas");
+    for id in order {
+        log.apply(MetadataCommand::FenceBroker {
+            id,
+            epoch: epochs[id as usize - 1],
+        });
+    }
+    assert_eq!(log.p("t", 0).leader, last);
+    assert_eq!(log.p("t", 0).isr, vec![last]);
+    log.apply(MetadataCommand::FenceBroker {
+        id: last,
+        epoch: epochs[last as usize - 1],
+    });
+    let offline = log.p("t", 0);
+    assert_eq!(offline.leader, -1);
+    assert_eq!(offline.isr, vec![last], "the last in-sync replica is kept");
+    // Another replica coming back is not in sync: no unclean election.
+    let other = (1..=3).find(|b| *b != last).expect("another");
+    log.register(other);
+    assert_eq!(log.p("t", 0).leader, -1);
+    log.register(last);
+    assert_eq!(log.p("t", 0).leader, last);
+}
+
+#[test]
+fn isr_changes_need_the_current_leader_and_partition_epochs() {
+    let (mut log, _) = three_brokers();
+    log.create("t", 1, 3);
+    let p = log.p("t", 0);
+    let follower = p.replicas[1];
+    let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+    let result = log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: shrunk.clone(),
+    });
+    let CommandResult::Partition(now) = result else {
+        panic!("shrink refused: {result:?}")
+    };
+    assert_eq!(now.isr, shrunk);
+    // The same request again is stale.
+    let stale = log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: p.isr.clone(),
+    });
+    assert!(
+        matches!(stale, CommandResult::Error { code, .. } if code == kafka_protocol::ResponseError::InvalidUpdateVersion.code())
+    );
+}
+
+#[test]
+fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
+    let mut log = Log::new();
+    for id in 1..=4 {
+        log.register(id);
+    }
+    log.apply(MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: Uuid::new_v4(),
+        configs: Default::default(),
+        assignment: Assignment::Explicit(vec![vec![1, 2, 3]]),
+    });
+    assert_eq!(
+        log.apply(MetadataCommand::Reassign {
+            topic: "t".into(),
+            partition: 0,
+            target: Some(vec![2, 3, 4]),
+        }),
+        CommandResult::Ok
+    );
+    let moving = log.p("t", 0);
+    assert_eq!(moving.adding, vec![4]);
+    assert_eq!(moving.removing, vec![1]);
+    assert_eq!(moving.replicas, vec![2, 3, 4, 1]);
+    let result = log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr: vec![1, 2, 3, 4],
+    });
+    assert!(matches!(result, CommandResult::Partition(_)), "{result:?}");
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![2, 3, 4]);
+    assert_eq!(done.isr, vec![2, 3, 4]);
+    assert_eq!(done.leader, 2);
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_first() {
+    let (mut log, epochs) = three_brokers();
+    log.create("t", 6, 3);
+    log.apply(MetadataCommand::ControlledShutdown {
+        id: 2,
+        epoch: epochs[1],
+    });
+    for i in 0..6 {
+        let p = log.p("t", i);
+        assert_ne!(p.leader, 2);
+        assert!(!p.isr.contains(&2));
+    }
+    // New topics avoid it.
+    log.create("u", 3, 2);
+    for i in 0..3 {
+        assert!(!log.p("u", i).replicas.contains(&2));
+    }
+}
+
+#[test]
+fn topics_refuse_what_kafka_refuses() {
+    let (mut log, _) = three_brokers();
+    assert_eq!(log.create("t", 1, 1), CommandResult::Ok);
+    let again = log.create("t", 1, 1);
+    assert!(
+        matches!(again, CommandResult::Error { code, .. } if code == kafka_protocol::ResponseError::TopicAlreadyExists.code())
+    );
+    let too_many = log.create("u", 1, 4);
+    assert!(
+        matches!(&too_many, CommandResult::Error { code, message } if *code == kafka_protocol::ResponseError::InvalidReplicationFactor.code() && message.contains("3 available")),
+        "{too_many:?}"
+    );
+    let fewer = log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 1,
+        assignment: None,
+    });
+    assert!(matches!(fewer, CommandResult::Error { .. }));
+    assert_eq!(
+        log.apply(MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            count: 3,
+            assignment: None,
+        }),
+        CommandResult::Ok
+    );
+    assert_eq!(log.image.topics["t"].partitions.len(), 3);
+}

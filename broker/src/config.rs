@@ -171,9 +171,34 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "true",
     },
     BrokerSettingDef {
+        name: "auto.leader.rebalance.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
+    BrokerSettingDef {
+        name: "broker.heartbeat.interval.ms",
+        kind: Kind::Int(1),
+        default: "500",
+    },
+    BrokerSettingDef {
+        name: "broker.session.timeout.ms",
+        kind: Kind::Int(1),
+        default: "6000",
+    },
+    BrokerSettingDef {
         name: "compression.type",
         kind: Kind::Choice(&["producer"]),
         default: "producer",
+    },
+    BrokerSettingDef {
+        name: "controlled.shutdown.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
+    BrokerSettingDef {
+        name: "controller.quorum.election.timeout.ms",
+        kind: Kind::Int(1),
+        default: "1000",
     },
     BrokerSettingDef {
         name: "default.replication.factor",
@@ -204,6 +229,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "group.min.session.timeout.ms",
         kind: Kind::Int(1),
         default: "6000",
+    },
+    BrokerSettingDef {
+        name: "leader.imbalance.check.interval.seconds",
+        kind: Kind::Long(1),
+        default: "30",
     },
     BrokerSettingDef {
         name: "log.cleanup.policy",
@@ -289,6 +319,26 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "offsets.topic.num.partitions",
         kind: Kind::Int(1),
         default: "50",
+    },
+    BrokerSettingDef {
+        name: "offsets.topic.replication.factor",
+        kind: Kind::Int(1),
+        default: "3",
+    },
+    BrokerSettingDef {
+        name: "replica.fetch.max.bytes",
+        kind: Kind::Int(1),
+        default: "1048576",
+    },
+    BrokerSettingDef {
+        name: "replica.fetch.wait.max.ms",
+        kind: Kind::Int(0),
+        default: "500",
+    },
+    BrokerSettingDef {
+        name: "replica.lag.time.max.ms",
+        kind: Kind::Long(1),
+        default: "30000",
     },
     BrokerSettingDef {
         name: "socket.request.max.bytes",

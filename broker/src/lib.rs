@@ -179,3 +179,17 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// Generated gRPC code for `proto/`.
+pub mod proto {
+    /// Partition replication (`proto/replication.proto`).
+    #[allow(missing_docs, unreachable_pub, clippy::all)]
+    pub mod replication {
+        tonic::include_proto!("runnel.replication");
+    }
+    /// The controller quorum (`proto/controller.proto`).
+    #[allow(missing_docs, unreachable_pub, clippy::all)]
+    pub mod controller {
+        tonic::include_proto!("runnel.controller");
+    }
+}

@@ -1,0 +1,14 @@
+//! Compiles the gRPC services in `proto/` (with the protoc vendored on crates.io,
+//! so no system protobuf compiler is needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // prost-build runs the protoc named by PROTOC.
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure().compile_protos(
+        &["proto/replication.proto", "proto/controller.proto"],
+        &["proto"],
+    )?;
+    Ok(())
+}

@@ -14,6 +14,8 @@
 //!     00000000000000000000.timeindex  [ts i64|rel_off u32]...
 //!     00000000000000004096.log        <- active segment, appends go here
 //!     ...
+//!     leader-epoch-checkpoint         0 / 2 / "0 0" / "3 4100"  (epoch start)
+//!     high-watermark                  0 / 1 / "4120"
 //! ```
 //!
 //! Only positional I/O (`read_at`/`write_at`) is used, so reads need just
@@ -30,10 +32,16 @@
 //! - `segment`: one segment: its files, append, read, recovery.
 //! - `log`: [`PartitionLog`], the segments of one partition: roll, retention,
 //!   flush, lookup.
+//! - `epoch`: [`LeaderEpochCache`], the leader epochs of a partition and
+//!   their start offsets (KIP-101/KIP-320), kept in `leader-epoch-checkpoint`.
+//! - `checkpoint`: Kafka-style text checkpoint files, rewritten atomically
+//!   (the leader epochs, the high watermark).
 //! - `error`: [`Error`].
 //! - `test_util` (tests only): encodes valid v2 batches.
 
 mod batch;
+mod checkpoint;
+mod epoch;
 mod error;
 mod index;
 mod log;
@@ -45,7 +53,9 @@ pub use batch::{
     compute_crc, set_base_offset_and_leader_epoch, validate_batches, BatchHeader, TimestampType,
     BATCH_HEADER_LEN, LOG_OVERHEAD,
 };
+pub use epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT_FILE};
 pub use error::Error;
 pub use log::{
     AppendInfo, LogConfig, PartitionLog, ReadResult, TimestampMatch, CLEAN_SHUTDOWN_FILE,
+    HIGH_WATERMARK_FILE,
 };

@@ -20,6 +20,12 @@
 //!   it the active segment is fully checked (CRC of every batch) and a torn
 //!   tail cut off. Older segments were fsynced when they were rolled, so only
 //!   their indexes are checked, and rebuilt if missing or damaged.
+//! - The [`LeaderEpochCache`] follows the log: appends assign new epochs,
+//!   truncation and retention trim it, and `open` drops entries outside the
+//!   recovered `[log start, log end)`. Its checkpoint is rewritten only when
+//!   it changes, and rebuilt from the batch headers if missing.
+//! - The high watermark is checkpointed in [`HIGH_WATERMARK_FILE`] when the
+//!   broker asks ([`PartitionLog::checkpoint_high_watermark`]), not here.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,6 +34,8 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use crate::batch::{set_base_offset_and_leader_epoch, validate_batches, BatchHeader};
+use crate::checkpoint::{self, Loaded};
+use crate::epoch::LeaderEpochCache;
 use crate::error::io_error;
 use crate::segment::{self, Segment};
 use crate::Error;
@@ -35,6 +43,9 @@ use crate::Error;
 /// Name of the marker file `close` leaves behind, telling the next `open`
 /// that the files are complete and need no recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+
+/// Name of the high watermark checkpoint file in the partition directory.
+pub const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 /// Per-topic log settings, named after their Kafka topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +128,24 @@ pub struct PartitionLog {
     unflushed_messages: i64,
     /// When the oldest unflushed append happened.
     first_unflushed_ms: Option<i64>,
+    /// Which leader epoch starts where; follows the log.
+    epochs: LeaderEpochCache,
+    /// The value in [`HIGH_WATERMARK_FILE`], if there is one.
+    checkpointed_high_watermark: Option<i64>,
 }
 
 impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering after a crash:
     /// a torn or corrupt tail is truncated at the last valid batch and missing
     /// or damaged indexes are rebuilt.
+    ///
+    /// The leader epoch checkpoint is loaded (or, if missing or malformed,
+    /// rebuilt from the batch headers' partition leader epochs) and trimmed
+    /// to the recovered log: entries wholly below the log start go, the one
+    /// covering it is moved to start there, and entries at or after the log
+    /// end go (so an epoch assigned to an empty log end is forgotten; the
+    /// broker assigns it again when it leads). The high watermark
+    /// checkpoint is read; a malformed one is logged and ignored.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, Error> {
         // Segments loaded from disk take their segment.ms clock from their
         // first batch, and new ones from their first append.
@@ -152,19 +175,30 @@ impl PartitionLog {
             segments.push(Segment::create(dir, 0)?);
             sync_dir(dir)?;
         }
-        let log = PartitionLog {
+        let epochs = match LeaderEpochCache::load(dir)? {
+            Some(epochs) => epochs,
+            None => LeaderEpochCache::rebuild(dir, epochs_in(&segments)?)?,
+        };
+        let checkpointed_high_watermark = read_high_watermark(dir)?;
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             segments,
             unflushed_messages: 0,
             first_unflushed_ms: None,
+            epochs,
+            checkpointed_high_watermark,
         };
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        log.epochs.truncate_from_start(start)?;
+        log.epochs.truncate_from_end(end)?;
         info!(
             dir = %dir.display(),
             clean,
             segments = log.segments.len(),
-            log_start_offset = log.log_start_offset(),
-            log_end_offset = log.log_end_offset(),
+            log_start_offset = start,
+            log_end_offset = end,
+            latest_epoch = log.latest_epoch(),
             "opened partition log"
         );
         Ok(log)
@@ -190,6 +224,10 @@ impl PartitionLog {
     /// offset by rewriting each batch's base offset, sets the partition leader
     /// epoch, rolls the segment if due, and flushes per `flush.messages`.
     /// Nothing is appended if any batch is invalid.
+    ///
+    /// Before writing, `leader_epoch` is assigned to start at the log end
+    /// offset in the leader epoch cache (a no-op unless it is newer than the
+    /// latest epoch, see [`LeaderEpochCache`]).
     ///
     /// Each batch's record count must also match its offset delta
     /// (`records_count == last_offset_delta + 1`), as Kafka requires of
@@ -230,6 +268,8 @@ impl PartitionLog {
             next = header.next_offset();
             pos += header.total_size();
         }
+        let end = self.log_end_offset();
+        self.epochs.assign(leader_epoch, end)?;
         self.append_checked(batches, headers, now_ms)
     }
 
@@ -239,6 +279,9 @@ impl PartitionLog {
     /// Every later batch must continue where the one before it ended, too.
     /// `max.message.bytes` is not applied: the leader already accepted the
     /// batches, and a follower must not diverge over a config change.
+    ///
+    /// Before writing, each batch whose partition leader epoch is newer than
+    /// the latest known one assigns that epoch to start at its base offset.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, Error> {
         let headers = validate_batches(batches)?;
         if headers.is_empty() {
@@ -256,6 +299,11 @@ impl PartitionLog {
             }
             expected = header.next_offset();
         }
+        self.epochs.assign_all(
+            headers
+                .iter()
+                .map(|h| (h.partition_leader_epoch, h.base_offset)),
+        )?;
         self.append_checked(batches, headers, now_ms)
     }
 
@@ -443,6 +491,8 @@ impl PartitionLog {
     /// If every segment including the active one is past retention, a new
     /// empty segment is rolled first so the old active one can go too (as
     /// Kafka does), and an idle partition really expires.
+    ///
+    /// The leader epoch cache is trimmed to the new log start.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, Error> {
         self.enforce_retention_below(now_ms, i64::MAX)
     }
@@ -468,6 +518,8 @@ impl PartitionLog {
             self.segments.remove(0);
         }
         sync_dir(&self.dir)?;
+        let start = self.log_start_offset();
+        self.epochs.truncate_from_start(start)?;
         info!(
             dir = %self.dir.display(),
             deleted = count,
@@ -554,9 +606,15 @@ impl PartitionLog {
     /// gap between batches); inside a batch is [`Error::CorruptBatch`] and
     /// nothing is removed. Below the log start offset, everything is removed
     /// and the log restarts at `offset`.
+    ///
+    /// The leader epoch cache loses the entries starting at or after the new
+    /// log end. That happens at or past the log end too, as in Kafka: an
+    /// epoch this replica assigned at its log end as leader, but never
+    /// appended in, must not stay in front of the new leader's batches.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), Error> {
-        if offset >= self.log_end_offset() {
-            return Ok(());
+        let end = self.log_end_offset();
+        if offset >= end {
+            return self.epochs.truncate_from_end(end);
         }
         if offset <= self.log_start_offset() {
             return self.truncate_fully_and_start_at(offset);
@@ -579,12 +637,14 @@ impl PartitionLog {
         }
         self.active_mut().truncate_at(pos, offset)?;
         sync_dir(&self.dir)?;
+        self.epochs.truncate_from_end(offset)?;
         info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(), "truncated log");
         Ok(())
     }
 
     /// Removes everything and restarts the log empty at `offset`, as a
-    /// follower does when its leader's log starts past its own end.
+    /// follower does when its leader's log starts past its own end. The
+    /// leader epoch cache is cleared.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), Error> {
         while let Some(segment) = self.segments.last() {
             segment.delete_files()?;
@@ -594,8 +654,59 @@ impl PartitionLog {
         sync_dir(&self.dir)?;
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
+        self.epochs.clear()?;
         info!(dir = %self.dir.display(), offset, "truncated log fully");
         Ok(())
+    }
+
+    /// The leader epochs of this log and where each starts.
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// The latest leader epoch recorded, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The end offset of `epoch` in this log and the epoch it belongs to,
+    /// for OffsetsForLeaderEpoch: [`LeaderEpochCache::end_offset_for`] at the
+    /// current log end offset. `None` means undefined (-1, -1).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records that `epoch` starts at `start_offset`, normally the log end
+    /// offset: a new leader does this when it takes over, before any append.
+    /// Ignored unless `epoch` is newer than the latest; entries at or after
+    /// `start_offset` are replaced (see [`LeaderEpochCache`]).
+    pub fn assign_epoch(&mut self, epoch: i32, start_offset: i64) -> Result<(), Error> {
+        self.epochs.assign(epoch, start_offset)
+    }
+
+    /// Writes `high_watermark` to [`HIGH_WATERMARK_FILE`] atomically, unless
+    /// it is the value already there. The broker calls this on its own
+    /// schedule and before [`PartitionLog::close`].
+    pub fn checkpoint_high_watermark(&mut self, high_watermark: i64) -> Result<(), Error> {
+        if self.checkpointed_high_watermark == Some(high_watermark) {
+            return Ok(());
+        }
+        checkpoint::write(
+            &self.dir,
+            HIGH_WATERMARK_FILE,
+            &[high_watermark.to_string()],
+        )?;
+        self.checkpointed_high_watermark = Some(high_watermark);
+        Ok(())
+    }
+
+    /// The last checkpointed high watermark (read at open, or written since),
+    /// clamped to `[log start, log end]`; the log start offset if none was
+    /// ever checkpointed.
+    pub fn recovered_high_watermark(&self) -> i64 {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        self.checkpointed_high_watermark
+            .map_or(start, |hw| hw.clamp(start, end))
     }
 
     /// Flushes and closes the log, marking it cleanly shut down.
@@ -660,8 +771,42 @@ fn parse_base_offset(stem: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// The leader epoch assignments the batch headers of `segments` make, in
+/// log order: each batch whose partition leader epoch is greater than all
+/// before it.
+fn epochs_in(segments: &[Segment]) -> Result<Vec<(i32, i64)>, Error> {
+    let mut assignments = Vec::new();
+    let mut latest = -1;
+    for segment in segments {
+        segment.for_each_header(|header| {
+            if header.partition_leader_epoch > latest {
+                latest = header.partition_leader_epoch;
+                assignments.push((latest, header.base_offset));
+            }
+        })?;
+    }
+    Ok(assignments)
+}
+
+/// The value in the high watermark checkpoint, if there is a valid one.
+fn read_high_watermark(dir: &Path) -> Result<Option<i64>, Error> {
+    match checkpoint::read(dir, HIGH_WATERMARK_FILE, |line| line.trim().parse().ok())? {
+        Loaded::Entries(values) if values.len() == 1 => Ok(values.first().copied()),
+        Loaded::Entries(values) => {
+            warn!(dir = %dir.display(), count = values.len(),
+                "high watermark checkpoint does not hold one value, ignoring it");
+            Ok(None)
+        }
+        Loaded::Missing => Ok(None),
+        Loaded::Malformed(reason) => {
+            warn!(dir = %dir.display(), %reason, "malformed high watermark checkpoint, ignoring it");
+            Ok(None)
+        }
+    }
+}
+
 /// fsyncs a directory, making file creations and removals in it durable.
-fn sync_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))

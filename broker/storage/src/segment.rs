@@ -505,6 +505,15 @@ impl Segment {
         Ok(buf)
     }
 
+    /// Calls `f` with the header of each batch, in order.
+    pub(crate) fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), Error> {
+        self.scan_headers(0, |_, header| {
+            f(header);
+            ControlFlow::<()>::Continue(())
+        })?;
+        Ok(())
+    }
+
     /// Calls `f` with the position and header of each batch from `from` on,
     /// until it breaks. The file is trusted: a header that does not parse or
     /// a batch past the end is an error.

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::epoch::LEADER_EPOCH_CHECKPOINT_FILE;
 use crate::test_util::{batch, batch_size};
 
 /// Small segments and a dense index so tests cross both often; nothing
@@ -765,6 +766,312 @@ fn delete_removes_the_directory() {
     assert!(dir.exists());
     log.delete().expect("delete");
     assert!(!dir.exists());
+}
+
+/// A batch of `records` records at `base_offset` written by a leader in
+/// `epoch`, as a follower receives it.
+fn leader_batch(base_offset: i64, records: i32, epoch: i32) -> Vec<u8> {
+    let mut buf = batch(base_offset, records, 0, 10);
+    set_base_offset_and_leader_epoch(&mut buf, base_offset, epoch).expect("rewrite");
+    buf
+}
+
+/// The leader epoch cache as `(epoch, start offset)` pairs.
+fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+    log.leader_epoch_cache()
+        .entries()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+/// Appends one batch of `records` records as the leader in `epoch`.
+fn produce_in(log: &mut PartitionLog, epoch: i32, records: i32) -> AppendInfo {
+    let mut buf = batch(0, records, 0, 10);
+    log.append(&mut buf, epoch, 0).expect("append")
+}
+
+#[test]
+fn appends_record_leader_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut leader = PartitionLog::open(&dir.path().join("leader"), config(), 0).expect("open");
+    assert_eq!(leader.latest_epoch(), None);
+    assert_eq!(leader.end_offset_for_epoch(0), None);
+
+    // leader appends in epochs 1, 1, 3.
+    produce_in(&mut leader, 1, 3);
+    produce_in(&mut leader, 1, 2);
+    produce_in(&mut leader, 3, 4);
+    assert_eq!(epochs(&leader), [(1, 0), (3, 5)]);
+    assert_eq!(leader.latest_epoch(), Some(3));
+    assert_eq!(leader.end_offset_for_epoch(1), Some((1, 5)));
+    assert_eq!(leader.end_offset_for_epoch(2), Some((1, 5)));
+    assert_eq!(leader.end_offset_for_epoch(3), Some((3, 9)));
+    assert_eq!(leader.end_offset_for_epoch(4), None);
+    assert_eq!(leader.leader_epoch_cache().epoch_for_offset(4), Some(1));
+
+    // an invalid append and a stale epoch change nothing.
+    let mut bad = batch(0, 1, 0, 10);
+    bad[70] ^= 1;
+    assert!(leader.append(&mut bad, 7, 0).is_err());
+    produce_in(&mut leader, 2, 1);
+    assert_eq!(epochs(&leader), [(1, 0), (3, 5)]);
+
+    // a follower copying the leader's bytes gets the same epochs.
+    let mut follower = PartitionLog::open(&dir.path().join("follower"), config(), 0).expect("open");
+    let records = leader.read(0, usize::MAX, i64::MAX).expect("read").records;
+    follower.append_replicated(&records, 0).expect("replicate");
+    assert_eq!(epochs(&follower), epochs(&leader));
+
+    // replicated batches assign newer epochs only, several per append.
+    let mut buf = leader_batch(10, 2, 4);
+    buf.extend(leader_batch(12, 1, 4));
+    buf.extend(leader_batch(13, 2, 6));
+    buf.extend(leader_batch(15, 1, 5));
+    buf.extend(leader_batch(16, 1, -1));
+    follower.append_replicated(&buf, 0).expect("replicate");
+    assert_eq!(epochs(&follower), [(1, 0), (3, 5), (4, 10), (6, 13)]);
+    assert_eq!(follower.end_offset_for_epoch(5), Some((4, 13)));
+    assert_eq!(follower.end_offset_for_epoch(6), Some((6, 17)));
+    // A refused (non-contiguous) replicated append assigns nothing.
+    assert!(follower
+        .append_replicated(&leader_batch(30, 1, 9), 0)
+        .is_err());
+    assert_eq!(follower.latest_epoch(), Some(6));
+}
+
+#[test]
+fn truncation_trims_the_epoch_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    produce_in(&mut log, 1, 3);
+    produce_in(&mut log, 1, 2);
+    produce_in(&mut log, 3, 4);
+    produce_in(&mut log, 5, 1);
+    assert_eq!(epochs(&log), [(1, 0), (3, 5), (5, 9)]);
+
+    // truncating to an epoch's start removes it.
+    log.truncate_to(9).expect("truncate");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5)]);
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 9)));
+
+    // an epoch assigned at the log end and never used goes on truncation.
+    log.assign_epoch(7, 9).expect("assign");
+    assert_eq!(log.end_offset_for_epoch(7), Some((7, 9)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 9)));
+    log.truncate_to(9).expect("truncate at the end");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5)]);
+    log.truncate_to(100).expect("truncate past the end");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5)]);
+
+    // a new leader's epoch replaces one assigned at the same offset.
+    log.assign_epoch(7, 9).expect("assign");
+    log.assign_epoch(8, 9).expect("assign");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5), (8, 9)]);
+    produce_in(&mut log, 8, 1);
+    assert_eq!(epochs(&log), [(1, 0), (3, 5), (8, 9)]);
+
+    // truncating inside an epoch keeps it; the cache survives a reopen.
+    log.truncate_to(3).expect("truncate");
+    assert_eq!(epochs(&log), [(1, 0)]);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 3)));
+    assert_eq!(log.end_offset_for_epoch(3), None);
+    log.close().expect("close");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(epochs(&log), [(1, 0)]);
+
+    // truncating fully clears it.
+    log.truncate_fully_and_start_at(50).expect("restart");
+    assert_eq!(epochs(&log), []);
+    produce_in(&mut log, 9, 1);
+    assert_eq!(epochs(&log), [(9, 50)]);
+    log.truncate_to(10).expect("below the log start");
+    assert_eq!(epochs(&log), []);
+}
+
+#[test]
+fn epochs_survive_reopen_with_and_without_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    produce_in(&mut log, 1, 3);
+    produce_in(&mut log, 1, 2);
+    produce_in(&mut log, 3, 4);
+    let expected = vec![(1, 0), (3, 5)];
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(LEADER_EPOCH_CHECKPOINT_FILE)).expect("read"),
+        "0\n2\n1 0\n3 5\n"
+    );
+
+    log.close().expect("close");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(epochs(&log), expected);
+
+    // killed without close: the checkpoint was written when it changed.
+    produce_in(&mut log, 4, 1);
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5), (4, 9)]);
+
+    // an epoch assigned at the log end without appends is forgotten.
+    log.assign_epoch(6, 10).expect("assign");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(epochs(&log), [(1, 0), (3, 5), (4, 9)]);
+}
+
+#[test]
+fn recovery_drops_epochs_of_a_lost_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    produce_in(&mut log, 1, 3);
+    produce_in(&mut log, 2, 2);
+    let last = produce_in(&mut log, 3, 2).batches[0];
+    let active = *log.segment_base_offsets().last().expect("a segment");
+    drop(log);
+
+    // The last batch was torn by the crash.
+    let path = segment_file(dir.path(), active, "log");
+    let len = std::fs::metadata(&path).expect("stat").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_len(len - 1).expect("cut");
+    drop(file);
+
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("recover");
+    assert_eq!(log.log_end_offset(), last.base_offset);
+    assert_eq!(epochs(&log), [(1, 0), (2, 3)]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(LEADER_EPOCH_CHECKPOINT_FILE)).expect("read"),
+        "0\n2\n1 0\n2 3\n"
+    );
+}
+
+#[test]
+fn a_missing_or_malformed_checkpoint_is_rebuilt_from_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // About two batches per segment.
+    let config = || LogConfig {
+        segment_bytes: 150,
+        ..config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    for (epoch, records) in [(0, 2), (0, 1), (2, 3), (2, 1), (5, 2)] {
+        produce_in(&mut log, epoch, records);
+    }
+    // Batches before any epoch (-1, an old follower's) assign nothing.
+    log.append_replicated(&leader_batch(9, 1, -1), 0)
+        .expect("replicate");
+    let expected = vec![(0, 0), (2, 3), (5, 7)];
+    assert_eq!(epochs(&log), expected);
+    assert!(log.segment_count() > 1, "the scan should cross segments");
+    log.close().expect("close");
+
+    let path = dir.path().join(LEADER_EPOCH_CHECKPOINT_FILE);
+    for damage in [None, Some("0\n5\n0 0\n"), Some("garbage")] {
+        match damage {
+            None => std::fs::remove_file(&path).expect("remove"),
+            Some(text) => std::fs::write(&path, text).expect("write"),
+        }
+        let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+        assert_eq!(epochs(&log), expected, "{damage:?}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "0\n3\n0 0\n2 3\n5 7\n"
+        );
+        log.close().expect("close");
+    }
+
+    // A new, empty partition writes an empty checkpoint.
+    let empty = tempfile::tempdir().expect("tempdir");
+    PartitionLog::open(empty.path(), config(), 0).expect("open");
+    assert_eq!(
+        std::fs::read_to_string(empty.path().join(LEADER_EPOCH_CHECKPOINT_FILE)).expect("read"),
+        "0\n0\n"
+    );
+}
+
+#[test]
+fn retention_moves_the_first_epoch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    // 3 batches of 3 records per segment.
+    for (i, epoch) in [1, 1, 1, 1, 1, 2, 2, 2, 2, 4].into_iter().enumerate() {
+        let mut buf = batch(0, 3, i as i64, 200);
+        log.append(&mut buf, epoch, 0).expect("append");
+    }
+    assert_eq!(epochs(&log), [(1, 0), (2, 15), (4, 27)]);
+    assert_eq!(log.segment_base_offsets(), [0, 9, 18, 27]);
+
+    log.set_config(LogConfig {
+        retention_ms: 0,
+        ..config()
+    });
+    assert_eq!(log.enforce_retention_below(100, 18).expect("retention"), 2);
+    assert_eq!(log.log_start_offset(), 18);
+    assert_eq!(epochs(&log), [(2, 18), (4, 27)]);
+
+    // all expired: the latest epoch moves to the new, empty log start.
+    assert_eq!(log.enforce_retention(100).expect("retention"), 2);
+    assert_eq!(log.log_start_offset(), 30);
+    assert_eq!(epochs(&log), [(4, 30)]);
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 30)));
+    log.close().expect("close");
+    // ... which a reopen drops, as it starts at the log end.
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(epochs(&log), []);
+}
+
+#[test]
+fn high_watermark_checkpoint_is_clamped_to_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(HIGH_WATERMARK_FILE);
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    assert_eq!(log.recovered_high_watermark(), 0);
+    assert!(!path.exists());
+    for _ in 0..10 {
+        produce(&mut log, 3, 0, 200, 0);
+    }
+
+    // checkpointed values survive a reopen, with or without close.
+    log.checkpoint_high_watermark(12).expect("checkpoint");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "0\n1\n12\n");
+    assert_eq!(log.recovered_high_watermark(), 12);
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.recovered_high_watermark(), 12);
+
+    // an unchanged value is not written again.
+    std::fs::remove_file(&path).expect("remove");
+    log.checkpoint_high_watermark(12).expect("checkpoint");
+    assert!(!path.exists());
+    log.checkpoint_high_watermark(27).expect("checkpoint");
+    log.close().expect("close");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.recovered_high_watermark(), 27);
+
+    // clamped to the log end and the log start.
+    log.truncate_to(15).expect("truncate");
+    assert_eq!(log.recovered_high_watermark(), 15);
+    log.checkpoint_high_watermark(-5).expect("checkpoint");
+    assert_eq!(log.recovered_high_watermark(), 0);
+    log.checkpoint_high_watermark(15).expect("checkpoint");
+    log.set_config(LogConfig {
+        retention_ms: 0,
+        ..config()
+    });
+    log.enforce_retention(100).expect("retention");
+    assert_eq!(log.log_start_offset(), 15);
+    assert_eq!(log.recovered_high_watermark(), 15);
+    log.truncate_fully_and_start_at(40).expect("restart");
+    assert_eq!(log.recovered_high_watermark(), 40);
+    drop(log);
+
+    // a malformed checkpoint counts as none.
+    std::fs::write(&path, "0\n1\nnot a number\n").expect("write");
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.recovered_high_watermark(), 40);
 }
 
 proptest! {

@@ -1,0 +1,440 @@
+"""Replication: clusters of three (or four) brokers, every one a controller
+voter, under kill -9, lost quorum, controlled shutdown and reassignment, with
+real clients; every test that writes under faults keeps a history of every
+acknowledged record and checks it against the log afterwards (cluster.py's
+check_history). The network-partition test is in test_replication_partition.py.
+
+Runs against Apache Kafka too (RUNNEL_BROKER_BIN=e2e/reference/kafka-as-runnel),
+where checks of Runnel's own metrics are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from cluster import (ERROR_NAMES, REFERENCE, StreamProducer, assert_history, deadline,
+                     fetch_once, kafka_tool, kafka_tools_missing, metric_sum, read_all,
+                     read_replica)
+from harness import (WaitTimeout, confluent_producer, produce_confluent, unique_topic, wait_until,
+                     watermarks)
+
+log = logging.getLogger("e2e")
+
+MIN_ISR = {"min.insync.replicas": 2}
+
+
+# --------------------------------------------------------------------------
+# a. kill -9 of the busiest leader, round after round, under an idempotent producer
+
+KILL_ROUNDS = 3
+PARTITIONS_A = 6
+
+
+@pytest.mark.timeout(deadline(420))
+def test_acked_records_survive_leader_kill9_rounds(cluster_factory, request):
+    c = cluster_factory()
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: %d partitions, replication factor 3, min.insync.replicas 2",
+             topic, PARTITIONS_A)
+    c.create_topic(topic, PARTITIONS_A, 3, config=MIN_ISR)
+
+    log.info("phase: an idempotent acks=all producer streams uniquely numbered keyed records")
+    prod = StreamProducer(c.bootstrap, topic, prefix="a", name="idempotent-producer").start()
+    try:
+        prod.wait_acks(2000, timeout=60)
+        for rnd in range(1, KILL_ROUNDS + 1):
+            victim, led = c.busiest_leader(topic)
+            log.info("phase: round %d: kill -9 broker %d, the leader of partitions %s",
+                     rnd, victim, led)
+            c.kill9(victim)
+            acked_at_kill = prod.n_acked()
+
+            log.info("phase: round %d: the other two elect new leaders for its partitions, and "
+                     "writes to them are acknowledged again", rnd)
+            c.wait_leaders_off(topic, victim, timeout=60)
+            prod.wait_acks(500, partitions=led, timeout=90,
+                           what=f"500 more acknowledgements on partitions {led} after broker "
+                                f"{victim} died")
+            log.info("round %d: %d acknowledged at the kill, %d now", rnd, acked_at_kill,
+                     prod.n_acked())
+
+            log.info("phase: round %d: restart broker %d on its data dir; it catches up and the "
+                     "ISR of every partition is 3 again", rnd, victim)
+            c.start_broker(victim)
+            c.wait_isr(topic, 3, partitions=PARTITIONS_A, timeout=120)
+            prod.wait_acks(1000, timeout=60)
+    finally:
+        log.info("phase: stop the producer and collect every delivery report")
+        history = prod.stop()
+
+    log.info("phase: no delivery failed (one broker down at a time leaves 2 in sync replicas)")
+    assert not history.failed, (f"{len(history.failed)} deliveries failed, e.g. {history.failed[:5]}")
+
+    log.info("phase: read every partition back: every acknowledged record exactly once at its "
+             "acknowledged offset, no value twice, each partition in production order")
+    records, end = read_all(c, topic, PARTITIONS_A)
+    assert_history(history, records, end, exactly_once=True, ordered=True)
+
+    log.info("phase: the ISR of every partition is 3")
+    c.wait_isr(topic, 3, partitions=PARTITIONS_A, timeout=30)
+
+
+# --------------------------------------------------------------------------
+# b. two of three brokers down: no acks=all write is acknowledged
+
+
+@pytest.mark.timeout(deadline(300))
+def test_no_acknowledgement_with_two_of_three_brokers_down(cluster_factory, request):
+    c = cluster_factory()
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: 1 partition, replication factor 3, min.insync.replicas 2", topic)
+    c.create_topic(topic, 1, 3, config=MIN_ISR)
+    leader = c.leader_of(topic, 0)
+    followers = [i for i in c.ids if i != leader]
+
+    log.info("phase: with all three up, an acks=all write is acknowledged at offset 0")
+    [first] = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"before", "partition": 0}])
+    assert (first.error, first.offset) == (None, 0), first
+
+    log.info("phase: kill -9 the followers %s; the leader %d is alone (and the controller quorum "
+             "has lost its majority)", followers, leader)
+    for i in followers:
+        c.kill9(i)
+
+    log.info("phase: an acks=all write with message.timeout.ms=5000 is not acknowledged")
+    lone = confluent_producer(c.bootstrap, **{"message.timeout.ms": 5000,
+                                              "enable.idempotence": False})
+    [lost] = produce_confluent(lone, topic, [{"value": b"alone", "partition": 0}], timeout=60)
+    log.info("the write with one broker up: error %s, offset %s", lost.error, lost.offset)
+    assert lost.error is not None, (
+        f"an acks=all write to a partition with min.insync.replicas=2 was acknowledged at offset "
+        f"{lost.offset} while only its leader (broker {leader}) was up")
+
+    log.info("phase: restart brokers %s; the cluster recovers and the ISR is 3 again", followers)
+    c.start_brokers(followers)
+    c.wait_formed()
+    c.wait_isr(topic, 3, partitions=1, timeout=120)
+
+    log.info("phase: a new acks=all write is acknowledged")
+    producer = confluent_producer(c.bootstrap, **{"message.timeout.ms": int(deadline(60) * 1000)})
+    [after] = produce_confluent(producer, topic, [{"value": b"after", "partition": 0}],
+                                timeout=deadline(90))
+    assert after.error is None, f"a write after the recovery failed: {after.error}"
+
+    log.info("phase: the first record is still at offset 0, the new one at its offset")
+    records, end = read_all(c, topic, 1)
+    by_offset = {r.offset: r.value for r in records}
+    assert by_offset.get(0) == b"before", f"offset 0 holds {by_offset.get(0)!r}"
+    assert by_offset.get(after.offset) == b"after", (
+        f"offset {after.offset} (acknowledged) holds {by_offset.get(after.offset)!r}; log {by_offset}")
+
+
+# --------------------------------------------------------------------------
+# c. closest-replica reads (KIP-392)
+
+RACK_B = "zone-b"
+CLOSEST_PAYLOAD_BYTES = 12 << 20
+CLOSEST_VALUE_BYTES = 16 << 10
+FETCH_BYTES_METRIC = "runnel_fetch_consumer_bytes_total"
+
+
+def consume_with_stats(bootstrap: str, topic: str, end: dict[int, int], rack: str,
+                       timeout: float) -> tuple[dict[tuple[int, int], bytes], dict]:
+    """Read `topic` from offset 0 to `end` with a consumer that sends
+    client.rack; returns the records and librdkafka's last statistics (taken
+    after the last record)."""
+    stats: list[dict] = []
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"e2e-closest-{os.getpid()}-{time.monotonic_ns()}",
+        "client.rack": rack,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "error",
+        "statistics.interval.ms": 500,
+        "stats_cb": lambda s: stats.append(json.loads(s)),
+        "fetch.max.bytes": 4 << 20,
+    })
+    got: dict[tuple[int, int], bytes] = {}
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in end])
+        todo = {p for p, e in end.items() if e > 0}
+        t_end = time.monotonic() + timeout
+        while todo:
+            assert time.monotonic() < t_end, (f"consumer with client.rack={rack} did not read "
+                                              f"partitions {sorted(todo)} to {end} in {timeout:.0f}s")
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                assert not msg.error().fatal(), msg.error()
+                log.warning("consumer error (continuing): %s", msg.error())
+                continue
+            got[(msg.partition(), msg.offset())] = msg.value()
+            if msg.offset() >= end[msg.partition()] - 1:
+                todo.discard(msg.partition())
+        # statistics of a moment after the last record
+        n = len(stats)
+        wait_until(lambda: c.poll(0.2) is None and len(stats) >= n + 2, timeout=30,
+                   what="two more statistics callbacks")
+    finally:
+        c.close()
+    return got, stats[-1]
+
+
+@pytest.mark.timeout(deadline(300))
+def test_consumer_reads_from_the_replica_in_its_rack(cluster_factory, request):
+    c = cluster_factory()
+    topic = unique_topic(request.node.name)
+    [near] = [b.node_id for b in c.brokers if b.rack == RACK_B]
+    far = [i for i in c.ids if i != near]
+    # leaders (first replica) are the two brokers outside zone-b; the zone-b
+    # broker follows every partition
+    assignment = [[far[0], near, far[1]], [far[1], near, far[0]],
+                  [far[0], far[1], near], [far[1], far[0], near]]
+    partitions = len(assignment)
+
+    log.info("phase: create %s with replicas %s (zone-b is broker %d, which leads nothing)",
+             topic, assignment, near)
+    c.create_topic(topic, config=MIN_ISR, assignment=assignment)
+    leaders = c.leaders(topic)
+    assert near not in leaders.values(), f"broker {near} leads a partition: {leaders}"
+
+    n = CLOSEST_PAYLOAD_BYTES // CLOSEST_VALUE_BYTES
+    log.info("phase: produce %d MiB (acks=all, uncompressed) over %d partitions",
+             CLOSEST_PAYLOAD_BYTES >> 20, partitions)
+    values = [b"%08d-" % i + os.urandom(CLOSEST_VALUE_BYTES - 9) for i in range(n)]
+    reports = produce_confluent(
+        confluent_producer(c.bootstrap, **{"compression.type": "none", "linger.ms": 20}),
+        topic, [{"value": v, "partition": i % partitions} for i, v in enumerate(values)],
+        timeout=deadline(120))
+    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
+    c.wait_isr(topic, 3, partitions=partitions, timeout=60)
+    end = {p: watermarks(c.bootstrap, topic, p)[1] for p in range(partitions)}
+    assert sum(end.values()) == n, f"high watermarks {end} for {n} records"
+
+    before = {} if REFERENCE else {b.node_id: metric_sum(b, FETCH_BYTES_METRIC) for b in c.brokers}
+    if not REFERENCE:
+        missing = [i for i, v in before.items() if v is None]
+        assert not missing, f"brokers {missing} do not export {FETCH_BYTES_METRIC}"
+
+    log.info("phase: a consumer with client.rack=%s reads everything", RACK_B)
+    got, stats = consume_with_stats(c.bootstrap, topic, end, RACK_B, timeout=deadline(120))
+    want = {(d.partition, d.offset): d.value for d in reports}
+    assert got == want, (f"read {len(got)} records, {len(want)} acknowledged; "
+                         f"{sum(1 for k in want if got.get(k) != want[k])} differ or are missing")
+
+    log.info("phase: the client fetched every partition from broker %d, and received >= 90%% of "
+             "its bytes from it (librdkafka statistics)", near)
+    toppars = stats["topics"][topic]["partitions"]
+    fetched_from = {int(p): tp["broker"] for p, tp in toppars.items() if int(p) >= 0}
+    log.info("fetching from, per partition: %s; leaders %s", fetched_from, leaders)
+    assert fetched_from == {p: near for p in range(partitions)}, (
+        f"the consumer fetches from {fetched_from} (partition -> broker), not from broker {near} "
+        f"in its rack {RACK_B}")
+    rx = {b["nodeid"]: b["rxbytes"] for b in stats["brokers"].values() if b["nodeid"] >= 0}
+    log.info("bytes the client received per broker: %s", rx)
+    assert rx.get(near, 0) >= 0.9 * sum(rx.values()), (
+        f"the client received {rx.get(near, 0)} of {sum(rx.values())} bytes from broker {near}: {rx}")
+
+    if REFERENCE:
+        log.info("phase: (reference: no %s; the broker-side byte count is not checked)",
+                 FETCH_BYTES_METRIC)
+        return
+    log.info("phase: %s: broker %d served >= 90%% of the consumer bytes", FETCH_BYTES_METRIC, near)
+    after = {b.node_id: metric_sum(b, FETCH_BYTES_METRIC) for b in c.brokers}
+    delta = {i: (after[i] or 0) - (before[i] or 0) for i in after}
+    total = sum(delta.values())
+    log.info("%s deltas per broker: %s (payload %d bytes)", FETCH_BYTES_METRIC, delta,
+             CLOSEST_PAYLOAD_BYTES)
+    assert total >= 0.9 * CLOSEST_PAYLOAD_BYTES, (
+        f"brokers counted {total} consumer bytes in all for a {CLOSEST_PAYLOAD_BYTES}-byte "
+        f"payload read once: {delta}")
+    assert delta[near] >= 0.9 * total, (
+        f"broker {near} ({RACK_B}) served {delta[near]} of {total} consumer bytes: {delta}")
+
+
+# --------------------------------------------------------------------------
+# d. controlled shutdown
+
+# So long that a broker that just vanished would still lead its partitions
+# for half a minute: leadership that has moved when the broker exits was
+# moved by its controlled shutdown.
+SESSION_TIMEOUT_D_MS = 30_000
+# How long the other brokers' Metadata may take to show the moved leadership
+# after the exit: well below the session timeout.
+MOVED_GRACE_S = 10
+# Records must not wait this long for a leader during a controlled shutdown
+# (it is below the session timeout, so waiting for a fencing would fail them).
+MESSAGE_TIMEOUT_D_MS = 25_000
+
+
+@pytest.mark.timeout(deadline(300))
+def test_controlled_shutdown_moves_leadership_first(cluster_factory, request):
+    c = cluster_factory(settings={"broker.session.timeout.ms": SESSION_TIMEOUT_D_MS})
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: 6 partitions, replication factor 3, min.insync.replicas 2", topic)
+    c.create_topic(topic, 6, 3, config=MIN_ISR)
+
+    log.info("phase: an idempotent acks=all producer (message.timeout.ms %d) runs throughout",
+             MESSAGE_TIMEOUT_D_MS)
+    prod = StreamProducer(c.bootstrap, topic, prefix="d", name="producer",
+                          conf={"message.timeout.ms": MESSAGE_TIMEOUT_D_MS}).start()
+    try:
+        prod.wait_acks(1500, timeout=60)
+        victim, led = c.busiest_leader(topic)
+        assert led, "no broker leads a partition"
+
+        log.info("phase: SIGTERM broker %d, the leader of partitions %s; it exits 0", victim, led)
+        t0 = time.monotonic()
+        code = c.stop(victim)
+        exited = time.monotonic()
+        log.info("broker %d exited with code %s after %.1fs", victim, code, exited - t0)
+        assert code == 0, f"broker {victim} exited with code {code} on SIGTERM"
+
+        log.info("phase: leadership had moved: the others' Metadata shows no partition led by "
+                 "broker %d and none offline, within %ds of its exit (session timeout %ds)",
+                 victim, MOVED_GRACE_S, SESSION_TIMEOUT_D_MS // 1000)
+        c.wait_leaders_off(topic, victim, timeout=MOVED_GRACE_S, scale=False,
+                               what=f"no partition led by broker {victim} and none offline "
+                                    f"after its controlled shutdown")
+        log.info("moved %.1fs after the exit: %s", time.monotonic() - exited,
+                 c.metadata(topics=[topic]).describe(topic))
+
+        log.info("phase: writes to its former partitions go on")
+        prod.wait_acks(500, partitions=led, timeout=60)
+
+        log.info("phase: restart broker %d; the ISR is 3 again", victim)
+        c.start_broker(victim)
+        c.wait_isr(topic, 3, partitions=6, timeout=120)
+        prod.wait_acks(500, timeout=60)
+    finally:
+        history = prod.stop()
+
+    log.info("phase: no delivery failed")
+    assert not history.failed, (f"{len(history.failed)} deliveries failed around the controlled "
+                                f"shutdown, e.g. {history.failed[:5]}")
+    log.info("phase: every acknowledged record is in the log once, at its offset")
+    records, end = read_all(c, topic, 6)
+    assert_history(history, records, end, exactly_once=True, ordered=True)
+
+
+# --------------------------------------------------------------------------
+# f. partition reassignment with Kafka's own tool
+
+RACKS_F = ["zone-a", "zone-b", "zone-c", "zone-a"]
+REASSIGN_TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+RECORDS_F = 3000
+
+
+@pytest.mark.timeout(deadline(360))
+def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, tmp_path):
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(f"reassignment uses Kafka's kafka-reassign-partitions tool: {why}")
+    c = cluster_factory(n=4, racks=RACKS_F)
+    topic = unique_topic(request.node.name)
+    before, target = [1, 2, 3], [4, 2, 3]  # broker 4 (zone-a) takes broker 1's (zone-a) place
+    other = [2, 3, 4]
+
+    log.info("phase: create %s: partition 0 on %s, partition 1 on %s", topic, before, other)
+    c.create_topic(topic, config=MIN_ISR, assignment=[before, other])
+
+    log.info("phase: write %d records to partition 0 and 100 to partition 1", RECORDS_F)
+    producer = confluent_producer(c.bootstrap, **{"linger.ms": 20})
+    reports = produce_confluent(producer, topic,
+                                [{"value": b"f0-%06d" % i, "partition": 0} for i in range(RECORDS_F)]
+                                + [{"value": b"f1-%06d" % i, "partition": 1} for i in range(100)],
+                                timeout=deadline(120))
+    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
+    acked0 = sorted((d.offset, d.value) for d in reports if d.partition == 0)
+    acked1 = sorted((d.offset, d.value) for d in reports if d.partition == 1)
+
+    log.info("phase: kafka-reassign-partitions --execute: partition 0 from %s to %s", before, target)
+    plan = tmp_path / "reassign.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": target, "log_dirs": ["any"] * len(target)}]}))
+    out = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                     "--reassignment-json-file", str(plan), "--execute")
+    log.info("tool: %s", out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "")
+
+    log.info("phase: wait for the move: every broker's Metadata shows replicas %s with ISR %s and "
+             "a leader among them; ListPartitionReassignments lists nothing", target, sorted(target))
+    last: dict[int, str] = {}
+
+    def moved() -> bool:
+        for i in c.live_ids():
+            md = c.metadata(via=i, topics=[topic], timeout=5)
+            last[i] = md.describe(topic)
+            p0 = md.partitions(topic).get(0)
+            if p0 is None or p0.replicas != target or sorted(p0.isr) != sorted(target) \
+                    or p0.leader not in target:
+                return False
+        return True
+
+    try:
+        wait_until(moved, timeout=deadline(120), interval=0.5, ignore=(OSError, EOFError),
+                   what=f"partition 0 of {topic} on {target}")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+    ongoing = list_reassignments(c.bootstrap, topic)
+    assert not ongoing, f"ListPartitionReassignments still lists {ongoing}"
+    verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                        "--reassignment-json-file", str(plan), "--verify", check=False)
+    log.info("tool --verify: %s", " / ".join(verify.stdout.strip().splitlines()))
+    assert f"Reassignment of partition {topic}-0 is completed" in verify.stdout, (
+        f"kafka-reassign-partitions --verify exited {verify.returncode}:\n{verify.stdout}\n{verify.stderr}")
+
+    log.info("phase: each replica of %s holds partition 0's %d records (read from it alone)",
+             target, RECORDS_F)
+    for node in target:
+        got = read_replica(c.broker(node), topic, 0, RECORDS_F, timeout=60)
+        assert got == acked0, (f"broker {node}: {len(got)} records, {len(acked0)} acknowledged; "
+                               f"first difference at "
+                               f"{next((k for k, (g, a) in enumerate(zip(got, acked0)) if g != a), min(len(got), len(acked0)))}")
+
+    log.info("phase: broker 1, no longer a replica, does not serve partition 0")
+    seen = []
+
+    def gone() -> bool:
+        err, _, recs = fetch_once(c.broker(1), topic, 0, 0)
+        seen.append((err, len(recs)))
+        return err in (3, 6)  # UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER
+
+    wait_until(gone, timeout=deadline(60), interval=0.5,
+               what=f"broker 1 to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
+    log.info("broker 1 answers a Fetch of partition 0 with %s", ERROR_NAMES.get(seen[-1][0]))
+
+    log.info("phase: partition 1 was not touched")
+    p1 = c.metadata(topics=[topic]).partitions(topic)[1]
+    assert p1.replicas == other and sorted(p1.isr) == sorted(other), p1
+
+    log.info("phase: writes to partition 0 continue after its last offset")
+    [more] = produce_confluent(confluent_producer(c.bootstrap), topic,
+                               [{"value": b"f0-after", "partition": 0}], timeout=deadline(60))
+    assert (more.error, more.offset) == (None, RECORDS_F), more
+    records, end = read_all(c, topic, 2)
+    assert [(r.offset, r.value) for r in records if r.partition == 0] == acked0 + [(RECORDS_F, b"f0-after")]
+    assert [(r.offset, r.value) for r in records if r.partition == 1] == acked1
+
+
+def list_reassignments(bootstrap: str, topic: str) -> dict:
+    """Ongoing reassignments of `topic` through ListPartitionReassignments
+    (kafka-python's admin client): TopicPartition -> replicas, adding, removing."""
+    from kafka import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        res = a.list_partition_reassignments({topic: [0, 1]})
+    finally:
+        a.close()
+    return {tp: r for tp, r in res.items() if tp.topic == topic}

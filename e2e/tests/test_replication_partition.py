@@ -1,0 +1,116 @@
+"""A network partition: the leader of a partition under a steady acks=all
+write is cut off from the other brokers (its inter-broker link goes down)
+while the test client can still reach it. It must stop acknowledging writes,
+the majority side must elect a new leader that takes the writes, and when the
+link comes back the cut-off broker must rejoin as a follower. The producer's
+history is then checked like Jepsen's queue checker.
+
+Each broker runs in a network namespace of its own (e2e/netns.sh): a
+point-to-point link to the test process for its Kafka listener and metrics,
+and a bridge shared with the other brokers for --rpc-listen (replication and
+the controller quorum). Needs root and `ip netns`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cluster import (ERROR_NAMES, NetnsUnavailable, StreamProducer, assert_history, deadline,
+                     produce_to, read_all)
+from harness import unique_topic, wait_until
+
+log = logging.getLogger("e2e")
+
+PARTITIONS = 3
+MIN_ISR = {"min.insync.replicas": 2}
+# librdkafka's produce timeout (also sent to the broker as the request's
+# timeout): a request stuck at the cut-off leader is given up after this, and
+# retried at the new leader.
+REQUEST_TIMEOUT_MS = 10_000
+# The timeout of the Produce requests sent straight to the cut-off broker.
+PROBE_TIMEOUT_MS = 5_000
+
+@pytest.mark.timeout(deadline(420))
+def test_cut_off_leader_stops_acknowledging_and_rejoins_as_follower(cluster_factory, request):
+    try:
+        c = cluster_factory(netns=True)
+    except NetnsUnavailable as exc:
+        pytest.skip(f"network namespaces unavailable here: {exc}")
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: %d partitions, replication factor 3, min.insync.replicas 2",
+             topic, PARTITIONS)
+    c.create_topic(topic, PARTITIONS, 3, config=MIN_ISR)
+    md = c.metadata(topics=[topic])
+    cut = md.partitions(topic)[0].leader
+    led = md.led_by(topic, cut)
+    majority = [i for i in c.ids if i != cut]
+    log.info("broker %d leads partitions %s; brokers %s are the majority side", cut, led, majority)
+
+    log.info("phase: an idempotent acks=all producer writes numbered records round robin")
+    prod = StreamProducer(c.bootstrap, topic, prefix="e", partitions=PARTITIONS,
+                          name="idempotent-producer",
+                          conf={"request.timeout.ms": REQUEST_TIMEOUT_MS}).start()
+    probes_acked: list[tuple[int, int, bytes]] = []
+    try:
+        prod.wait_acks(1500, timeout=60)
+
+        log.info("phase: cut broker %d off from the other brokers (the client still reaches it)", cut)
+        c.cut(cut)
+        at_cut = prod.n_acked(led)
+
+        log.info("phase: the majority %s elects new leaders for partitions %s and drops broker %d "
+                 "from their ISR", majority, led, cut)
+        c.wait_leaders_off(topic, cut, via=majority, timeout=60)
+        c.wait_isr(topic, 2, partitions=PARTITIONS, via=majority, timeout=60,
+                   what=f"ISR of 2 (without broker {cut}) on the majority side")
+        log.info("majority view: %s", c.metadata(via=majority[0], topics=[topic]).describe(topic))
+        log.info("cut-off broker's view: %s", c.metadata(via=cut, topics=[topic]).describe(topic))
+
+        log.info("phase: the cut-off broker does not acknowledge acks=all writes sent to it")
+        for p in led:
+            value = b"probe-%d" % p
+            b = c.broker(cut)
+            outcome, code = produce_to(b, topic, p, value, timeout_ms=PROBE_TIMEOUT_MS)
+            log.info("Produce of partition %d to broker %d: %s, error %s (%s)", p, cut, outcome,
+                     code, ERROR_NAMES.get(code, "?"))
+            if outcome == "answer" and code == 0:
+                probes_acked.append((p, -1, value))
+        assert not probes_acked, (
+            f"broker {cut}, cut off from the other brokers, acknowledged acks=all writes to "
+            f"partitions {[p for p, _, _ in probes_acked]} (min.insync.replicas=2)")
+
+        log.info("phase: the new leaders accept the producer's writes to partitions %s", led)
+        prod.wait_acks(500, partitions=led, timeout=90,
+                       what=f"500 acknowledgements on partitions {led} from their new leaders "
+                            f"(had {at_cut} at the cut)")
+
+        log.info("phase: reconnect broker %d: it rejoins as a follower, the ISR is 3 again, and "
+                 "every broker (it too) agrees on the leaders", cut)
+        c.heal(cut)
+        c.wait_isr(topic, 3, partitions=PARTITIONS, timeout=120)
+        last = {}
+
+        def agreed() -> bool:
+            views = {}
+            for i in c.ids:
+                m = c.metadata(via=i, topics=[topic], timeout=5)
+                views[i] = m.leaders(topic)
+                last[i] = m.describe(topic)
+            first = views[c.ids[0]]
+            return all(v == first for v in views.values()) and cut not in first.values()
+
+        wait_until(agreed, timeout=deadline(60), interval=0.25, ignore=(OSError, EOFError),
+                   what=f"all brokers to agree on leaders, none of them broker {cut}: {last}")
+        prod.wait_acks(500, timeout=60)
+    finally:
+        log.info("phase: stop the producer and collect every delivery report")
+        history = prod.stop()
+
+    log.info("%d deliveries failed (allowed: a failure is not an acknowledgement)", len(history.failed))
+    log.info("phase: the history: every acknowledged write exactly once at its acknowledged offset; "
+             "no offset acknowledged with two values; each partition in production order")
+    records, end = read_all(c, topic, PARTITIONS)
+    assert_history(history, records, end, exactly_once=True, ordered=True)

@@ -93,3 +93,20 @@ def broker(_module_broker: Broker) -> Broker:
 @pytest.fixture
 def topic(request) -> str:
     return harness.unique_topic(request.node.name)
+
+
+# --------------------------------------------------------------------------
+# Clusters (test_replication*.py, test_cluster*.py; see cluster.py).
+# `cluster_factory(n=3, settings=..., netns=False)` starts a cluster of n
+# voter brokers for one test. It is a BrokerFactory, so the hook above
+# attaches every broker's log to a failing test's report, and teardown
+# SIGTERMs them all (and removes the test's network namespaces).
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    from cluster import ClusterFactory
+
+    factory = ClusterFactory(tmp_path)
+    yield factory
+    _teardown(factory)

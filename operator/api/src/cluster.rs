@@ -1,0 +1,129 @@
+//! `Cluster`: a set of brokers spread over zones.
+//!
+//! ```yaml
+//! apiVersion: runnel.dev/v1alpha1
+//! kind: Cluster
+//! metadata: { name: events }
+//! spec:
+//!   brokers: 3
+//!   zones: [zone-a, zone-b, zone-c]
+//!   storage: { size: 10Gi, storageClassName: fast }
+//!   config: { min.insync.replicas: "2" }
+//! ```
+
+// kube's `printcolumn(name = .., type_ = ..)` repeats keys across columns,
+// which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+/// The image brokers run when `spec.image` is not set.
+pub const DEFAULT_IMAGE: &str = "runnel/broker:latest";
+
+/// A Runnel cluster: brokers spread over `zones`, each broker in one zone
+/// and knowing it as its rack.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "runnel.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    derive = "PartialEq",
+    shortname = "rncluster",
+    category = "runnel",
+    doc = "A Runnel cluster: Kafka-compatible brokers spread over zones.",
+    printcolumn(name = "Brokers", type_ = "integer", json_path = ".spec.brokers"),
+    printcolumn(
+        name = "Ready Brokers",
+        type_ = "integer",
+        json_path = ".status.readyBrokers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// How many brokers, spread round-robin over `zones`.
+    #[schemars(range(min = 1, max = 1000))]
+    pub brokers: i32,
+    /// The zones (values of the nodes' `topology.kubernetes.io/zone` label)
+    /// the brokers run in; each broker's rack is its zone.
+    #[schemars(
+        length(min = 1),
+        inner(length(min = 1, max = 63)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub zones: Vec<String>,
+    /// Each broker's persistent volume.
+    pub storage: StorageSpec,
+    /// Kafka-named broker settings (`min.insync.replicas`,
+    /// `log.retention.ms`, ...), passed to each broker as `--set key=value`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// The broker image; `runnel/broker:latest` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Each broker container's resource requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A broker's persistent volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// The claim's size, a Kubernetes quantity such as `10Gi`.
+    #[schemars(length(min = 1))]
+    pub size: String,
+    /// The claim's storage class; the cluster's default when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// What the operator last saw of a Cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and its reason.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Brokers that answer (per their pods' readiness, or per the brokers'
+    /// own metadata when the operator reaches them from outside).
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Where clients bootstrap: the bootstrap Service's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+}
+
+impl Cluster {
+    /// The broker image.
+    pub fn image(&self) -> &str {
+        self.spec.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+}

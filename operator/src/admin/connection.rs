@@ -1,0 +1,119 @@
+//! One TCP connection to one broker: size-prefixed request frames out,
+//! responses in, matched by correlation id.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The client id the brokers see.
+const CLIENT_ID: &str = "runnel-operator";
+
+/// The largest response accepted: metadata of a big cluster fits well
+/// within it, and a corrupt size prefix cannot make us allocate gigabytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How a call on one connection failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The connection failed or timed out: try another broker.
+    #[error("{0}")]
+    Io(String),
+    /// The bytes made no sense: a bug on one side, not worth retrying elsewhere.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// A connection to one broker.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    addr: String,
+    correlation_id: i32,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`) within `timeout`; calls on the
+    /// connection get the same deadline.
+    pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Self, CallError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| CallError::Io(format!("connect to {addr} timed out")))?
+            .map_err(|e| CallError::Io(format!("connect to {addr}: {e}")))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| CallError::Io(format!("{addr}: {e}")))?;
+        Ok(Connection {
+            stream,
+            addr: addr.to_owned(),
+            correlation_id: 0,
+            timeout,
+        })
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub(crate) async fn call<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, CallError> {
+        let timeout = self.timeout;
+        let addr = self.addr.clone();
+        tokio::time::timeout(timeout, self.exchange(request, version))
+            .await
+            .map_err(|_| CallError::Io(format!("{addr}: no response within {timeout:?}")))?
+    }
+
+    async fn exchange<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, CallError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut frame, R::header_version(version))
+            .map_err(|e| CallError::Protocol(format!("request header does not encode: {e}")))?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|e| CallError::Protocol(format!("request does not encode: {e}")))?;
+        let size = i32::try_from(frame.len() - 4)
+            .map_err(|_| CallError::Protocol("request too large".to_owned()))?;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let io = |e: std::io::Error| CallError::Io(format!("{}: {e}", self.addr));
+        self.stream.write_all(&frame).await.map_err(io)?;
+
+        let size = self.stream.read_i32().await.map_err(io)?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| *s <= MAX_RESPONSE_BYTES)
+            .ok_or_else(|| CallError::Protocol(format!("response size {size} out of range")))?;
+        let mut body = BytesMut::zeroed(size);
+        self.stream.read_exact(&mut body).await.map_err(io)?;
+        let mut body = body.freeze();
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .map_err(|e| CallError::Protocol(format!("response header: {e}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(CallError::Protocol(format!(
+                "correlation id {} does not match the request's {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        let response = R::Response::decode(&mut body, version)
+            .map_err(|e| CallError::Protocol(format!("response: {e}")))?;
+        if body.has_remaining() {
+            tracing::debug!(addr = %self.addr, extra = body.remaining(), "response has trailing bytes");
+        }
+        Ok(response)
+    }
+}

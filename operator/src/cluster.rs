@@ -1,0 +1,270 @@
+//! The Cluster controller: applies the ConfigMap, the Services, one
+//! StatefulSet per zone and the PodDisruptionBudget, all owned by the
+//! Cluster and written by server-side apply, then reports how many brokers
+//! are ready.
+//!
+//! ```text
+//! Cluster ──▶ config_map::config_map ─┐
+//!         ──▶ service::{headless,bootstrap}_service
+//!         ──▶ statefulset::statefulset (per zone)  ──▶ server-side apply
+//!         ──▶ pdb::pdb ───────────────────┘
+//!         ◀── status::cluster_status ◀── ready replicas, or Metadata's
+//!                                         brokers under --broker-override
+//! ```
+
+pub mod config_map;
+pub mod names;
+pub mod pdb;
+pub mod service;
+pub mod statefulset;
+pub mod status;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use runnel_operator_api::Cluster;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::{now, FIELD_MANAGER};
+use status::{cluster_status, BrokerCount};
+
+/// How soon a Cluster whose brokers are not all ready is looked at again.
+const NOT_READY_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Applies `obj` with server-side apply, taking ownership of its fields.
+pub(crate) async fn apply<K>(ctx: &Context, namespace: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// Writes `status` on the resource with server-side apply.
+pub(crate) async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+    S: Serialize,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let namespace = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[instrument(skip_all, fields(namespace = %cluster.namespace().unwrap_or_default(), cluster = %cluster.name_any()))]
+async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&cluster, &ctx).await;
+    ctx.metrics.reconciled("cluster", started.elapsed());
+    result
+}
+
+async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
+    let ns = cluster
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = cluster.name_any();
+    let first_time = cluster.status.is_none();
+
+    apply(ctx, &ns, &config_map::config_map(cluster)).await?;
+    apply(ctx, &ns, &service::headless_service(cluster)).await?;
+    apply(ctx, &ns, &service::bootstrap_service(cluster)).await?;
+    let mut ready_pods = 0;
+    for index in 0..cluster.spec.zones.len() {
+        let sts = apply(ctx, &ns, &statefulset::statefulset(cluster, index)).await?;
+        ready_pods += sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    }
+    apply(ctx, &ns, &pdb::pdb(cluster)).await?;
+
+    // From outside the Kubernetes network the brokers' own metadata says
+    // who is up; inside, the pods' readiness does.
+    let brokers = if ctx.is_overridden(&ns, &name) {
+        match ctx.admin(&ns, &name).metadata().await {
+            Ok(meta) => BrokerCount::Ready(i32::try_from(meta.brokers.len()).unwrap_or(i32::MAX)),
+            Err(e) => BrokerCount::Unreachable(e.to_string()),
+        }
+    } else {
+        BrokerCount::Ready(ready_pods)
+    };
+    let status = cluster_status(cluster, brokers, now());
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.is_true());
+    if cluster.status.as_ref() != Some(&status) {
+        apply_status(ctx, cluster, &status).await?;
+    }
+    if first_time {
+        ctx.event(
+            cluster,
+            false,
+            "Applied",
+            format!(
+                "{} StatefulSets, Services, ConfigMap and PodDisruptionBudget applied",
+                cluster.spec.zones.len()
+            ),
+        )
+        .await;
+    }
+    info!(
+        ready_brokers = status.ready_brokers,
+        ready, "cluster reconciled"
+    );
+    Ok(Action::requeue(if ready {
+        ctx.intervals.resync
+    } else {
+        NOT_READY_REQUEUE
+    }))
+}
+
+fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(cluster = %cluster.name_any(), %error, "cluster reconcile failed");
+    ctx.metrics.failed("cluster", error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the Cluster controller until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (clusters, sts, svc, cm, pdbs) = match &namespace {
+        Some(ns) => (
+            Api::<Cluster>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+            Api::<ConfigMap>::namespaced(client.clone(), ns),
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=runnel-operator");
+    Controller::new(clusters, watcher::Config::default())
+        .owns(sts, owned.clone())
+        .owns(svc, owned.clone())
+        .owns(cm, owned.clone())
+        .owns(pdbs, owned)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use kube::api::ObjectMeta;
+    use runnel_operator_api::{ClusterSpec, StorageSpec};
+
+    use super::*;
+
+    /// A Cluster `streams/events` as the API server would hand it over.
+    pub(crate) fn cluster(brokers: i32, zones: &[&str]) -> Cluster {
+        Cluster {
+            metadata: ObjectMeta {
+                name: Some("events".into()),
+                namespace: Some("streams".into()),
+                uid: Some("0000-1111".into()),
+                generation: Some(1),
+                ..ObjectMeta::default()
+            },
+            spec: ClusterSpec {
+                brokers,
+                zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+                storage: StorageSpec {
+                    size: "10Gi".into(),
+                    storage_class_name: Some("fast".into()),
+                },
+                config: Default::default(),
+                image: None,
+                resources: None,
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn every_object_is_owned_by_the_cluster() {
+        let c = cluster(3, &["a", "b", "c"]);
+        let owner =
+            |refs: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+                let refs = refs.expect("owner references");
+                assert_eq!(refs.len(), 1);
+                assert_eq!(refs[0].kind, "Cluster");
+                assert_eq!(refs[0].controller, Some(true));
+            };
+        owner(config_map::config_map(&c).metadata.owner_references);
+        owner(service::headless_service(&c).metadata.owner_references);
+        owner(service::bootstrap_service(&c).metadata.owner_references);
+        owner(statefulset::statefulset(&c, 0).metadata.owner_references);
+        owner(pdb::pdb(&c).metadata.owner_references);
+    }
+
+    #[test]
+    fn broker_slots_interleave_zones_with_disjoint_ids() {
+        let c = cluster(4, &["zone-a", "zone-b", "zone-c"]);
+        let slots = names::broker_slots(&c);
+        let ids: Vec<i32> = slots.iter().map(|s| s.node_id).collect();
+        assert_eq!(ids, vec![1000, 2000, 3000, 1001]);
+        assert_eq!(slots[3].pod, "events-zone-a-1");
+        assert_eq!(
+            slots[0].host(&c),
+            "events-zone-a-0.events-brokers.streams.svc"
+        );
+    }
+}

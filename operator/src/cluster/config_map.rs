@@ -1,0 +1,67 @@
+//! The ConfigMap every broker reads: its Kafka-named settings (one
+//! `key=value` per line, each passed as `--set`) and the controller voters.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use runnel_operator_api::Cluster;
+
+use super::names::{config_map_name, controller_voters, labels};
+
+/// The key of the settings file.
+pub const SETTINGS_KEY: &str = "broker.settings";
+/// The key of `ID@HOST:PORT,...`.
+pub const VOTERS_KEY: &str = "controller.voters";
+
+/// `<cluster>-config`.
+pub fn config_map(cluster: &Cluster) -> ConfigMap {
+    let settings: String = cluster
+        .spec
+        .config
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(config_map_name(cluster)),
+            namespace: cluster.metadata.namespace.clone(),
+            labels: Some(labels(cluster)),
+            owner_references: cluster.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (SETTINGS_KEY.to_owned(), settings),
+            (VOTERS_KEY.to_owned(), controller_voters(cluster)),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::tests::cluster;
+
+    #[test]
+    fn settings_and_voters_in_distinct_zones() {
+        let mut c = cluster(4, &["zone-a", "zone-b", "zone-c"]);
+        c.spec
+            .config
+            .insert("min.insync.replicas".to_owned(), "2".to_owned());
+        let data = config_map(&c).data.expect("data");
+        assert_eq!(data[SETTINGS_KEY], "min.insync.replicas=2\n");
+        assert_eq!(
+            data[VOTERS_KEY],
+            "1000@events-zone-a-0.events-brokers.streams.svc:9093,\
+             2000@events-zone-b-0.events-brokers.streams.svc:9093,\
+             3000@events-zone-c-0.events-brokers.streams.svc:9093"
+        );
+        let small = cluster(1, &["zone-a", "zone-b"]);
+        assert_eq!(
+            config_map(&small).data.expect("data")[VOTERS_KEY],
+            "1000@events-zone-a-0.events-brokers.streams.svc:9093"
+        );
+    }
+}

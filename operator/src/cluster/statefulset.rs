@@ -1,0 +1,329 @@
+//! One StatefulSet per zone: the brokers of that zone, pinned to it by node
+//! affinity, each knowing the zone as its rack from its own pod spec.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
+    EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use runnel_operator_api::Cluster;
+
+use super::config_map::{SETTINGS_KEY, VOTERS_KEY};
+use super::names::{
+    brokers_in_zone, config_map_name, headless_service_name, labels, namespace, selector_labels,
+    statefulset_name, KAFKA_PORT, METRICS_PORT, NODE_ID_BASE, RPC_PORT, ZONE_LABEL,
+};
+
+/// Where the broker keeps its data (the claim `data` is mounted here).
+pub const DATA_DIR: &str = "/var/lib/runnel";
+
+/// Where the ConfigMap is mounted.
+const CONFIG_DIR: &str = "/etc/runnel";
+
+/// The container's start-up: the node id from the pod's ordinal and its
+/// zone's base, then one `--set` per line of the settings file. Needs
+/// `/bin/sh` in the image.
+const START_SCRIPT: &str = r#"set -eu
+export RUNNEL_NODE_ID=$((RUNNEL_NODE_ID_BASE + ${POD_NAME##*-}))
+set --
+while IFS= read -r line || [ -n "$line" ]; do
+  case "$line" in
+    ''|'#'*) ;;
+    *) set -- "$@" --set "$line" ;;
+  esac
+done < /etc/runnel/broker.settings
+exec runnel-broker "$@"
+"#;
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The StatefulSet of zone `index` (0-based, in `spec.zones` order).
+pub fn statefulset(cluster: &Cluster, index: usize) -> StatefulSet {
+    let zone = cluster.spec.zones.get(index).cloned().unwrap_or_default();
+    let name = statefulset_name(cluster, index);
+    let mut pod_labels = labels(cluster);
+    pod_labels.insert("runnel.dev/zone".to_owned(), zone.clone());
+    let mut selector = selector_labels(cluster);
+    selector.insert("runnel.dev/zone".to_owned(), zone.clone());
+    let node_id_base = NODE_ID_BASE * (i32::try_from(index).unwrap_or(0) + 1);
+
+    let container = Container {
+        name: "broker".to_owned(),
+        image: Some(cluster.image().to_owned()),
+        command: Some(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            START_SCRIPT.to_owned(),
+        ]),
+        env: Some(vec![
+            EnvVar {
+                name: "POD_NAME".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            env("RUNNEL_NODE_ID_BASE", node_id_base.to_string()),
+            env("RUNNEL_RACK", zone.clone()),
+            env("RUNNEL_DATA_DIR", DATA_DIR),
+            env("RUNNEL_LISTEN", format!("0.0.0.0:{KAFKA_PORT}")),
+            env(
+                "RUNNEL_ADVERTISE",
+                format!(
+                    "$(POD_NAME).{}.{}.svc:{KAFKA_PORT}",
+                    headless_service_name(cluster),
+                    namespace(cluster)
+                ),
+            ),
+            env("RUNNEL_RPC_LISTEN", format!("0.0.0.0:{RPC_PORT}")),
+            env("RUNNEL_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
+            EnvVar {
+                name: "RUNNEL_CONTROLLER_VOTERS".to_owned(),
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: config_map_name(cluster),
+                        key: VOTERS_KEY.to_owned(),
+                        ..ConfigMapKeySelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+        ]),
+        ports: Some(vec![
+            port("kafka", KAFKA_PORT),
+            port("rpc", RPC_PORT),
+            port("metrics", METRICS_PORT),
+        ]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/health".to_owned()),
+                port: IntOrString::Int(METRICS_PORT),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        resources: cluster.spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: DATA_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+
+    let affinity = Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: ZONE_LABEL.to_owned(),
+                        operator: "In".to_owned(),
+                        values: Some(vec![zone.clone()]),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(cluster)),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    };
+
+    let mut requests = BTreeMap::new();
+    requests.insert(
+        "storage".to_owned(),
+        Quantity(cluster.spec.storage.size.clone()),
+    );
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(selector.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: cluster.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(requests),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+
+    StatefulSet {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: cluster.metadata.namespace.clone(),
+            labels: Some(pod_labels.clone()),
+            owner_references: cluster.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(StatefulSetSpec {
+            replicas: Some(brokers_in_zone(cluster, index)),
+            service_name: Some(headless_service_name(cluster)),
+            // Brokers of a quorum must start together, not one after another.
+            pod_management_policy: Some("Parallel".to_owned()),
+            // The operator decides when a broker restarts.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    affinity: Some(affinity),
+                    containers: vec![container],
+                    termination_grace_period_seconds: Some(60),
+                    volumes: Some(vec![Volume {
+                        name: "config".to_owned(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_map_name(cluster),
+                            items: None,
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The settings file the start-up script reads, as mounted.
+pub fn settings_path() -> String {
+    format!("{CONFIG_DIR}/{SETTINGS_KEY}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::tests::cluster;
+
+    #[test]
+    fn each_zone_gets_its_own_pinned_statefulset() {
+        let c = cluster(5, &["zone-a", "zone-b", "zone-c"]);
+        let replicas: Vec<i32> = (0..3)
+            .map(|i| {
+                statefulset(&c, i)
+                    .spec
+                    .and_then(|s| s.replicas)
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(replicas, vec![2, 2, 1]);
+
+        let sts = statefulset(&c, 1);
+        assert_eq!(sts.metadata.name.as_deref(), Some("events-zone-b"));
+        let spec = sts.spec.expect("a spec");
+        assert_eq!(
+            spec.update_strategy.and_then(|u| u.type_).as_deref(),
+            Some("OnDelete")
+        );
+        assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
+        let pod = spec.template.spec.expect("a pod spec");
+        let term = &pod
+            .affinity
+            .and_then(|a| a.node_affinity)
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+            .expect("required node affinity")
+            .node_selector_terms[0];
+        let req = &term.match_expressions.as_ref().expect("expressions")[0];
+        assert_eq!(req.key, "topology.kubernetes.io/zone");
+        assert_eq!(req.values, Some(vec!["zone-b".to_owned()]));
+        let env: BTreeMap<String, Option<String>> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        assert_eq!(env["RUNNEL_RACK"].as_deref(), Some("zone-b"));
+        assert_eq!(env["RUNNEL_NODE_ID_BASE"].as_deref(), Some("2000"));
+        assert_eq!(
+            env["RUNNEL_ADVERTISE"].as_deref(),
+            Some("$(POD_NAME).events-brokers.streams.svc:9092")
+        );
+        let claims = spec.volume_claim_templates.expect("claims");
+        let storage = claims[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone());
+        assert_eq!(storage.as_deref(), Some("10Gi"));
+        assert_eq!(
+            claims[0]
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_deref()),
+            Some("fast")
+        );
+        assert_eq!(settings_path(), "/etc/runnel/broker.settings");
+    }
+}

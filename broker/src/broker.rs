@@ -1,16 +1,26 @@
-//! [`Broker`]: the state every request handler reads.
+//! [`Broker`]: the state every request handler reads, and the cluster-wide
+//! operations (topic creation, deletion, ...) that go through the controller.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use kafka_protocol::ResponseError;
 use tracing::info;
+use uuid::Uuid;
 
-use crate::config::BrokerSettings;
+use crate::cluster::{Assignment, ClusterImage, CommandResult, MetadataCommand};
+use crate::config::{BrokerSettings, TopicConfigs};
+use crate::controller::Controller;
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producers::ProducerIdManager;
-use crate::topics::TopicTable;
+use crate::topics::{Topic, TopicTable};
+
+/// How long an admin request waits for this broker to see its own change.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How this broker is reached and named.
 #[derive(Debug, Clone)]
@@ -30,14 +40,16 @@ pub struct Identity {
 pub struct Broker {
     /// Who this broker is.
     pub identity: Identity,
-    /// The cluster id, fixed when the data directory is first used.
-    pub cluster_id: String,
     /// Broker settings from `--set`.
     pub settings: Arc<BrokerSettings>,
-    /// The topics and their logs.
+    /// The topics and this broker's replicas.
     pub topics: TopicTable,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The controller quorum client (and, on voters, the quorum member).
+    pub controller: Controller,
+    /// The number of controller voters: the cluster size internal topics wait for.
+    pub voters: usize,
     /// Consumer groups and committed offsets.
     pub(crate) groups: GroupCoordinator,
     /// Producer ids for idempotent producers.
@@ -48,32 +60,164 @@ pub struct Broker {
 const META_FILE: &str = "meta.properties";
 
 impl Broker {
-    /// Opens the data directory (recovering logs) and builds the broker.
+    /// Builds the broker around an open data directory and a started controller.
     pub fn open(
         identity: Identity,
         data_dir: &Path,
         settings: BrokerSettings,
         metrics: Arc<Metrics>,
+        controller: Controller,
+        voters: usize,
     ) -> Result<Self, BrokerError> {
         let settings = Arc::new(settings);
         std::fs::create_dir_all(data_dir)
             .map_err(|e| BrokerError::MetadataIo(format!("create {}: {e}", data_dir.display())))?;
-        let cluster_id = load_or_create_cluster_id(data_dir, identity.node_id)?;
-        let topics = TopicTable::open(data_dir, settings.clone())?;
+        check_node_id(data_dir, identity.node_id)?;
+        let topics = TopicTable::open(data_dir, settings.clone(), identity.node_id)?;
         let groups = GroupCoordinator::new(&settings);
-        groups.load(&topics)?;
-        let producer_ids = ProducerIdManager::open(data_dir)?;
-        info!(node_id = identity.node_id, %cluster_id, data_dir = %data_dir.display(), "broker opened");
+        info!(node_id = identity.node_id, data_dir = %data_dir.display(), "broker opened");
         Ok(Broker {
             identity,
-            cluster_id,
             settings,
             topics,
             metrics,
+            controller,
+            voters,
             groups,
-            producer_ids,
+            producer_ids: ProducerIdManager::default(),
         })
     }
+
+    /// The cluster id agreed by the controller quorum.
+    pub fn cluster_id(&self) -> String {
+        self.topics.image().cluster_id.clone().unwrap_or_default()
+    }
+
+    /// The image as this broker last applied it.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.topics.image()
+    }
+
+    /// Writes a command through the controller and waits until this broker
+    /// has applied it; a refusal becomes its Kafka error.
+    pub async fn write(&self, command: MetadataCommand) -> Result<CommandResult, BrokerError> {
+        let (version, result) = self
+            .controller
+            .write(command)
+            .await
+            .map_err(|e| BrokerError::Controller(e.to_string()))?;
+        if tokio::time::timeout(SYNC_TIMEOUT, self.topics.wait_synced(version))
+            .await
+            .is_err()
+        {
+            return Err(BrokerError::Controller(format!(
+                "metadata version {version} was not applied locally within {SYNC_TIMEOUT:?}"
+            )));
+        }
+        match result {
+            CommandResult::Error { code, message } => Err(BrokerError::Refused {
+                code: ResponseError::try_from_code(code)
+                    .unwrap_or(ResponseError::UnknownServerError),
+                message,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Creates a topic through the controller (configs already validated).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        assignment: Assignment,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        crate::topics::validate_topic_name(name)?;
+        self.write(MetadataCommand::CreateTopic {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            configs,
+            assignment,
+        })
+        .await?;
+        info!(topic = %name, "topic created");
+        self.topics
+            .get(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)
+    }
+
+    /// The replication factor for new topics: `default.replication.factor`.
+    pub fn default_assignment(&self, partitions: i32) -> Assignment {
+        Assignment::Auto {
+            partitions,
+            replication_factor: self.settings.get_i64("default.replication.factor") as i16,
+        }
+    }
+
+    /// Returns the topic, creating it with the defaults if allowed.
+    pub async fn get_or_auto_create(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(t) = self.topics.get(name) {
+            return Ok(t);
+        }
+        if !self.topics.auto_create_enabled() {
+            return Err(BrokerError::UnknownTopicOrPartition);
+        }
+        crate::topics::validate_topic_name(name)?;
+        let partitions = self.settings.get_i64("num.partitions") as i32;
+        match self
+            .create_topic(name, self.default_assignment(partitions), BTreeMap::new())
+            .await
+        {
+            Ok(t) => Ok(t),
+            Err(BrokerError::Refused {
+                code: ResponseError::TopicAlreadyExists,
+                ..
+            }) => self
+                .topics
+                .get(name)
+                .ok_or(BrokerError::UnknownTopicOrPartition),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a topic through the controller.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.write(MetadataCommand::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Raises a topic's partition count.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<(), BrokerError> {
+        self.write(MetadataCommand::CreatePartitions {
+            name: name.to_string(),
+            count,
+            assignment,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces a topic's config overrides (already validated).
+    pub async fn set_configs(&self, name: &str, configs: TopicConfigs) -> Result<(), BrokerError> {
+        self.write(MetadataCommand::AlterConfigs {
+            name: name.to_string(),
+            configs: configs.0,
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Refuses a data directory that belongs to another node id.
+fn check_node_id(data_dir: &Path, node_id: i32) -> Result<(), BrokerError> {
+    load_or_create_cluster_id(data_dir, node_id).map(|_| ())
 }
 
 fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, BrokerError> {

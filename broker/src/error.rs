@@ -82,6 +82,23 @@ pub enum BrokerError {
     /// Writing broker metadata failed.
     #[error("metadata i/o: {0}")]
     MetadataIo(String),
+    /// This broker is not the partition's leader (or holds no replica of it).
+    #[error("this broker is not the leader of the partition")]
+    NotLeaderOrFollower,
+    /// The controller quorum did not answer or refused.
+    #[error("controller: {0}")]
+    Controller(String),
+    /// A refusal that is a plain Kafka error code (epochs, timeouts, ...).
+    #[error("{0:?}")]
+    Kafka(ResponseError),
+    /// A controller refusal with its Kafka code and message.
+    #[error("{message}")]
+    Refused {
+        /// The Kafka error code.
+        code: ResponseError,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 impl BrokerError {
@@ -102,6 +119,10 @@ impl BrokerError {
             BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
             BrokerError::Producer(e) => *e,
             BrokerError::MetadataIo(_) => ResponseError::KafkaStorageError,
+            BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            BrokerError::Controller(_) => ResponseError::RequestTimedOut,
+            BrokerError::Kafka(e) => *e,
+            BrokerError::Refused { code, .. } => *code,
             BrokerError::Storage(e) => match e {
                 S::Io { .. } => ResponseError::KafkaStorageError,
                 S::CorruptBatch(_) | S::CrcMismatch { .. } => ResponseError::CorruptMessage,

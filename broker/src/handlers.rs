@@ -38,7 +38,9 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
+mod reassignments;
 mod sync_group;
 
 #[cfg(test)]
@@ -69,6 +71,18 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
+    (
+        ApiKey::AlterPartitionReassignments,
+        reassignments::ALTER_VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        reassignments::LIST_VERSIONS,
+    ),
 ];
 
 /// What a handler may need to know about the request beyond its body.
@@ -186,32 +200,32 @@ async fn handle(
     let v = ctx.version;
     Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, v, r).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, v, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, v, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, v, r))
+            ResponseKind::CreateTopics(create_topics::handle(broker, v, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, v, r))
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, v, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(broker, v, r))
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, v, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, v, r))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, v, r).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group::handle(broker, ctx, r).await)
@@ -222,7 +236,7 @@ async fn handle(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(broker, v, r)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offset_commit::handle(broker, v, r))
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, v, r).await)
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(offset_fetch::handle(broker, v, r))
@@ -237,8 +251,17 @@ async fn handle(
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, r))
         }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(broker, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, r))
+        }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, v, r))
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, v, r).await)
         }
         other => {
             // dispatch() only lets through the APIs in SUPPORTED, all matched above.

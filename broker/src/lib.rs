@@ -15,12 +15,15 @@ pub mod broker;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+#[path = "controller_stub.rs"]
+pub mod controller;
 pub mod error;
 mod groups;
 mod handlers;
 pub mod metrics;
 mod producers;
 mod records;
+pub mod replication;
 pub mod server;
 pub mod topics;
 
@@ -34,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, Identity};
 use crate::config::{Args, BrokerSettings};
+use crate::controller::{Controller, ControllerConfig, Registration};
 use crate::metrics::Metrics;
 
 /// How often group timers, segment rolls and time-based flushes are checked;
@@ -55,18 +59,11 @@ impl Args {
             set,
         } = self;
         let settings = BrokerSettings::from_pairs(&set).context("invalid --set")?;
-        let voters = controller_voters
+        let mut voters = controller_voters
             .iter()
             .map(|v| config::parse_voter(v))
             .collect::<Result<Vec<_>, _>>()
             .context("invalid --controller-voters")?;
-        if voters.len() > 1 {
-            warn!(
-                voters = voters.len(),
-                "a multi-node controller quorum is not implemented yet; running standalone"
-            );
-        }
-        let _ = rpc_listen; // the gRPC listener arrives with replication
 
         let listener = TcpListener::bind(listen)
             .await
@@ -74,18 +71,63 @@ impl Args {
         let bound = listener.local_addr()?;
         let advertised = advertise.unwrap_or_else(|| bound.to_string());
         let (host, port) = config::split_host_port(&advertised).context("invalid --advertise")?;
+        let rpc_listener = TcpListener::bind(rpc_listen)
+            .await
+            .with_context(|| format!("bind rpc listener {rpc_listen}"))?;
+        let rpc_bound = rpc_listener.local_addr()?;
+        // Other brokers reach the gRPC listener by the advertised host when
+        // it listens on every interface.
+        let rpc_address = if rpc_bound.ip().is_unspecified() {
+            format!("{host}:{}", rpc_bound.port())
+        } else {
+            rpc_bound.to_string()
+        };
+        if voters.is_empty() {
+            // A single broker is its own controller quorum.
+            voters.push(config::Voter {
+                id: node_id,
+                address: rpc_address.clone(),
+            });
+        }
         let metrics_listener = TcpListener::bind(metrics_listen)
             .await
             .with_context(|| format!("bind metrics listener {metrics_listen}"))?;
         let metrics = Arc::new(Metrics::register());
         let identity = Identity {
             node_id,
-            host,
+            host: host.clone(),
             port,
-            rack,
+            rack: rack.clone(),
         };
+        let ms = |key: &str| Duration::from_millis(settings.get_i64(key).max(1) as u64);
+        let voter_count = voters.len();
+        let controller = Controller::start(ControllerConfig {
+            node_id,
+            voters,
+            data_dir: data_dir.clone(),
+            session_timeout: ms("broker.session.timeout.ms"),
+            heartbeat_interval: ms("broker.heartbeat.interval.ms"),
+            election_timeout: ms("controller.quorum.election.timeout.ms"),
+            rebalance: settings.get_bool("auto.leader.rebalance.enable").then(|| {
+                Duration::from_secs(
+                    settings
+                        .get_i64("leader.imbalance.check.interval.seconds")
+                        .max(1) as u64,
+                )
+            }),
+        })
+        .await
+        .context("start the controller")?;
+        let controlled_shutdown = settings.get_bool("controlled.shutdown.enable");
         let broker = tokio::task::spawn_blocking(move || {
-            Broker::open(identity, &data_dir, settings, metrics)
+            Broker::open(
+                identity,
+                &data_dir,
+                settings,
+                metrics,
+                controller,
+                voter_count,
+            )
         })
         .await?
         .context("open data directory")?;
@@ -97,23 +139,125 @@ impl Args {
             broker.metrics.clone(),
             shutdown.clone(),
         ));
-        let housekeeping = tokio::spawn(housekeeping(broker.clone(), shutdown.clone()));
+        info!(%rpc_address, "registering with the controller quorum");
+        let (tasks, epoch) = join_cluster(
+            &broker,
+            rpc_listener,
+            Registration {
+                id: node_id,
+                rack,
+                host,
+                port,
+                rpc_address,
+            },
+            shutdown.clone(),
+        )
+        .await?;
         server::announce(bound);
         broker.metrics.set_ready(true);
-        info!(%advertised, metrics = %metrics_listen, "broker ready");
+        info!(%advertised, metrics = %metrics_listen, broker_epoch = epoch, "broker ready");
 
-        let server = tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
+        let server_shutdown = CancellationToken::new();
+        let server = tokio::spawn(server::run(
+            listener,
+            broker.clone(),
+            server_shutdown.clone(),
+        ));
         wait_for_signal().await;
         info!("shutting down");
         broker.metrics.set_ready(false);
+        if controlled_shutdown {
+            // Leadership moves off this broker while it still serves, so
+            // clients and followers find the new leaders without losing writes.
+            broker.controller.shutdown(Duration::from_secs(30)).await;
+        }
+        server_shutdown.cancel();
         shutdown.cancel();
         let _ = server.await;
-        let _ = housekeeping.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         let _ = metrics_task.await;
         let closing = broker.clone();
         tokio::task::spawn_blocking(move || closing.topics.close()).await?;
         info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Starts a broker's cluster membership: serves gRPC on `rpc_listener`,
+/// follows the cluster image, registers with the controller quorum, then
+/// runs the replica fetchers and housekeeping. Returns the background tasks
+/// (they end when `shutdown` is cancelled) and the broker epoch.
+pub async fn join_cluster(
+    broker: &Arc<Broker>,
+    rpc_listener: TcpListener,
+    registration: Registration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, i64)> {
+    let mut tasks = vec![
+        tokio::spawn(serve_rpc(rpc_listener, broker.clone(), shutdown.clone())),
+        tokio::spawn(follow_image(broker.clone(), shutdown.clone())),
+    ];
+    let epoch = broker
+        .controller
+        .register(registration)
+        .await
+        .context("register with the controller quorum")?;
+    broker
+        .controller
+        .wait_for_version(epoch as u64, Duration::from_secs(60))
+        .await
+        .context("apply the cluster metadata")?;
+    broker.topics.wait_synced(epoch as u64).await;
+    tasks.push(tokio::spawn(replication::run_fetchers(
+        broker.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown.clone())));
+    Ok((tasks, epoch))
+}
+
+/// Serves the broker's gRPC services (replication and the controller quorum).
+async fn serve_rpc(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let replica = proto::replication::replica_server::ReplicaServer::new(
+        replication::ReplicaService::new(broker.clone()),
+    )
+    .max_decoding_message_size(256 << 20)
+    .max_encoding_message_size(256 << 20);
+    let result = broker
+        .controller
+        .services()
+        .add_service(replica)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(error) = result {
+        warn!(%error, "gRPC server failed");
+    }
+}
+
+/// Applies every new cluster image to the topic table, and moves group
+/// coordination with the leadership of `__consumer_offsets` partitions.
+async fn follow_image(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut images = broker.controller.image();
+    loop {
+        let image = images.borrow_and_update().clone();
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || {
+            let changes = b.topics.sync(&image);
+            b.groups.on_role_changes(&b.topics, &changes);
+            b.metrics.observe_replicas(&b.topics);
+        })
+        .await
+        {
+            Ok(()) => {}
+            Err(error) => warn!(%error, "applying cluster metadata failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = images.changed() => if changed.is_err() { return },
+        }
     }
 }
 
@@ -139,6 +283,7 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         broker.groups.tick(clock::now_ms());
+        replication::shrink_lagging(&broker, clock::now_ms());
         if last_offsets_expiry.elapsed() >= offsets_every {
             last_offsets_expiry = tokio::time::Instant::now();
             let b = broker.clone();

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Frames refused as malformed, oversized or unsupported.
     pub bad_requests: Counter,
+    /// Record bytes served to consumers (not to follower replicas).
+    pub fetch_consumer_bytes: Counter,
+    /// Partitions this broker leads.
+    pub partitions_led: Gauge,
+    /// Partitions this broker leads whose ISR is smaller than their replica set.
+    pub under_replicated_partitions: Gauge,
+    /// Partitions (preferred on this broker) with no leader.
+    pub offline_partitions: Gauge,
     ready: AtomicBool,
 }
 
@@ -94,7 +102,35 @@ impl Metrics {
             "Frames refused as malformed, oversized or unsupported",
             bad_requests.clone(),
         );
+        let fetch_consumer_bytes = Counter::default();
+        registry.register(
+            "fetch_consumer_bytes",
+            "Record bytes served to consumers (not to follower replicas)",
+            fetch_consumer_bytes.clone(),
+        );
+        let partitions_led = Gauge::default();
+        registry.register(
+            "partitions_led",
+            "Partitions this broker leads",
+            partitions_led.clone(),
+        );
+        let under_replicated_partitions = Gauge::default();
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions led here whose ISR is smaller than their replica set",
+            under_replicated_partitions.clone(),
+        );
+        let offline_partitions = Gauge::default();
+        registry.register(
+            "offline_partitions",
+            "Partitions whose preferred replica is this broker and that have no leader",
+            offline_partitions.clone(),
+        );
         Metrics {
+            fetch_consumer_bytes,
+            partitions_led,
+            under_replicated_partitions,
+            offline_partitions,
             registry,
             requests,
             request_latency,
@@ -104,6 +140,14 @@ impl Metrics {
             bad_requests,
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// Updates the replica gauges from the topic table.
+    pub fn observe_replicas(&self, topics: &crate::topics::TopicTable) {
+        let (led, under, offline) = topics.replica_counts();
+        self.partitions_led.set(led);
+        self.under_replicated_partitions.set(under);
+        self.offline_partitions.set(offline);
     }
 
     /// Counts one handled request.

@@ -11,8 +11,7 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use kafka_protocol::ResponseError;
 use runnel_storage::{BatchHeader, PartitionLog};
@@ -224,47 +223,36 @@ struct Snapshot {
     producers: HashMap<i64, ProducerEntry>,
 }
 
-/// Hands out producer ids that are never reused, even across restarts.
-#[derive(Debug)]
+/// Hands out producer ids that are never reused anywhere in the cluster:
+/// blocks come from the controller quorum (`AllocateProducerIds`).
+#[derive(Debug, Default)]
 pub(crate) struct ProducerIdManager {
-    path: PathBuf,
-    /// (next id, end of the persisted block)
-    next: Mutex<(i64, i64)>,
+    /// (next id, end of the current block)
+    next: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl ProducerIdManager {
-    /// Opens the id file in `data_dir`.
-    pub(crate) fn open(data_dir: &Path) -> Result<Self, BrokerError> {
-        let path = data_dir.join("producer_ids");
-        let start = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<i64>()
-                .map_err(|e| BrokerError::MetadataIo(format!("parse {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => {
-                return Err(BrokerError::MetadataIo(format!(
-                    "read {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        // The file holds the end of the last block handed out; start after it.
-        Ok(ProducerIdManager {
-            path,
-            next: Mutex::new((start, start)),
-        })
-    }
-
-    /// The next producer id.
-    pub(crate) fn next_id(&self) -> Result<i64, BrokerError> {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+    /// The next producer id, asking the controller for a block when needed.
+    pub(crate) async fn next_id(
+        &self,
+        controller: &crate::controller::Controller,
+    ) -> Result<i64, BrokerError> {
+        let mut next = self.next.lock().await;
         if next.0 >= next.1 {
-            let end = next.0 + ID_BLOCK;
-            crate::clock::write_atomically(&self.path, end.to_string().as_bytes()).map_err(
-                |e| BrokerError::MetadataIo(format!("write {}: {e}", self.path.display())),
-            )?;
-            next.1 = end;
+            let (_, result) = controller
+                .write(crate::cluster::MetadataCommand::AllocateProducerIds { count: ID_BLOCK })
+                .await
+                .map_err(|e| BrokerError::Controller(e.to_string()))?;
+            match result {
+                crate::cluster::CommandResult::ProducerIds(start) => {
+                    *next = (start, start + ID_BLOCK);
+                }
+                other => {
+                    return Err(BrokerError::Controller(format!(
+                        "producer id block refused: {other:?}"
+                    )))
+                }
+            }
         }
         let id = next.0;
         next.0 += 1;
@@ -349,16 +337,5 @@ mod tests {
             t.check(&header(1, 0, 1, 1, 0)),
             SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
         );
-    }
-
-    #[test]
-    fn producer_ids_are_not_reused_after_restart() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = ProducerIdManager::open(dir.path()).expect("open");
-        let a = first.next_id().expect("id");
-        let b = first.next_id().expect("id");
-        assert_eq!(b, a + 1);
-        let second = ProducerIdManager::open(dir.path()).expect("reopen");
-        assert!(second.next_id().expect("id") > b);
     }
 }

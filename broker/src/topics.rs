@@ -1,27 +1,31 @@
-//! The topic table: every topic this broker hosts, its partitions' logs, and
-//! the metadata file that lets them survive a restart.
+//! The topic table: every topic of the cluster as this broker sees it, the
+//! logs of the partitions it holds a replica of, and each replica's role.
 //!
 //! ```text
-//!   TopicTable ── name ──▶ Arc<Topic> ── [Arc<Partition>] ── Mutex<PartitionLog>
-//!        │                   (immutable snapshot; replaced on create-partitions
-//!        │                    or config change)
-//!        └── watch<u64>: bumped on every append, wakes long-polling fetches
+//!   ClusterImage ──sync()──▶ TopicTable ── name ──▶ Arc<Topic> ── [Arc<Partition>]
+//!   (controller quorum)          │                                   │
+//!                                │        Mutex<Option<PartitionData>>: log, producers,
+//!                                │        role (Leader(LeaderState) | Follower | Offline)
+//!                                └── watch<u64>: bumped on appends and high-watermark
+//!                                    moves; wakes long-polling fetches
 //! ```
 //!
-//! Until the controller quorum exists, topic metadata lives in
-//! `DATA/__runnel_topics.json`, rewritten atomically on every change.
+//! The table never decides leadership: it follows the image. A replica whose
+//! image says "leader at epoch E" records E at its log end and serves writes;
+//! one that says "follower" is fed by the replica fetcher.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::ResponseError;
+use runnel_replication::LeaderState;
 use runnel_storage::PartitionLog;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cluster::{ClusterImage, PartitionImage};
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::error::BrokerError;
 use crate::producers::{ProducerStateTable, SequenceCheck};
@@ -29,15 +33,91 @@ use crate::producers::{ProducerStateTable, SequenceCheck};
 /// The longest legal topic name, as in Kafka.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
-/// The file holding topic metadata in the data directory.
-const TOPICS_FILE: &str = "__runnel_topics.json";
+/// The file in a partition directory naming the topic id it belongs to, so a
+/// topic deleted and re-created under the same name never reuses old data.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
-/// What a partition's lock guards: its log and its producers' sequence state,
-/// kept together so a sequence check and its append are one step.
+/// A replica's role, from the image.
 #[derive(Debug)]
-struct PartitionData {
-    log: PartitionLog,
-    producers: ProducerStateTable,
+pub(crate) enum Role {
+    /// Serves writes and followers.
+    Leader(LeaderState),
+    /// Fetches from `leader`.
+    Follower {
+        /// The leader's node id.
+        leader: i32,
+    },
+    /// No live leader in the ISR.
+    Offline,
+}
+
+/// What a partition's lock guards: its log, its producers' sequence state and
+/// its replication role, kept together so each step sees them consistently.
+#[derive(Debug)]
+pub(crate) struct PartitionData {
+    pub(crate) log: PartitionLog,
+    pub(crate) producers: ProducerStateTable,
+    pub(crate) role: Role,
+    pub(crate) leader_epoch: i32,
+    pub(crate) partition_epoch: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+    /// The high watermark as a follower knows it (the leader's is in its state).
+    follower_high_watermark: i64,
+}
+
+impl PartitionData {
+    /// The high watermark: what consumers may read.
+    pub(crate) fn high_watermark(&self) -> i64 {
+        let hw = match &self.role {
+            Role::Leader(state) => state.high_watermark(),
+            _ => self.follower_high_watermark,
+        };
+        hw.min(self.log.log_end_offset())
+            .max(self.log.log_start_offset())
+    }
+
+    /// Whether this replica leads.
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// Checks a client's idea of the leader epoch (KIP-320): -1 means "any".
+    pub(crate) fn check_epoch(&self, current_leader_epoch: i32) -> Result<(), BrokerError> {
+        if current_leader_epoch < 0 || current_leader_epoch == self.leader_epoch {
+            Ok(())
+        } else if current_leader_epoch < self.leader_epoch {
+            Err(BrokerError::Kafka(ResponseError::FencedLeaderEpoch))
+        } else {
+            Err(BrokerError::Kafka(ResponseError::UnknownLeaderEpoch))
+        }
+    }
+
+    /// Recomputes the leader's high watermark; whether it moved.
+    pub(crate) fn advance_high_watermark(&mut self) -> bool {
+        let end = self.log.log_end_offset();
+        match &mut self.role {
+            Role::Leader(state) => state.advance_high_watermark(end),
+            _ => false,
+        }
+    }
+
+    /// A follower learns the leader's high watermark.
+    pub(crate) fn set_follower_high_watermark(&mut self, hw: i64) -> bool {
+        let hw = hw.min(self.log.log_end_offset());
+        if hw > self.follower_high_watermark {
+            self.follower_high_watermark = hw;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Rebuilds producer state after the log was truncated.
+    pub(crate) fn reload_producers(&mut self) -> Result<(), BrokerError> {
+        self.producers = ProducerStateTable::load(&self.log)?;
+        Ok(())
+    }
 }
 
 /// What a produce to one partition did.
@@ -45,13 +125,15 @@ struct PartitionData {
 pub struct Appended {
     /// The offset of the first record.
     pub base_offset: i64,
+    /// The offset after the last record: acks=all waits for the high watermark to reach it.
+    pub end_offset: i64,
     /// The log start offset after the append.
     pub log_start_offset: i64,
     /// Whether the batches were a retry already in the log (nothing appended).
     pub duplicate: bool,
 }
 
-/// One partition of a topic: its log.
+/// One partition of a topic.
 #[derive(Debug)]
 pub struct Partition {
     /// The topic's name.
@@ -59,36 +141,96 @@ pub struct Partition {
     /// The partition index.
     pub index: i32,
     data: Mutex<Option<PartitionData>>,
+    /// The high watermark, for acks=all waiters.
+    high_watermark: watch::Sender<i64>,
 }
 
 impl Partition {
-    /// Runs `f` on the log, or fails if the partition was deleted meanwhile.
+    fn new(topic: &str, index: i32) -> Self {
+        Partition {
+            topic: topic.to_string(),
+            index,
+            data: Mutex::new(None),
+            high_watermark: watch::channel(-1).0,
+        }
+    }
+
+    /// Runs `f` on the log, or fails if this broker holds no replica.
     pub fn with_log<R>(
         &self,
         f: impl FnOnce(&mut PartitionLog) -> Result<R, BrokerError>,
     ) -> Result<R, BrokerError> {
+        self.with_data(|data| f(&mut data.log))
+    }
+
+    /// Runs `f` on the replica, or fails if this broker holds none.
+    pub(crate) fn with_data<R>(
+        &self,
+        f: impl FnOnce(&mut PartitionData) -> Result<R, BrokerError>,
+    ) -> Result<R, BrokerError> {
         let mut guard = self.lock();
         match guard.as_mut() {
-            Some(data) => f(&mut data.log),
-            None => Err(BrokerError::UnknownTopicOrPartition),
+            Some(data) => f(data),
+            None => Err(BrokerError::NotLeaderOrFollower),
         }
     }
 
+    /// Whether this broker holds a replica.
+    pub fn is_local(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Publishes the current high watermark to waiters.
+    pub(crate) fn publish_high_watermark(&self, hw: i64) {
+        self.high_watermark.send_if_modified(|v| {
+            if *v != hw {
+                *v = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver of high-watermark changes.
+    pub(crate) fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
     /// Appends as leader, checking idempotent producers' sequences first.
-    fn append(&self, records: &mut [u8]) -> Result<Appended, BrokerError> {
+    fn append(
+        &self,
+        records: &mut [u8],
+        min_isr: Option<usize>,
+    ) -> Result<(Appended, i64), BrokerError> {
         let mut guard = self.lock();
-        let data = guard.as_mut().ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let data = guard.as_mut().ok_or(BrokerError::NotLeaderOrFollower)?;
+        if !data.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        if let Some(min_isr) = min_isr {
+            if data.isr.len() < min_isr {
+                return Err(BrokerError::NotEnoughReplicas {
+                    isr: data.isr.len(),
+                    min_isr: min_isr as i64,
+                });
+            }
+        }
         let headers = runnel_storage::validate_batches(records)?;
         for (i, header) in headers.iter().enumerate() {
             match data.producers.check(header) {
                 SequenceCheck::Append => {}
                 // A retried request: its batches are in the log already.
                 SequenceCheck::Duplicate { base_offset } if i == 0 => {
-                    return Ok(Appended {
-                        base_offset,
-                        log_start_offset: data.log.log_start_offset(),
-                        duplicate: true,
-                    });
+                    return Ok((
+                        Appended {
+                            base_offset,
+                            end_offset: base_offset + 1,
+                            log_start_offset: data.log.log_start_offset(),
+                            duplicate: true,
+                        },
+                        data.high_watermark(),
+                    ));
                 }
                 SequenceCheck::Duplicate { .. } => {
                     return Err(BrokerError::Producer(
@@ -98,15 +240,20 @@ impl Partition {
                 SequenceCheck::Reject(error) => return Err(BrokerError::Producer(error)),
             }
         }
-        let info = data.log.append(records, 0, now_ms())?;
+        let info = data.log.append(records, data.leader_epoch, now_ms())?;
         for header in &info.batches {
             data.producers.record(header);
         }
-        Ok(Appended {
-            base_offset: info.base_offset,
-            log_start_offset: data.log.log_start_offset(),
-            duplicate: false,
-        })
+        data.advance_high_watermark();
+        Ok((
+            Appended {
+                base_offset: info.base_offset,
+                end_offset: info.last_offset + 1,
+                log_start_offset: data.log.log_start_offset(),
+                duplicate: false,
+            },
+            data.high_watermark(),
+        ))
     }
 
     /// Writes the producer state snapshot if it changed.
@@ -129,18 +276,25 @@ impl Partition {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take(&self) -> Option<PartitionLog> {
-        self.lock().take().map(|data| data.log)
-    }
-
     /// Snapshots producer state and closes the log (clean shutdown).
     fn close(&self) -> Result<(), BrokerError> {
         if let Some(mut data) = self.lock().take() {
             let end = data.log.log_end_offset();
+            let hw = data.high_watermark();
             data.producers.write_snapshot(data.log.dir(), end)?;
+            data.log.checkpoint_high_watermark(hw)?;
             data.log.close()?;
         }
         Ok(())
+    }
+
+    /// Drops the replica and deletes its files.
+    fn delete_local(&self) {
+        if let Some(data) = self.lock().take() {
+            if let Err(error) = data.log.delete() {
+                warn!(topic = %self.topic, partition = self.index, %error, "deleting partition log failed");
+            }
+        }
     }
 }
 
@@ -153,27 +307,8 @@ pub struct Topic {
     pub id: Uuid,
     /// The topic's config overrides.
     pub configs: TopicConfigs,
-    /// The partitions, by index.
+    /// The partitions, by index (local replica or not).
     pub partitions: Vec<Arc<Partition>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TopicRecord {
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    configs: std::collections::BTreeMap<String, String>,
-}
-
-/// Every topic on this broker.
-#[derive(Debug)]
-pub struct TopicTable {
-    data_dir: PathBuf,
-    settings: Arc<BrokerSettings>,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serialises changes (create, delete, alter) and the metadata file.
-    change: Mutex<()>,
-    appended: watch::Sender<u64>,
 }
 
 /// Checks a topic name as Kafka does.
@@ -211,49 +346,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A leadership change `sync` made on this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// This broker now leads the partition.
+    BecameLeader(String, i32),
+    /// This broker no longer leads it.
+    LostLeadership(String, i32),
+}
+
+/// Every topic, and this broker's replicas.
+#[derive(Debug)]
+pub struct TopicTable {
+    data_dir: PathBuf,
+    settings: Arc<BrokerSettings>,
+    node_id: i32,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    image: RwLock<Arc<ClusterImage>>,
+    /// Serialises syncs.
+    change: Mutex<()>,
+    appended: watch::Sender<u64>,
+    synced: watch::Sender<u64>,
+}
+
 impl TopicTable {
-    /// Loads the topics recorded in `data_dir`, recovering their logs.
-    pub fn open(data_dir: &Path, settings: Arc<BrokerSettings>) -> Result<Self, BrokerError> {
+    /// An empty table; `sync` fills it from the cluster image.
+    pub fn open(
+        data_dir: &Path,
+        settings: Arc<BrokerSettings>,
+        node_id: i32,
+    ) -> Result<Self, BrokerError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| BrokerError::MetadataIo(format!("create {}: {e}", data_dir.display())))?;
-        let table = TopicTable {
+        Ok(TopicTable {
             data_dir: data_dir.to_path_buf(),
             settings,
+            node_id,
             topics: RwLock::new(HashMap::new()),
+            image: RwLock::new(Arc::new(ClusterImage::default())),
             change: Mutex::new(()),
             appended: watch::channel(0).0,
-        };
-        let path = data_dir.join(TOPICS_FILE);
-        let records: Vec<TopicRecord> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| BrokerError::MetadataIo(format!("parse {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(BrokerError::MetadataIo(format!(
-                    "read {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        let mut topics = HashMap::new();
-        for record in records {
-            let configs = TopicConfigs(record.configs);
-            let partitions = (0..record.partitions)
-                .map(|p| table.open_partition(&record.name, p, &configs))
-                .collect::<Result<Vec<_>, _>>()?;
-            info!(topic = %record.name, partitions = record.partitions, "topic loaded");
-            topics.insert(
-                record.name.clone(),
-                Arc::new(Topic {
-                    name: record.name,
-                    id: record.id,
-                    configs,
-                    partitions,
-                }),
-            );
-        }
-        *table.topics.write().unwrap_or_else(|p| p.into_inner()) = topics;
-        Ok(table)
+            synced: watch::channel(0).0,
+        })
     }
 
     /// The broker settings.
@@ -261,20 +395,20 @@ impl TopicTable {
         &self.settings
     }
 
-    fn open_partition(
-        &self,
-        topic: &str,
-        index: i32,
-        configs: &TopicConfigs,
-    ) -> Result<Arc<Partition>, BrokerError> {
-        let dir = self.data_dir.join(format!("{topic}-{index}"));
-        let log = PartitionLog::open(&dir, configs.log_config(&self.settings), now_ms())?;
-        let producers = ProducerStateTable::load(&log)?;
-        Ok(Arc::new(Partition {
-            topic: topic.to_string(),
-            index,
-            data: Mutex::new(Some(PartitionData { log, producers })),
-        }))
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The image the table was last synced to.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until the table has been synced to an image of at least `version`.
+    pub async fn wait_synced(&self, version: u64) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|v| *v >= version).await;
     }
 
     /// A topic by name.
@@ -325,210 +459,222 @@ impl TopicTable {
         self.settings.get_bool("auto.create.topics.enable")
     }
 
-    /// Returns the topic, creating it with the defaults if allowed.
-    pub fn get_or_auto_create(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        if let Some(t) = self.get(name) {
-            return Ok(t);
-        }
-        if !self.auto_create_enabled() {
-            return Err(BrokerError::UnknownTopicOrPartition);
-        }
-        validate_topic_name(name)?;
-        let partitions = self.settings.get_i64("num.partitions") as i32;
-        match self.create(name, partitions, TopicConfigs::default(), false) {
-            Ok(t) => Ok(t),
-            Err(BrokerError::TopicExists(_)) => {
-                self.get(name).ok_or(BrokerError::UnknownTopicOrPartition)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Creates a topic (or only checks that it could be, with `validate_only`).
-    pub fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: TopicConfigs,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, BrokerError> {
-        validate_topic_name(name)?;
-        if partitions < 1 {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, got {partitions}"
-            )));
-        }
-        for (k, v) in &configs.0 {
-            TopicConfigs::validate(k, v)?;
-        }
+    /// Brings the table to `image`: opens logs of new local replicas, deletes
+    /// those of replicas moved away or topics deleted, and applies leader and
+    /// ISR changes. Returns the leadership changes made.
+    pub fn sync(&self, image: &Arc<ClusterImage>) -> Vec<RoleChange> {
         let _change = lock(&self.change);
-        if self.get(name).is_some() {
-            return Err(BrokerError::TopicExists(name.to_string()));
-        }
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_string(),
-                id: Uuid::nil(),
-                configs,
-                partitions: Vec::new(),
-            }));
-        }
-        let parts = (0..partitions)
-            .map(|p| self.open_partition(name, p, &configs))
-            .collect::<Result<Vec<_>, _>>()?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            configs,
-            partitions: parts,
-        });
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), topic.clone());
-        self.persist()?;
-        info!(topic = %name, partitions, "topic created");
-        Ok(topic)
-    }
-
-    /// Deletes a topic and its logs.
-    pub fn delete(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        let _change = lock(&self.change);
-        let topic = self
+        let now = now_ms();
+        let mut changes = Vec::new();
+        let old: HashMap<String, Arc<Topic>> = self
             .topics
-            .write()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        self.persist()?;
-        for partition in &topic.partitions {
-            if let Some(log) = partition.take() {
-                if let Err(error) = log.delete() {
-                    warn!(topic = %name, partition = partition.index, %error, "deleting partition log failed");
+            .clone();
+        let mut next = HashMap::with_capacity(image.topics.len());
+        for (name, t) in &image.topics {
+            let previous = old.get(name).filter(|p| p.id == t.id);
+            if let Some(stale) = old.get(name).filter(|p| p.id != t.id) {
+                info!(topic = %name, "topic re-created; dropping the old incarnation's replicas");
+                self.drop_topic(stale, &mut changes);
+            }
+            let configs = TopicConfigs(t.configs.clone());
+            let log_config = configs.log_config(&self.settings);
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for (i, p) in t.partitions.iter().enumerate() {
+                let index = i as i32;
+                let partition = previous
+                    .and_then(|prev| prev.partitions.get(i).cloned())
+                    .unwrap_or_else(|| Arc::new(Partition::new(name, index)));
+                if p.replicas.contains(&self.node_id) {
+                    let mut guard = partition.lock();
+                    if guard.is_none() {
+                        match self.open_replica(name, index, t.id, &configs, p) {
+                            Ok(data) => *guard = Some(data),
+                            Err(error) => {
+                                warn!(topic = %name, partition = index, %error, "opening replica failed");
+                            }
+                        }
+                    }
+                    if let Some(data) = guard.as_mut() {
+                        data.log.set_config(log_config.clone());
+                        if let Some(change) = apply_partition_image(data, p, self.node_id, now) {
+                            info!(topic = %name, partition = index, leader = p.leader,
+                                leader_epoch = p.leader_epoch, isr = ?p.isr, "replica role changed");
+                            changes.push(match change {
+                                true => RoleChange::BecameLeader(name.clone(), index),
+                                false => RoleChange::LostLeadership(name.clone(), index),
+                            });
+                        }
+                        let hw = data.high_watermark();
+                        drop(guard);
+                        partition.publish_high_watermark(hw);
+                    }
+                } else if partition.is_local() {
+                    info!(topic = %name, partition = index, "replica moved away; deleting it");
+                    if partition.with_data(|d| Ok(d.is_leader())).unwrap_or(false) {
+                        changes.push(RoleChange::LostLeadership(name.clone(), index));
+                    }
+                    partition.delete_local();
                 }
+                partitions.push(partition);
+            }
+            next.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    name: name.clone(),
+                    id: t.id,
+                    configs,
+                    partitions,
+                }),
+            );
+        }
+        for (name, topic) in &old {
+            if !image.topics.contains_key(name) {
+                info!(topic = %name, "topic deleted");
+                self.drop_topic(topic, &mut changes);
             }
         }
-        info!(topic = %name, "topic deleted");
-        Ok(topic)
+        *self.topics.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = image.clone();
+        self.synced.send_replace(image.version);
+        self.notify();
+        changes
     }
 
-    /// Raises a topic's partition count to `count`.
-    pub fn add_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        let _change = lock(&self.change);
-        let topic = self.get(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic {name:?} has {current} partitions; the count can only grow, got {count}"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut partitions = topic.partitions.clone();
-        for p in current..count {
-            partitions.push(self.open_partition(name, p, &topic.configs)?);
-        }
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs: topic.configs.clone(),
-            partitions,
-        });
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), updated);
-        self.persist()?;
-        info!(topic = %name, from = current, to = count, "partitions added");
-        Ok(())
-    }
-
-    /// Replaces a topic's config overrides (already validated).
-    pub fn set_configs(&self, name: &str, configs: TopicConfigs) -> Result<(), BrokerError> {
-        let _change = lock(&self.change);
-        let topic = self.get(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let log_config = configs.log_config(&self.settings);
+    fn drop_topic(&self, topic: &Topic, changes: &mut Vec<RoleChange>) {
         for partition in &topic.partitions {
-            partition.with_log(|log| {
-                log.set_config(log_config.clone());
-                Ok(())
-            })?;
+            if partition.with_data(|d| Ok(d.is_leader())).unwrap_or(false) {
+                changes.push(RoleChange::LostLeadership(
+                    topic.name.clone(),
+                    partition.index,
+                ));
+            }
+            partition.delete_local();
         }
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs,
-            partitions: topic.partitions.clone(),
-        });
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), updated);
-        self.persist()?;
-        info!(topic = %name, "topic configs changed");
-        Ok(())
     }
 
-    fn persist(&self) -> Result<(), BrokerError> {
-        let records: Vec<TopicRecord> = self
-            .all()
-            .iter()
-            .map(|t| TopicRecord {
-                name: t.name.clone(),
-                id: t.id,
-                partitions: t.partitions.len() as i32,
-                configs: t.configs.0.clone(),
-            })
-            .collect();
-        let json = serde_json::to_vec_pretty(&records)
-            .map_err(|e| BrokerError::MetadataIo(format!("encode topics: {e}")))?;
-        crate::clock::write_atomically(&self.data_dir.join(TOPICS_FILE), &json)
-            .map_err(|e| BrokerError::MetadataIo(format!("write {TOPICS_FILE}: {e}")))
+    fn open_replica(
+        &self,
+        topic: &str,
+        index: i32,
+        id: Uuid,
+        configs: &TopicConfigs,
+        image: &PartitionImage,
+    ) -> Result<PartitionData, BrokerError> {
+        let dir = self.data_dir.join(format!("{topic}-{index}"));
+        let marker = dir.join(PARTITION_METADATA_FILE);
+        let expected = format!("version: 0\ntopic_id: {id}\n");
+        match std::fs::read_to_string(&marker) {
+            Ok(text) if text != expected => {
+                warn!(dir = %dir.display(), "partition directory belongs to an older topic of the same name; removing it");
+                std::fs::remove_dir_all(&dir).map_err(|e| {
+                    BrokerError::MetadataIo(format!("remove {}: {e}", dir.display()))
+                })?;
+            }
+            _ => {}
+        }
+        let log = PartitionLog::open(&dir, configs.log_config(&self.settings), now_ms())?;
+        crate::clock::write_atomically(&marker, expected.as_bytes())
+            .map_err(|e| BrokerError::MetadataIo(format!("write {}: {e}", marker.display())))?;
+        let producers = ProducerStateTable::load(&log)?;
+        let hw = log.recovered_high_watermark();
+        Ok(PartitionData {
+            log,
+            producers,
+            role: Role::Offline,
+            // Anything below the image's epoch: the first apply sets the role.
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: image.replicas.clone(),
+            isr: image.isr.clone(),
+            follower_high_watermark: hw,
+        })
     }
 
-    /// Appends as leader to a partition and wakes waiting fetches.
+    /// Appends as leader and wakes waiting fetches. With `min_isr` (acks=all)
+    /// the ISR must have at least that many replicas.
     pub fn append(
         &self,
         partition: &Partition,
         records: &mut [u8],
+        min_isr: Option<usize>,
     ) -> Result<Appended, BrokerError> {
-        let appended = partition.append(records)?;
+        let (appended, hw) = partition.append(records, min_isr)?;
+        partition.publish_high_watermark(hw);
         if !appended.duplicate {
-            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+            self.notify();
         }
         Ok(appended)
     }
 
-    /// A receiver that changes whenever any partition gets records.
+    /// Waits until the partition's high watermark reaches `offset`, the
+    /// replica stops leading, or `timeout` passes.
+    pub async fn wait_for_high_watermark(
+        &self,
+        partition: &Partition,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        let mut rx = partition.subscribe_high_watermark();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (hw, leader) = partition.with_data(|d| Ok((d.high_watermark(), d.is_leader())))?;
+            if hw >= offset {
+                return Ok(());
+            }
+            if !leader {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            // Wake on a high-watermark move, and now and then to notice a
+            // leadership change.
+            let step = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+            if tokio::time::timeout_at(step.min(deadline), rx.changed())
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Err(BrokerError::Kafka(ResponseError::RequestTimedOut));
+            }
+        }
+    }
+
+    /// Wakes long-polling fetches (records appended or a high watermark moved).
+    pub(crate) fn notify(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever any partition gets records or a
+    /// high watermark moves.
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
     }
 
-    /// Periodic work: segment rolls and time-based flushes; retention when `retention` is set.
+    /// Periodic work: segment rolls, time-based flushes and high-watermark
+    /// checkpoints; retention when `retention` is set.
     pub fn housekeeping(&self, retention: bool) {
         let now = now_ms();
         for topic in self.all() {
             for partition in &topic.partitions {
+                if !partition.is_local() {
+                    continue;
+                }
                 if retention {
                     // Before retention drops batches, so their producers' state survives them.
                     if let Err(error) = partition.snapshot_producers() {
                         warn!(topic = %topic.name, partition = partition.index, %error, "producer state snapshot failed");
                     }
                 }
-                let result = partition.with_log(|log| {
-                    log.roll_if_due(now)?;
-                    log.flush_if_due(now)?;
+                let result = partition.with_data(|data| {
+                    data.log.roll_if_due(now)?;
+                    data.log.flush_if_due(now)?;
+                    let hw = data.high_watermark();
+                    data.log.checkpoint_high_watermark(hw)?;
                     if retention {
-                        let deleted = log.enforce_retention(now)?;
+                        let deleted = data.log.enforce_retention_below(now, hw)?;
                         if deleted > 0 {
                             info!(topic = %topic.name, partition = partition.index, deleted,
-                                log_start_offset = log.log_start_offset(), "retention deleted segments");
+                                log_start_offset = data.log.log_start_offset(), "retention deleted segments");
                         }
                     }
                     Ok(())
@@ -550,11 +696,118 @@ impl TopicTable {
             }
         }
     }
+
+    /// Per-partition counts for the metrics: (led, under-replicated, offline).
+    pub fn replica_counts(&self) -> (i64, i64, i64) {
+        let image = self.image();
+        let (mut led, mut under, mut offline) = (0, 0, 0);
+        for t in image.topics.values() {
+            for p in &t.partitions {
+                if p.leader == self.node_id {
+                    led += 1;
+                    if p.isr.len() < p.replicas.len() {
+                        under += 1;
+                    }
+                }
+                if p.leader == -1 && p.replicas.first() == Some(&self.node_id) {
+                    offline += 1;
+                }
+            }
+        }
+        (led, under, offline)
+    }
+
+    /// The partitions this broker follows `leader` for:
+    /// (partition, fetch offset, last fetched epoch, leader epoch).
+    pub(crate) fn followed_from(&self, leader: i32) -> Vec<(Arc<Partition>, i64, i32, i32)> {
+        let mut out = Vec::new();
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                let state = partition.with_data(|d| {
+                    Ok(match d.role {
+                        Role::Follower { leader: l } if l == leader => Some((
+                            d.log.log_end_offset(),
+                            d.log.latest_epoch().unwrap_or(-1),
+                            d.leader_epoch,
+                        )),
+                        _ => None,
+                    })
+                });
+                if let Ok(Some((offset, last_epoch, epoch))) = state {
+                    out.push((partition.clone(), offset, last_epoch, epoch));
+                }
+            }
+        }
+        out
+    }
+
+    /// Leaders currently followed by this broker.
+    pub(crate) fn followed_leaders(&self) -> BTreeMap<i32, usize> {
+        let mut leaders = BTreeMap::new();
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                if let Ok(Role::Follower { leader }) = partition.with_data(|d| {
+                    Ok(match d.role {
+                        Role::Follower { leader } => Role::Follower { leader },
+                        _ => Role::Offline,
+                    })
+                }) {
+                    *leaders.entry(leader).or_insert(0) += 1;
+                }
+            }
+        }
+        leaders
+    }
+}
+
+/// Applies the image's view of one partition to the local replica. Returns
+/// `Some(true)` when it became leader, `Some(false)` when it stopped leading.
+fn apply_partition_image(
+    data: &mut PartitionData,
+    p: &PartitionImage,
+    me: i32,
+    now: i64,
+) -> Option<bool> {
+    let new_epoch = p.leader_epoch != data.leader_epoch;
+    let was_leader = data.is_leader();
+    data.replicas = p.replicas.clone();
+    data.isr = p.isr.clone();
+    data.partition_epoch = p.partition_epoch;
+    data.leader_epoch = p.leader_epoch;
+    if p.leader == me {
+        if !was_leader || new_epoch {
+            // Records from here on belong to the new epoch (KIP-101).
+            let end = data.log.log_end_offset();
+            if let Err(error) = data.log.assign_epoch(p.leader_epoch, end) {
+                warn!(%error, epoch = p.leader_epoch, "recording the new leader epoch failed");
+            }
+            let hw = data.high_watermark();
+            let mut state = LeaderState::new(me, &p.replicas, &p.isr, hw, now);
+            state.advance_high_watermark(end);
+            data.role = Role::Leader(state);
+            return (!was_leader).then_some(true);
+        }
+        if let Role::Leader(state) = &mut data.role {
+            state.on_committed(&p.replicas, &p.isr, now);
+        }
+        data.advance_high_watermark();
+        None
+    } else {
+        // A leader stepping down keeps what it knew as its high watermark.
+        data.follower_high_watermark = data.high_watermark();
+        data.role = if p.leader >= 0 {
+            Role::Follower { leader: p.leader }
+        } else {
+            Role::Offline
+        };
+        was_leader.then_some(false)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Assignment, MetadataCommand};
 
     fn idempotent_batch(producer_id: i64, sequence: i32, count: i32) -> bytes::BytesMut {
         let entries = (0..count)
@@ -576,22 +829,53 @@ mod tests {
             .expect("log")
     }
 
+    /// A one-broker image with topic "t" (one partition) led by broker 1.
+    fn image_with_topic() -> Arc<ClusterImage> {
+        let mut image = ClusterImage::default();
+        image.apply(
+            1,
+            &MetadataCommand::RegisterBroker {
+                id: 1,
+                rack: None,
+                host: "localhost".into(),
+                port: 9092,
+                rpc_address: "localhost:9093".into(),
+                incarnation: Uuid::new_v4(),
+            },
+        );
+        image.apply(
+            2,
+            &MetadataCommand::CreateTopic {
+                name: "t".into(),
+                id: Uuid::from_u128(7),
+                configs: Default::default(),
+                assignment: Assignment::Explicit(vec![vec![1]]),
+            },
+        );
+        Arc::new(image)
+    }
+
+    fn open(dir: &Path, settings: &Arc<BrokerSettings>, image: &Arc<ClusterImage>) -> TopicTable {
+        let table = TopicTable::open(dir, settings.clone(), 1).expect("open");
+        let changes = table.sync(image);
+        assert_eq!(changes, vec![RoleChange::BecameLeader("t".into(), 0)]);
+        table
+    }
+
     #[test]
     fn retried_batches_are_recognised_after_clean_and_unclean_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
+        let image = image_with_topic();
         {
-            let table = TopicTable::open(dir.path(), settings.clone()).expect("open");
-            table
-                .create("t", 1, TopicConfigs::default(), false)
-                .expect("create");
+            let table = open(dir.path(), &settings, &image);
             let p = table.partition("t", 0).expect("partition");
             let first = table
-                .append(&p, &mut idempotent_batch(42, 0, 3))
+                .append(&p, &mut idempotent_batch(42, 0, 3), None)
                 .expect("append");
             assert!(!first.duplicate);
             let retry = table
-                .append(&p, &mut idempotent_batch(42, 0, 3))
+                .append(&p, &mut idempotent_batch(42, 0, 3), None)
                 .expect("retry");
             assert!(retry.duplicate);
             assert_eq!(retry.base_offset, first.base_offset);
@@ -599,16 +883,15 @@ mod tests {
             table.close(); // writes the snapshot
         }
         {
-            let table = TopicTable::open(dir.path(), settings.clone())
-                .expect("reopen after clean shutdown");
+            let table = open(dir.path(), &settings, &image);
             let p = table.partition("t", 0).expect("partition");
             assert!(
                 table
-                    .append(&p, &mut idempotent_batch(42, 0, 3))
+                    .append(&p, &mut idempotent_batch(42, 0, 3), None)
                     .expect("retry")
                     .duplicate
             );
-            let gap = table.append(&p, &mut idempotent_batch(42, 7, 1));
+            let gap = table.append(&p, &mut idempotent_batch(42, 7, 1), None);
             assert!(
                 matches!(
                     gap,
@@ -619,19 +902,37 @@ mod tests {
                 "{gap:?}"
             );
             table
-                .append(&p, &mut idempotent_batch(42, 3, 2))
+                .append(&p, &mut idempotent_batch(42, 3, 2), None)
                 .expect("next in sequence");
             assert_eq!(end(&table), 5);
             // No close: as after kill -9, the snapshot is behind the log.
         }
-        let table = TopicTable::open(dir.path(), settings).expect("reopen after crash");
+        let table = open(dir.path(), &settings, &image);
         let p = table.partition("t", 0).expect("partition");
         let retry = table
-            .append(&p, &mut idempotent_batch(42, 3, 2))
+            .append(&p, &mut idempotent_batch(42, 3, 2), None)
             .expect("retry of the unsnapshotted batch");
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 3);
         assert_eq!(end(&table), 5);
+    }
+
+    #[test]
+    fn a_single_replica_leader_commits_at_once_and_refuses_when_the_isr_is_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
+        let table = open(dir.path(), &settings, &image_with_topic());
+        let p = table.partition("t", 0).expect("partition");
+        let appended = table
+            .append(&p, &mut idempotent_batch(1, 0, 2), Some(1))
+            .expect("append");
+        assert_eq!(appended.end_offset, 2);
+        assert_eq!(p.with_data(|d| Ok(d.high_watermark())).expect("local"), 2);
+        let short = table.append(&p, &mut idempotent_batch(1, 2, 1), Some(2));
+        assert!(
+            matches!(short, Err(BrokerError::NotEnoughReplicas { isr: 1, .. })),
+            "{short:?}"
+        );
     }
 
     #[test]

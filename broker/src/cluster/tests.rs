@@ -247,3 +247,12 @@ fn topics_refuse_what_kafka_refuses() {
     );
     assert_eq!(log.image.topics["t"].partitions.len(), 3);
 }
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut log = Log::new();
+    let first = log.apply(MetadataCommand::AllocateProducerIds { count: 1000 });
+    let second = log.apply(MetadataCommand::AllocateProducerIds { count: 1000 });
+    assert_eq!(first, CommandResult::ProducerIds(0));
+    assert_eq!(second, CommandResult::ProducerIds(1000));
+}

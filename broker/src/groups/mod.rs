@@ -12,7 +12,7 @@
 pub(crate) mod offsets;
 pub(crate) mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -22,11 +22,14 @@ use tracing::{info, warn};
 
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::error::BrokerError;
-use crate::topics::TopicTable;
+use crate::topics::{RoleChange, TopicTable};
 use offsets::{Committed, OffsetTable, OFFSETS_TOPIC};
 use state::{
     Group, GroupConfig, GroupDescription, GroupState, JoinRequest, JoinResult, Reply, SyncResult,
 };
+
+/// How long an offset commit waits for the ISR to have it.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Bytes read per step when replaying `__consumer_offsets` at start-up.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -56,6 +59,8 @@ pub(crate) struct ListedGroup {
 /// The coordinator of every group on this broker.
 #[derive(Debug)]
 pub(crate) struct GroupCoordinator {
+    /// The `__consumer_offsets` partitions this broker leads, loaded.
+    owned: Mutex<HashSet<i32>>,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<OffsetTable>,
     config: GroupConfig,
@@ -72,6 +77,7 @@ impl GroupCoordinator {
     /// A coordinator configured from the broker settings.
     pub(crate) fn new(settings: &BrokerSettings) -> Self {
         GroupCoordinator {
+            owned: Mutex::new(HashSet::new()),
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(OffsetTable::default()),
             config: GroupConfig {
@@ -88,54 +94,130 @@ impl GroupCoordinator {
         }
     }
 
-    /// Creates `__consumer_offsets` if needed and replays it into memory.
-    pub(crate) fn load(&self, topics: &TopicTable) -> Result<(), BrokerError> {
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                // Offsets must outlive time-based retention until compaction exists.
-                let mut configs = TopicConfigs::default();
-                configs.0.insert("retention.ms".into(), "-1".into());
-                configs
-                    .0
-                    .insert("segment.bytes".into(), (100 * 1024 * 1024).to_string());
-                topics.create(OFFSETS_TOPIC, self.offsets_partitions, configs, false)?
+    /// The `__consumer_offsets` partition that holds a group.
+    pub(crate) fn partition_of(&self, group_id: &str) -> i32 {
+        offsets::partition_for(group_id, self.offsets_partitions)
+    }
+
+    /// The number of `__consumer_offsets` partitions.
+    pub(crate) fn offsets_partitions(&self) -> i32 {
+        self.offsets_partitions
+    }
+
+    /// The configs `__consumer_offsets` is created with.
+    pub(crate) fn offsets_topic_configs() -> TopicConfigs {
+        // Offsets must outlive time-based retention until compaction exists.
+        let mut configs = TopicConfigs::default();
+        configs.0.insert("retention.ms".into(), "-1".into());
+        configs
+            .0
+            .insert("segment.bytes".into(), (100 * 1024 * 1024).to_string());
+        configs
+    }
+
+    /// NOT_COORDINATOR unless this broker leads the group's partition.
+    pub(crate) fn owns(&self, group_id: &str) -> Result<(), ResponseError> {
+        if lock(&self.owned).contains(&self.partition_of(group_id)) {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    /// Follows `__consumer_offsets` leadership: loads the groups of partitions
+    /// this broker now leads, forgets those of partitions it no longer leads.
+    pub(crate) fn on_role_changes(&self, topics: &TopicTable, changes: &[RoleChange]) {
+        for change in changes {
+            match change {
+                RoleChange::BecameLeader(topic, p) if topic == OFFSETS_TOPIC => {
+                    match self.load_partition(topics, *p) {
+                        Ok(()) => {
+                            lock(&self.owned).insert(*p);
+                        }
+                        Err(error) => {
+                            warn!(partition = p, %error, "loading committed offsets failed")
+                        }
+                    }
+                }
+                RoleChange::LostLeadership(topic, p) if topic == OFFSETS_TOPIC => {
+                    lock(&self.owned).remove(p);
+                    self.unload_partition(*p);
+                }
+                _ => {}
             }
-        };
+        }
+    }
+
+    fn unload_partition(&self, partition: i32) {
+        let n = self.offsets_partitions;
+        lock(&self.groups).retain(|id, _| offsets::partition_for(id, n) != partition);
+        let mut table = lock(&self.offsets);
+        for id in table.group_ids() {
+            if offsets::partition_for(&id, n) == partition {
+                for (t, p, _) in table.group(&id) {
+                    table.remove(&id, &t, p);
+                }
+            }
+        }
+        info!(
+            partition,
+            "no longer coordinating the groups of this offsets partition"
+        );
+    }
+
+    /// Replays one `__consumer_offsets` partition into memory.
+    fn load_partition(&self, topics: &TopicTable, index: i32) -> Result<(), BrokerError> {
+        let partition = topics.partition(OFFSETS_TOPIC, index)?;
         let mut table = lock(&self.offsets);
         let mut records = 0usize;
-        for partition in &topic.partitions {
-            let mut offset = partition.with_log(|log| Ok(log.log_start_offset()))?;
-            loop {
-                let read = partition
-                    .with_log(|log| Ok(log.read(offset, REPLAY_READ_BYTES, i64::MAX)?))?;
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut buf = read.records.clone();
-                let batches = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-                    BrokerError::InvalidRequest(format!(
-                        "{OFFSETS_TOPIC}-{} does not decode: {e}",
-                        partition.index
-                    ))
-                })?;
-                for batch in batches {
-                    for record in batch.records {
-                        offset = record.offset + 1;
-                        if let Some(key) = &record.key {
-                            table.apply_record(key, record.value.as_ref());
-                            records += 1;
-                        }
+        let mut offset = partition.with_log(|log| Ok(log.log_start_offset()))?;
+        loop {
+            let read =
+                partition.with_log(|log| Ok(log.read(offset, REPLAY_READ_BYTES, i64::MAX)?))?;
+            if read.records.is_empty() {
+                break;
+            }
+            let mut buf = read.records.clone();
+            let batches = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
+                BrokerError::InvalidRequest(format!("{OFFSETS_TOPIC}-{index} does not decode: {e}"))
+            })?;
+            for batch in batches {
+                for record in batch.records {
+                    offset = record.offset + 1;
+                    if let Some(key) = &record.key {
+                        table.apply_record(key, record.value.as_ref());
+                        records += 1;
                     }
                 }
             }
         }
         info!(
-            records,
-            groups = table.group_ids().len(),
-            "committed offsets loaded"
+            partition = index,
+            records, "coordinating the groups of this offsets partition"
         );
         Ok(())
+    }
+
+    /// Waits until everything written to the group's offsets partition so
+    /// far is replicated to the ISR (commits are acks=all writes).
+    pub(crate) async fn wait_replicated(
+        &self,
+        topics: &TopicTable,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        let partition = topics
+            .partition(OFFSETS_TOPIC, self.partition_of(group_id))
+            .map_err(|_| ResponseError::NotCoordinator)?;
+        let end = partition
+            .with_log(|log| Ok(log.log_end_offset()))
+            .map_err(|_| ResponseError::NotCoordinator)?;
+        topics
+            .wait_for_high_watermark(&partition, end, COMMIT_TIMEOUT)
+            .await
+            .map_err(|e| match e.kafka() {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                other => other,
+            })
     }
 
     fn with_group<R>(
@@ -162,6 +244,17 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Reply<JoinResult> {
         let joiner = request.member_id.clone();
+        if let Err(error) = self.owns(group_id) {
+            return Reply::Now(JoinResult {
+                error: Some(error),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: joiner,
+                members: Vec::new(),
+            });
+        }
         self.with_group(group_id, true, |g| g.join(request, now_ms))
             .unwrap_or_else(|| {
                 Reply::Now(JoinResult {
@@ -189,6 +282,14 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
         now_ms: i64,
     ) -> Reply<SyncResult> {
+        if let Err(error) = self.owns(group_id) {
+            return Reply::Now(SyncResult {
+                error: Some(error),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            });
+        }
         self.with_group(group_id, false, |g| {
             g.sync(
                 member_id,
@@ -219,6 +320,9 @@ impl GroupCoordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> Option<ResponseError> {
+        if let Err(error) = self.owns(group_id) {
+            return Some(error);
+        }
         self.with_group(group_id, false, |g| {
             g.heartbeat(member_id, instance_id, generation_id, now_ms)
         })
@@ -232,6 +336,7 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now_ms: i64,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.owns(group_id)?;
         self.with_group(group_id, false, |g| g.leave(members, now_ms))
             .ok_or(ResponseError::UnknownMemberId)
     }
@@ -255,6 +360,7 @@ impl GroupCoordinator {
         generation_id: i32,
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<(CommitEntry, Option<ResponseError>)>, ResponseError> {
+        self.owns(group_id)?;
         let known = self.with_group(group_id, false, |g| {
             g.accept_offset_commit(
                 member_id,
@@ -321,7 +427,7 @@ impl GroupCoordinator {
             OFFSETS_TOPIC,
             offsets::partition_for(group_id, self.offsets_partitions),
         )?;
-        topics.append(&partition, &mut buf)?;
+        topics.append(&partition, &mut buf, None)?;
         Ok(())
     }
 
@@ -330,9 +436,10 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, i32, Option<Committed>)> {
+    ) -> Result<Vec<(String, i32, Option<Committed>)>, ResponseError> {
+        self.owns(group_id)?;
         let table = lock(&self.offsets);
-        match wanted {
+        Ok(match wanted {
             None => table
                 .group(group_id)
                 .into_iter()
@@ -347,7 +454,7 @@ impl GroupCoordinator {
                         .collect::<Vec<_>>()
                 })
                 .collect(),
-        }
+        })
     }
 
     /// ListGroups: every group with members or committed offsets.
@@ -377,6 +484,9 @@ impl GroupCoordinator {
 
     /// DescribeGroups: `None` for a group that does not exist.
     pub(crate) fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        if self.owns(group_id).is_err() {
+            return None;
+        }
         if let Some(d) = self.with_group(group_id, false, |g| g.describe()) {
             if d.state != GroupState::Dead {
                 return Some(d);
@@ -398,6 +508,9 @@ impl GroupCoordinator {
         topics: &TopicTable,
         group_id: &str,
     ) -> Option<ResponseError> {
+        if let Err(error) = self.owns(group_id) {
+            return Some(error);
+        }
         let mut groups = lock(&self.groups);
         let exists_in_memory = match groups.get_mut(group_id) {
             Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
@@ -424,6 +537,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(), ResponseError> {
+        self.owns(group_id)?;
         if partitions.is_empty() {
             return Ok(());
         }
@@ -519,13 +633,54 @@ mod tests {
         s: &Arc<BrokerSettings>,
         partitions: i32,
     ) -> (TopicTable, GroupCoordinator) {
-        let topics = TopicTable::open(dir, s.clone()).expect("open");
-        topics
-            .create("orders", partitions, TopicConfigs::default(), false)
-            .expect("create");
+        let topics = TopicTable::open(dir, s.clone(), 1).expect("open");
         let coordinator = GroupCoordinator::new(s);
-        coordinator.load(&topics).expect("load");
+        let changes = topics.sync(&image(s, partitions));
+        coordinator.on_role_changes(&topics, &changes);
         (topics, coordinator)
+    }
+
+    /// One broker leading "orders" and `__consumer_offsets`.
+    fn image(s: &BrokerSettings, partitions: i32) -> Arc<crate::cluster::ClusterImage> {
+        use crate::cluster::{Assignment, ClusterImage, MetadataCommand};
+        let mut image = ClusterImage::default();
+        image.apply(
+            1,
+            &MetadataCommand::RegisterBroker {
+                id: 1,
+                rack: None,
+                host: "localhost".into(),
+                port: 9092,
+                rpc_address: "localhost:9093".into(),
+                incarnation: uuid::Uuid::new_v4(),
+            },
+        );
+        let offsets = s.get_i64("offsets.topic.num.partitions") as usize;
+        for (i, (name, n)) in [("orders", partitions as usize), (OFFSETS_TOPIC, offsets)]
+            .into_iter()
+            .enumerate()
+        {
+            image.apply(
+                2 + i as u64,
+                &MetadataCommand::CreateTopic {
+                    name: name.into(),
+                    id: uuid::Uuid::from_u128(i as u128 + 1),
+                    configs: Default::default(),
+                    assignment: Assignment::Explicit(vec![vec![1]; n]),
+                },
+            );
+        }
+        Arc::new(image)
+    }
+
+    /// A coordinator that just became leader of every offsets partition.
+    fn replay(topics: &TopicTable, s: &BrokerSettings) -> GroupCoordinator {
+        let coordinator = GroupCoordinator::new(s);
+        let changes: Vec<RoleChange> = (0..coordinator.offsets_partitions())
+            .map(|p| RoleChange::BecameLeader(OFFSETS_TOPIC.into(), p))
+            .collect();
+        coordinator.on_role_changes(topics, &changes);
+        coordinator
     }
 
     fn commit_entry(topic: &str, partition: i32, offset: i64, at: i64) -> CommitEntry {
@@ -588,21 +743,26 @@ mod tests {
             assert_eq!(unknown[0].1, Some(ResponseError::UnknownTopicOrPartition));
             topics.close();
         }
-        let topics = TopicTable::open(dir.path(), s.clone()).expect("reopen");
-        let coordinator = GroupCoordinator::new(&s);
-        coordinator.load(&topics).expect("replay");
-        let g1 = coordinator.fetch("g1", None);
+        let topics = TopicTable::open(dir.path(), s.clone(), 1).expect("reopen");
+        topics.sync(&image(&s, 2));
+        let coordinator = replay(&topics, &s);
+        let g1 = coordinator.fetch("g1", None).expect("coordinated here");
         assert_eq!(g1.len(), 1, "{g1:?}");
         assert_eq!(g1[0].2.as_ref().map(|c| c.offset), Some(5));
         assert_eq!(
-            coordinator.fetch("g2", Some(vec![("orders".into(), vec![0, 1])]))[0]
+            coordinator
+                .fetch("g2", Some(vec![("orders".into(), vec![0, 1])]))
+                .expect("coordinated here")[0]
                 .2
                 .as_ref()
                 .map(|c| c.offset),
             Some(9)
         );
         assert_eq!(
-            coordinator.fetch("g2", Some(vec![("orders".into(), vec![1])]))[0].2,
+            coordinator
+                .fetch("g2", Some(vec![("orders".into(), vec![1])]))
+                .expect("coordinated here")[0]
+                .2,
             None
         );
     }
@@ -635,19 +795,33 @@ mod tests {
             .expect("commit");
         coordinator.expire_offsets(&topics, now);
         assert!(
-            coordinator.fetch("old", None).is_empty(),
+            coordinator
+                .fetch("old", None)
+                .expect("coordinated here")
+                .is_empty(),
             "expired offsets are gone"
         );
         assert_eq!(
-            coordinator.fetch("fresh", None).len(),
+            coordinator
+                .fetch("fresh", None)
+                .expect("coordinated here")
+                .len(),
             1,
             "recent offsets stay"
         );
         // The expiry is durable: a replay of the log agrees.
-        let replayed = GroupCoordinator::new(&s);
-        replayed.load(&topics).expect("replay");
-        assert!(replayed.fetch("old", None).is_empty());
-        assert_eq!(replayed.fetch("fresh", None).len(), 1);
+        let replayed = replay(&topics, &s);
+        assert!(replayed
+            .fetch("old", None)
+            .expect("coordinated here")
+            .is_empty());
+        assert_eq!(
+            replayed
+                .fetch("fresh", None)
+                .expect("coordinated here")
+                .len(),
+            1
+        );
     }
 
     #[test]

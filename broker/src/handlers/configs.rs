@@ -169,25 +169,25 @@ pub(crate) fn describe(
 }
 
 /// Answers IncrementalAlterConfigs: SET and DELETE of topic configs.
-pub(crate) fn incremental_alter(
+pub(crate) async fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let name = resource.resource_name.to_string();
-            let result: Result<(), (ResponseError, String)> = match resource.resource_type {
-                RESOURCE_TOPIC => (|| {
-                    let topic = broker
-                        .topics
-                        .get(&name)
-                        .ok_or((ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist")))?;
-                    let mut configs = topic.configs.clone();
-                    for op in &resource.configs {
-                        let key = op.name.to_string();
-                        match op.config_operation {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let name = resource.resource_name.to_string();
+        let planned: Result<Option<TopicConfigs>, (ResponseError, String)> = match resource
+            .resource_type
+        {
+            RESOURCE_TOPIC => (|| {
+                let topic = broker.topics.get(&name).ok_or((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {name:?} does not exist"),
+                ))?;
+                let mut configs = topic.configs.clone();
+                for op in &resource.configs {
+                    let key = op.name.to_string();
+                    match op.config_operation {
                             OP_SET => {
                                 let value = op.value.as_ref().map(|v| v.to_string()).ok_or((
                                     ResponseError::InvalidRequest,
@@ -212,26 +212,38 @@ pub(crate) fn incremental_alter(
                                 ))
                             }
                         }
-                    }
-                    if request.validate_only {
-                        return Ok(());
-                    }
-                    broker.topics.set_configs(&name, configs).map_err(|e| (e.kafka(), e.to_string()))
-                })(),
-                RESOURCE_BROKER => Err((
-                    ResponseError::InvalidRequest,
-                    "broker settings are static; set them with --set at start-up".to_string(),
-                )),
-                other => Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
-            };
-            let entry = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match result {
-                Ok(()) => entry,
-                Err((code, message)) => entry.with_error_code(code.code()).with_error_message(Some(text(&message))),
-            }
-        })
-        .collect();
+                }
+                if request.validate_only {
+                    return Ok(None);
+                }
+                Ok(Some(configs))
+            })(),
+            RESOURCE_BROKER => Err((
+                ResponseError::InvalidRequest,
+                "broker settings are static; set them with --set at start-up".to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        let result = match planned {
+            Ok(Some(configs)) => broker
+                .set_configs(&name, configs)
+                .await
+                .map_err(|e| (e.kafka(), e.to_string())),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let entry = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match result {
+            Ok(()) => entry,
+            Err((code, message)) => entry
+                .with_error_code(code.code())
+                .with_error_message(Some(text(&message))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

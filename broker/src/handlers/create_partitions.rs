@@ -13,49 +13,62 @@ use crate::error::BrokerError;
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 
 /// Answers CreatePartitions.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = (|| {
-                let topic = broker
-                    .topics
-                    .get(&name)
-                    .ok_or(BrokerError::UnknownTopicOrPartition)?;
-                if let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
-                    let new = (t.count - topic.partitions.len() as i32).max(0) as usize;
-                    if assignments.len() != new {
-                        return Err(BrokerError::InvalidReplicaAssignment(format!(
-                            "{} assignments given for {new} new partitions",
-                            assignments.len()
-                        )));
-                    }
-                    if let Some(bad) = assignments.iter().find(|a| {
-                        a.broker_ids.len() != 1 || a.broker_ids[0].0 != broker.identity.node_id
-                    }) {
-                        return Err(BrokerError::InvalidReplicaAssignment(format!(
-                            "assignment {:?} names brokers other than this one",
-                            bad.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>()
-                        )));
-                    }
-                }
-                broker
-                    .topics
-                    .add_partitions(&name, t.count, request.validate_only)
-            })();
-            let entry = CreatePartitionsTopicResult::default().with_name(t.name);
-            match result {
-                Ok(()) => entry,
-                Err(e) => entry
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-            }
-        })
-        .collect();
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.name.0.to_string();
+        let result = add(broker, &name, &t, request.validate_only).await;
+        let entry = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match result {
+            Ok(()) => entry,
+            Err(e) => entry
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn add(
+    broker: &Broker,
+    name: &str,
+    t: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    let topic = broker
+        .topics
+        .get(name)
+        .ok_or(BrokerError::UnknownTopicOrPartition)?;
+    let current = topic.partitions.len() as i32;
+    if t.count <= current {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "topic {name:?} has {current} partitions; the count can only grow, got {}",
+            t.count
+        )));
+    }
+    let assignment = match t.assignments.as_ref().filter(|a| !a.is_empty()) {
+        Some(assignments) => {
+            let new = (t.count - current) as usize;
+            if assignments.len() != new {
+                return Err(BrokerError::InvalidReplicaAssignment(format!(
+                    "{} assignments given for {new} new partitions",
+                    assignments.len()
+                )));
+            }
+            Some(
+                assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    if validate_only {
+        return Ok(());
+    }
+    broker.create_partitions(name, t.count, assignment).await
 }

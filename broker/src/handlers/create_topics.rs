@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::configs::describe_topic_configs;
 use crate::broker::Broker;
+use crate::cluster::Assignment;
 use crate::config::TopicConfigs;
 use crate::error::BrokerError;
 
@@ -20,8 +21,17 @@ use crate::error::BrokerError;
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
 
 /// The partition count and configs a create request asks for, checked.
-fn plan(broker: &Broker, topic: &CreatableTopic) -> Result<(i32, i16, TopicConfigs), BrokerError> {
-    let brokers = 1;
+fn plan(
+    broker: &Broker,
+    topic: &CreatableTopic,
+) -> Result<(i32, i16, TopicConfigs, Assignment), BrokerError> {
+    let image = broker.image();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && !b.shutting_down)
+        .count()
+        .max(1) as i32;
     let settings = broker.topics.settings();
     let (partitions, replication) = if topic.assignments.is_empty() {
         let partitions = if topic.num_partitions == -1 {
@@ -57,7 +67,11 @@ fn plan(broker: &Broker, topic: &CreatableTopic) -> Result<(i32, i16, TopicConfi
                     a.partition_index
                 )));
             }
-            if let Some(unknown) = a.broker_ids.iter().find(|b| b.0 != broker.identity.node_id) {
+            if let Some(unknown) = a
+                .broker_ids
+                .iter()
+                .find(|b| !image.brokers.contains_key(&b.0))
+            {
                 return Err(BrokerError::InvalidReplicaAssignment(format!(
                     "partition {} is assigned to unknown broker {}",
                     a.partition_index, unknown.0
@@ -103,11 +117,26 @@ fn plan(broker: &Broker, topic: &CreatableTopic) -> Result<(i32, i16, TopicConfi
         TopicConfigs::validate(&name, &value)?;
         configs.0.insert(name, value);
     }
-    Ok((partitions, replication, configs))
+    let assignment = if topic.assignments.is_empty() {
+        Assignment::Auto {
+            partitions,
+            replication_factor: replication,
+        }
+    } else {
+        let mut lists = topic.assignments.iter().collect::<Vec<_>>();
+        lists.sort_by_key(|a| a.partition_index);
+        Assignment::Explicit(
+            lists
+                .into_iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        )
+    };
+    Ok((partitions, replication, configs, assignment))
 }
 
 /// Answers CreateTopics.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: CreateTopicsRequest,
@@ -119,64 +148,81 @@ pub(crate) fn handle(
         .filter(|t| !names.insert(t.name.0.to_string()))
         .map(|t| t.name.0.to_string())
         .collect();
-    let results = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.name.0.to_string();
-            let result = CreatableTopicResult::default().with_name(topic.name.clone());
-            let outcome = if duplicates.contains(&name) {
-                Err(BrokerError::InvalidRequest(format!(
-                    "topic {name:?} appears more than once in the request"
-                )))
-            } else {
-                plan(broker, topic).and_then(|(partitions, replication, configs)| {
-                    let created =
-                        broker
-                            .topics
-                            .create(&name, partitions, configs, request.validate_only)?;
-                    Ok((created, partitions, replication))
-                })
-            };
-            match outcome {
-                Ok((created, partitions, replication)) => {
-                    let configs = describe_topic_configs(broker, &created.configs)
-                        .into_iter()
-                        .map(|c| {
-                            CreatableTopicConfigs::default()
-                                .with_name(c.name)
-                                .with_value(c.value)
-                                .with_read_only(c.read_only)
-                                .with_config_source(c.config_source)
-                                .with_is_sensitive(c.is_sensitive)
-                        })
-                        .collect();
-                    let result = if version >= 7 {
-                        result.with_topic_id(created.id)
-                    } else {
-                        result
-                    };
-                    if version >= 5 {
-                        result
-                            .with_num_partitions(partitions)
-                            .with_replication_factor(replication)
-                            .with_configs(Some(configs))
-                    } else {
-                        result
-                    }
-                }
-                Err(e) => {
-                    let code = match e {
-                        // Kafka reports a duplicate in the request as INVALID_REQUEST.
-                        BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
-                        ref other => other.code(),
-                    };
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let outcome = if duplicates.contains(&name) {
+            Err(BrokerError::InvalidRequest(format!(
+                "topic {name:?} appears more than once in the request"
+            )))
+        } else {
+            create(broker, topic, &name, request.validate_only).await
+        };
+        results.push(match outcome {
+            Ok((id, configs, partitions, replication)) => {
+                let configs = describe_topic_configs(broker, &configs)
+                    .into_iter()
+                    .map(|c| {
+                        CreatableTopicConfigs::default()
+                            .with_name(c.name)
+                            .with_value(c.value)
+                            .with_read_only(c.read_only)
+                            .with_config_source(c.config_source)
+                            .with_is_sensitive(c.is_sensitive)
+                    })
+                    .collect();
+                let result = if version >= 7 {
+                    result.with_topic_id(id)
+                } else {
                     result
-                        .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_string(e.to_string())))
+                };
+                if version >= 5 {
+                    result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(replication)
+                        .with_configs(Some(configs))
+                } else {
+                    result
                 }
             }
-        })
-        .collect();
+            Err(e) => {
+                let code = match e {
+                    // Kafka reports a duplicate in the request as INVALID_REQUEST.
+                    BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+                    ref other => other.code(),
+                };
+                result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
+            }
+        });
+    }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Plans and (unless only validating) creates one topic: its id, configs,
+/// partition count and replication factor.
+async fn create(
+    broker: &Broker,
+    topic: &CreatableTopic,
+    name: &str,
+    validate_only: bool,
+) -> Result<(uuid::Uuid, TopicConfigs, i32, i16), BrokerError> {
+    crate::topics::validate_topic_name(name)?;
+    let (partitions, replication, configs, assignment) = plan(broker, topic)?;
+    if validate_only {
+        if broker.topics.get(name).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        broker
+            .image()
+            .plan_assignment(&assignment, &[])
+            .map_err(|e| BrokerError::InvalidReplicationFactor(e.to_string()))?;
+        return Ok((uuid::Uuid::nil(), configs, partitions, replication));
+    }
+    let created = broker
+        .create_topic(name, assignment, configs.0.clone())
+        .await?;
+    Ok((created.id, configs, partitions, replication))
 }

@@ -14,7 +14,7 @@ use crate::error::BrokerError;
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 
 /// Answers DeleteTopics.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: DeleteTopicsRequest,
@@ -32,42 +32,47 @@ pub(crate) fn handle(
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
-    let responses = wanted
-        .into_iter()
-        .map(|(name, id)| {
-            let result = match &name {
-                Some(n) => broker.topics.delete(n.0.as_str()),
-                None => match broker.topics.get_by_id(id) {
-                    Some(t) => broker.topics.delete(&t.name),
-                    None => Err(BrokerError::UnknownTopicId),
-                },
-            };
-            let entry = DeletableTopicResult::default().with_name(name);
-            let entry = match result {
-                Ok(topic) => {
-                    let entry =
-                        entry.with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))));
-                    if version >= 6 {
-                        entry.with_topic_id(topic.id)
-                    } else {
-                        entry
-                    }
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let topic = match &name {
+            Some(n) => broker
+                .topics
+                .get(n.0.as_str())
+                .ok_or(BrokerError::UnknownTopicOrPartition),
+            None => broker
+                .topics
+                .get_by_id(id)
+                .ok_or(BrokerError::UnknownTopicId),
+        };
+        let result = match topic {
+            Ok(topic) => broker.delete_topic(&topic.name).await.map(|()| topic),
+            Err(e) => Err(e),
+        };
+        let entry = DeletableTopicResult::default().with_name(name);
+        let entry = match result {
+            Ok(topic) => {
+                let entry =
+                    entry.with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))));
+                if version >= 6 {
+                    entry.with_topic_id(topic.id)
+                } else {
+                    entry
                 }
-                Err(e) => {
-                    let entry = entry.with_error_code(e.code());
-                    if version >= 5 {
-                        entry.with_error_message(Some(StrBytes::from_string(e.to_string())))
-                    } else {
-                        entry
-                    }
-                }
-            };
-            if version >= 6 && entry.topic_id.is_nil() {
-                entry.with_topic_id(id)
-            } else {
-                entry
             }
-        })
-        .collect();
+            Err(e) => {
+                let entry = entry.with_error_code(e.code());
+                if version >= 5 {
+                    entry.with_error_message(Some(StrBytes::from_string(e.to_string())))
+                } else {
+                    entry
+                }
+            }
+        };
+        responses.push(if version >= 6 && entry.topic_id.is_nil() {
+            entry.with_topic_id(id)
+        } else {
+            entry
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -22,7 +22,7 @@ pub(crate) fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
         .with_controller_id(BrokerId(broker.identity.node_id))
         .with_cluster_authorized_operations(i32::MIN);
     let response = if version >= 1 {
@@ -37,10 +37,15 @@ pub(crate) fn handle(
                 "only broker endpoints (endpoint type 1) are served",
             )));
     }
-    let id = &broker.identity;
-    response.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(id.node_id))
-        .with_host(StrBytes::from_string(id.host.clone()))
-        .with_port(id.port)
-        .with_rack(id.rack.clone().map(StrBytes::from_string))])
+    let brokers = super::metadata::broker_entries(broker, 1)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.node_id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
+        })
+        .collect();
+    response.with_brokers(brokers)
 }

@@ -33,6 +33,11 @@ pub(crate) fn handle(
             } else {
                 entry
             };
+            if let Err(error) = broker.groups.owns(group_id.0.as_str()) {
+                return entry
+                    .with_error_code(error.code())
+                    .with_group_state(StrBytes::from_static_str(""));
+            }
             match broker.groups.describe(group_id.0.as_str()) {
                 None if version >= 6 => entry
                     .with_error_code(ResponseError::GroupIdNotFound.code())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
@@ -66,6 +66,7 @@ pub(crate) async fn handle(
                         .inc_by(size as u64);
                 }
             }
+            broker.metrics.fetch_consumer_bytes.inc_by(bytes as u64);
             return response;
         }
         if tokio::time::timeout_at(deadline, appended.changed())
@@ -96,6 +97,28 @@ fn resolve(
     }
 }
 
+/// What one partition of a fetch gets.
+enum Served {
+    /// Records (possibly none), the log start offset, the high watermark.
+    Records(Bytes, i64, i64),
+    /// KIP-392: read from this replica instead.
+    Preferred(i32, i64, i64),
+}
+
+/// An in-sync replica in the consumer's rack, when the leader is not in it.
+fn preferred_replica(broker: &Broker, isr: &[i32], rack: &str) -> Option<i32> {
+    if rack.is_empty() || broker.identity.rack.as_deref() == Some(rack) {
+        return None;
+    }
+    let image = broker.image();
+    isr.iter().copied().find(|r| {
+        image
+            .brokers
+            .get(r)
+            .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(rack))
+    })
+}
+
 /// One pass over the requested partitions: the response, its record bytes,
 /// and whether any partition failed (which ends a long poll early).
 fn read_once(
@@ -107,6 +130,11 @@ fn read_once(
         request.max_bytes as usize
     } else {
         usize::MAX
+    };
+    let rack = if version >= 11 {
+        request.rack_id.as_str()
+    } else {
+        ""
     };
     let mut total = 0usize;
     let mut errors = false;
@@ -122,22 +150,40 @@ fn read_once(
                     .and_then(|i| topic.partitions.get(i))
                     .ok_or(BrokerError::UnknownTopicOrPartition.code())?;
                 partition
-                    .with_log(|log| {
-                        let end = log.log_end_offset();
-                        let start = log.log_start_offset();
+                    .with_data(|d| {
+                        if version >= 9 {
+                            d.check_epoch(p.current_leader_epoch)?;
+                        }
+                        let leader = d.is_leader();
+                        if !leader && !matches!(d.role, crate::topics::Role::Follower { .. }) {
+                            return Err(BrokerError::NotLeaderOrFollower);
+                        }
+                        let start = d.log.log_start_offset();
+                        let hw = d.high_watermark();
+                        if leader {
+                            if let Some(replica) = preferred_replica(broker, &d.isr, rack) {
+                                return Ok(Served::Preferred(replica, start, hw));
+                            }
+                        }
+                        let end = d.log.log_end_offset();
+                        if p.fetch_offset < start || (leader && p.fetch_offset > end) {
+                            return Err(runnel_storage::Error::OffsetOutOfRange {
+                                offset: p.fetch_offset,
+                                start,
+                                end,
+                            }
+                            .into());
+                        }
+                        // A follower may be behind the offset the consumer reached at
+                        // the leader: nothing to read yet.
+                        if p.fetch_offset >= hw {
+                            return Ok(Served::Records(Bytes::new(), start, hw));
+                        }
                         let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                         let records = if limit == 0 {
-                            if p.fetch_offset < start || p.fetch_offset > end {
-                                return Err(runnel_storage::Error::OffsetOutOfRange {
-                                    offset: p.fetch_offset,
-                                    start,
-                                    end,
-                                }
-                                .into());
-                            }
                             Bytes::new()
                         } else {
-                            let read = log.read(p.fetch_offset, limit, end)?;
+                            let read = d.log.read(p.fetch_offset, limit, hw)?;
                             // Only the first partition with data may exceed the limits (KIP-74).
                             if total > 0 && read.records.len() > limit {
                                 Bytes::new()
@@ -145,23 +191,32 @@ fn read_once(
                                 read.records
                             }
                         };
-                        Ok((records, start, end))
+                        Ok(Served::Records(records, start, hw))
                     })
                     .map_err(|e| e.code())
             });
             partitions.push(match result {
-                Ok((records, log_start, end)) => {
+                Ok(Served::Records(records, log_start, hw)) => {
                     total += records.len();
                     budget = budget.saturating_sub(records.len());
                     let base = base
-                        .with_high_watermark(end)
-                        .with_last_stable_offset(end)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
                         .with_records(Some(records));
                     if version >= 5 {
                         base.with_log_start_offset(log_start)
                     } else {
                         base
                     }
+                }
+                Ok(Served::Preferred(replica, log_start, hw)) => {
+                    // An answer to act on: end the long poll.
+                    errors = true;
+                    base.with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(log_start)
+                        .with_preferred_read_replica(BrokerId(replica))
+                        .with_records(Some(Bytes::new()))
                 }
                 Err(code) => {
                     errors = true;

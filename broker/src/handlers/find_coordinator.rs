@@ -1,4 +1,5 @@
-//! FindCoordinator (key 10): this broker coordinates every group and transaction.
+//! FindCoordinator (key 10): a group's coordinator is the leader of its
+//! `__consumer_offsets` partition.
 
 use std::sync::Arc;
 
@@ -7,7 +8,12 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
+use tracing::warn;
+
 use crate::broker::Broker;
+use crate::cluster::Assignment;
+use crate::error::BrokerError;
+use crate::groups::offsets::OFFSETS_TOPIC;
 
 /// v4+ batches keys (KIP-699).
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
@@ -15,13 +21,75 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// Where a key's coordinator is: (node id, host, port) or why not known.
+async fn locate(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), ResponseError> {
+    if key_type == KEY_TYPE_TRANSACTION {
+        // Transactions are refused at InitProducerId; any broker answers that.
+        let id = &broker.identity;
+        return Ok((id.node_id, id.host.clone(), id.port));
+    }
+    ensure_offsets_topic(broker).await?;
+    let image = broker.image();
+    let partition = broker.groups.partition_of(key);
+    let leader = image
+        .partition(OFFSETS_TOPIC, partition)
+        .map(|p| p.leader)
+        .unwrap_or(-1);
+    match image.brokers.get(&leader).filter(|b| !b.fenced) {
+        Some(b) => Ok((b.id, b.host.clone(), b.port)),
+        None => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// Creates `__consumer_offsets` on first use, replicated like Kafka's
+/// (`offsets.topic.replication.factor`, capped by the cluster size).
+async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
+    if broker.topics.get(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let image = broker.image();
+    let live = image.live_brokers().count();
+    let wanted = broker
+        .settings
+        .get_i64("offsets.topic.replication.factor")
+        .max(1) as usize;
+    // Wait for the expected cluster (the controller voters) to register
+    // rather than create the topic with too few replicas.
+    let factor = wanted.min(broker.voters.max(live));
+    if live < factor {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    let assignment = Assignment::Auto {
+        partitions: broker.groups.offsets_partitions(),
+        replication_factor: factor as i16,
+    };
+    let configs = crate::groups::GroupCoordinator::offsets_topic_configs().0;
+    match broker
+        .create_topic(OFFSETS_TOPIC, assignment, configs)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(BrokerError::Refused {
+            code: ResponseError::TopicAlreadyExists,
+            ..
+        }) => Ok(()),
+        Err(error) => {
+            warn!(%error, "creating the offsets topic failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
 /// Answers FindCoordinator.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let id = &broker.identity;
     let key_type_error = match request.key_type {
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => None,
         other => Some((
@@ -30,29 +98,38 @@ pub(crate) fn handle(
         )),
     };
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let entry = Coordinator::default().with_key(key);
-                match &key_type_error {
-                    Some((code, message)) => entry
-                        .with_error_code(code.code())
-                        .with_error_message(Some(StrBytes::from_string(message.clone())))
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1),
-                    None => entry
-                        .with_node_id(BrokerId(id.node_id))
-                        .with_host(StrBytes::from_string(id.host.clone()))
-                        .with_port(id.port),
-                }
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let entry = Coordinator::default().with_key(key.clone());
+            let located = match &key_type_error {
+                Some((code, message)) => Err((*code, message.clone())),
+                None => locate(broker, request.key_type, key.as_str())
+                    .await
+                    .map_err(|e| (e, format!("{e:?}"))),
+            };
+            coordinators.push(match located {
+                Err((code, message)) => entry
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+                Ok((id, host, port)) => entry
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match key_type_error {
-        Some((code, message)) => {
+    let located = match key_type_error {
+        Some(e) => Err(e),
+        None => locate(broker, request.key_type, request.key.as_str())
+            .await
+            .map_err(|e| (e, format!("{e:?}"))),
+    };
+    match located {
+        Err((code, message)) => {
             let response = response
                 .with_error_code(code.code())
                 .with_node_id(BrokerId(-1))
@@ -63,9 +140,9 @@ pub(crate) fn handle(
                 response
             }
         }
-        None => response
-            .with_node_id(BrokerId(id.node_id))
-            .with_host(StrBytes::from_string(id.host.clone()))
-            .with_port(id.port),
+        Ok((id, host, port)) => response
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
     }
 }

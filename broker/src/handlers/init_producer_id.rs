@@ -14,7 +14,7 @@ use crate::broker::Broker;
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
 /// Answers InitProducerId for idempotent (non-transactional) producers.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: InitProducerIdRequest,
@@ -39,7 +39,7 @@ pub(crate) fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.producer_ids.next_id() {
+    match broker.producer_ids.next_id(&broker.controller).await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -23,9 +23,29 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 /// The offset and timestamp for one query.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), BrokerError> {
-    partition.with_log(|log| match timestamp {
-        LATEST => Ok((log.log_end_offset(), -1)),
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    current_leader_epoch: i32,
+) -> Result<(i64, i64, i32), BrokerError> {
+    partition.with_data(|d| {
+        if !d.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        d.check_epoch(current_leader_epoch)?;
+        let hw = d.high_watermark();
+        lookup_in(&d.log, timestamp, hw).map(|(o, t)| (o, t, d.leader_epoch))
+    })
+}
+
+fn lookup_in(
+    log: &runnel_storage::PartitionLog,
+    timestamp: i64,
+    high_watermark: i64,
+) -> Result<(i64, i64), BrokerError> {
+    match timestamp {
+        // Consumers see up to the high watermark (read_uncommitted).
+        LATEST => Ok((high_watermark, -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => Ok(log
             .max_timestamp()
@@ -51,7 +71,7 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), BrokerErr
                     |r| (r.offset, r.timestamp),
                 ))
         }
-    })
+    }
 }
 
 /// Answers ListOffsets.
@@ -81,13 +101,18 @@ pub(crate) fn handle(
                                         "MAX_TIMESTAMP needs ListOffsets v7".into(),
                                     ));
                                 }
-                                lookup(&part, p.timestamp)
+                                let epoch = if version >= 4 {
+                                    p.current_leader_epoch
+                                } else {
+                                    -1
+                                };
+                                lookup(&part, p.timestamp, epoch)
                             });
                     match result {
-                        Ok((offset, timestamp)) => {
+                        Ok((offset, timestamp, epoch)) => {
                             let base = base.with_offset(offset).with_timestamp(timestamp);
                             if version >= 4 && offset >= 0 {
-                                base.with_leader_epoch(0)
+                                base.with_leader_epoch(epoch)
                             } else {
                                 base
                             }

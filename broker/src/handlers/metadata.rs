@@ -7,6 +7,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -20,34 +21,81 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
 /// Kafka's "authorized operations not requested" marker.
 const NO_AUTHORIZED_OPERATIONS: i32 = i32::MIN;
 
-/// This broker as a Metadata broker entry.
-pub(crate) fn self_broker(broker: &Broker, version: i16) -> MetadataResponseBroker {
-    let id = &broker.identity;
+/// The live brokers as Metadata broker entries (this broker at least).
+pub(crate) fn broker_entries(broker: &Broker, version: i16) -> Vec<MetadataResponseBroker> {
+    let image = broker.image();
+    let mut entries: Vec<MetadataResponseBroker> = image
+        .live_brokers()
+        .map(|b| broker_entry(version, b.id, &b.host, b.port, b.rack.clone()))
+        .collect();
+    if !image.is_live(broker.identity.node_id) {
+        let id = &broker.identity;
+        entries.push(broker_entry(
+            version,
+            id.node_id,
+            &id.host,
+            id.port,
+            id.rack.clone(),
+        ));
+    }
+    entries
+}
+
+fn broker_entry(
+    version: i16,
+    id: i32,
+    host: &str,
+    port: i32,
+    rack: Option<String>,
+) -> MetadataResponseBroker {
     let entry = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(id.node_id))
-        .with_host(StrBytes::from_string(id.host.clone()))
-        .with_port(id.port);
+        .with_node_id(BrokerId(id))
+        .with_host(StrBytes::from_string(host.to_string()))
+        .with_port(port);
     if version >= 1 {
-        entry.with_rack(id.rack.clone().map(StrBytes::from_string))
+        entry.with_rack(rack.map(StrBytes::from_string))
     } else {
         entry
     }
 }
 
 fn topic_entry(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.identity.node_id);
-    let partitions = topic
-        .partitions
-        .iter()
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+    let image = broker.image();
+    let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = image
+        .topics
+        .get(&topic.name)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let offline: Vec<i32> = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !image.is_live(*r))
+                        .collect();
+                    let entry = MetadataResponsePartition::default()
+                        .with_partition_index(i as i32)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
+                        .with_replica_nodes(ids(&p.replicas))
+                        .with_isr_nodes(ids(&p.isr))
+                        .with_offline_replicas(if version >= 5 {
+                            ids(&offline)
+                        } else {
+                            Vec::new()
+                        });
+                    if p.leader < 0 {
+                        entry.with_error_code(ResponseError::LeaderNotAvailable.code())
+                    } else {
+                        entry
+                    }
+                })
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
@@ -70,7 +118,7 @@ fn error_entry(
 }
 
 /// Answers Metadata.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: MetadataRequest,
@@ -90,38 +138,45 @@ pub(crate) fn handle(
             .iter()
             .map(|t| topic_entry(broker, version, t))
             .collect(),
-        Some(list) => list
-            .into_iter()
-            .map(|wanted| match wanted.name {
-                Some(name) => {
-                    let name = name.0.to_string();
-                    if let Err(e) = validate_topic_name(&name) {
-                        return error_entry(version, Some(name), Uuid::nil(), &e);
+        Some(list) => {
+            let mut entries = Vec::with_capacity(list.len());
+            for wanted in list {
+                entries.push(match wanted.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        if let Err(e) = validate_topic_name(&name) {
+                            entries.push(error_entry(version, Some(name), Uuid::nil(), &e));
+                            continue;
+                        }
+                        let found = if allow_auto_create {
+                            broker.get_or_auto_create(&name).await
+                        } else {
+                            broker
+                                .topics
+                                .get(&name)
+                                .ok_or(BrokerError::UnknownTopicOrPartition)
+                        };
+                        match found {
+                            Ok(t) => topic_entry(broker, version, &t),
+                            Err(e) => error_entry(version, Some(name), Uuid::nil(), &e),
+                        }
                     }
-                    let found = if allow_auto_create {
-                        broker.topics.get_or_auto_create(&name)
-                    } else {
-                        broker
-                            .topics
-                            .get(&name)
-                            .ok_or(BrokerError::UnknownTopicOrPartition)
-                    };
-                    match found {
-                        Ok(t) => topic_entry(broker, version, &t),
-                        Err(e) => error_entry(version, Some(name), Uuid::nil(), &e),
-                    }
-                }
-                None => match broker.topics.get_by_id(wanted.topic_id) {
-                    Some(t) => topic_entry(broker, version, &t),
-                    None => {
-                        error_entry(version, None, wanted.topic_id, &BrokerError::UnknownTopicId)
-                    }
-                },
-            })
-            .collect(),
+                    None => match broker.topics.get_by_id(wanted.topic_id) {
+                        Some(t) => topic_entry(broker, version, &t),
+                        None => error_entry(
+                            version,
+                            None,
+                            wanted.topic_id,
+                            &BrokerError::UnknownTopicId,
+                        ),
+                    },
+                });
+            }
+            entries
+        }
     };
     let response = MetadataResponse::default()
-        .with_brokers(vec![self_broker(broker, version)])
+        .with_brokers(broker_entries(broker, version))
         .with_topics(topics)
         .with_cluster_authorized_operations(NO_AUTHORIZED_OPERATIONS);
     let response = if version >= 1 {
@@ -130,7 +185,7 @@ pub(crate) fn handle(
         response
     };
     if version >= 2 {
-        response.with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        response.with_cluster_id(Some(StrBytes::from_string(broker.cluster_id())))
     } else {
         response
     }

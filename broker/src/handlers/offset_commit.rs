@@ -18,7 +18,7 @@ use crate::groups::CommitEntry;
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 2, max: 8 };
 
 /// Answers OffsetCommit.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: OffsetCommitRequest,
@@ -64,7 +64,15 @@ pub(crate) fn handle(
             request.generation_id_or_member_epoch,
             entries.clone(),
         ) {
-            Ok(results) => results,
+            // A commit counts once the ISR has it, as an acks=all write.
+            Ok(results) => match broker
+                .groups
+                .wait_replicated(&broker.topics, &group_id)
+                .await
+            {
+                Ok(()) => results,
+                Err(error) => results.into_iter().map(|(e, _)| (e, Some(error))).collect(),
+            },
             Err(error) => entries.into_iter().map(|e| (e, Some(error))).collect(),
         }
     };

@@ -9,6 +9,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
+use kafka_protocol::ResponseError;
+
 use crate::broker::Broker;
 use crate::groups::offsets::Committed;
 
@@ -35,7 +37,7 @@ fn group_offsets(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Found {
+) -> Result<Found, ResponseError> {
     broker.groups.fetch(group_id, wanted)
 }
 
@@ -67,7 +69,14 @@ pub(crate) fn handle(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let found = group_offsets(broker, g.group_id.0.as_str(), wanted);
+                let found = match group_offsets(broker, g.group_id.0.as_str(), wanted) {
+                    Ok(found) => found,
+                    Err(error) => {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(error.code())
+                    }
+                };
                 let topics = by_topic(found)
                     .into_iter()
                     .map(|(topic, partitions)| {
@@ -94,12 +103,20 @@ pub(crate) fn handle(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = request.topics.map(|ts| {
+    let wanted = request.topics.clone().map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let found = group_offsets(broker, request.group_id.0.as_str(), wanted);
+    let found = match group_offsets(broker, request.group_id.0.as_str(), wanted) {
+        Ok(found) => found,
+        // v0-1 have no top-level error code: the error goes on each partition.
+        Err(error) if version < 2 => {
+            let topics = request_partitions_with_error(request.topics, error);
+            return OffsetFetchResponse::default().with_topics(topics);
+        }
+        Err(error) => return OffsetFetchResponse::default().with_error_code(error.code()),
+    };
     let topics = by_topic(found)
         .into_iter()
         .map(|(topic, partitions)| {
@@ -124,4 +141,29 @@ pub(crate) fn handle(
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+fn request_partitions_with_error(
+    topics: Option<Vec<kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic>>,
+    error: ResponseError,
+) -> Vec<OffsetFetchResponseTopic> {
+    topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partition_indexes
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_error_code(error.code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Produce (key 0): appends record batches to partition logs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -31,6 +32,7 @@ fn partition_error(version: i16, index: i32, error: &BrokerError) -> PartitionPr
 }
 
 /// Appends every partition's batches; `None` when acks=0 (no response).
+/// With acks=all the answer waits until the ISR has every appended record.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
@@ -38,14 +40,17 @@ pub(crate) async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let invalid_acks = !matches!(acks, -1..=1);
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // (topic response index, partition response index, partition, end offset)
+    let mut waits = Vec::new();
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
         // Refused requests must not auto-create topics.
         let topic = if invalid_acks {
             None
         } else {
-            broker.topics.get_or_auto_create(&name).ok()
+            broker.get_or_auto_create(&name).await.ok()
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
@@ -61,18 +66,14 @@ pub(crate) async fn handle(
                 let records = data.records.ok_or_else(|| {
                     BrokerError::InvalidRequest("partition data has null records".into())
                 })?;
-                if acks == -1 {
-                    // This broker is the whole ISR; min.insync.replicas above 1 cannot be met.
+                let min_isr = (acks == -1).then(|| {
                     let (min_isr, _) = topic
                         .configs
                         .effective("min.insync.replicas", broker.topics.settings());
-                    let min_isr: i64 = min_isr.parse().unwrap_or(1);
-                    if min_isr > 1 {
-                        return Err(BrokerError::NotEnoughReplicas { isr: 1, min_isr });
-                    }
-                }
+                    min_isr.parse::<usize>().unwrap_or(1)
+                });
                 let mut records = BytesMut::from(&records[..]);
-                let appended = broker.topics.append(partition, &mut records)?;
+                let appended = broker.topics.append(partition, &mut records, min_isr)?;
                 if !appended.duplicate {
                     broker
                         .metrics
@@ -82,16 +83,25 @@ pub(crate) async fn handle(
                         })
                         .inc_by(records.len() as u64);
                 }
-                Ok((appended.base_offset, appended.log_start_offset))
+                Ok((partition.clone(), appended, min_isr))
             })();
             partitions.push(match result {
-                Ok((base_offset, log_start_offset)) => {
+                Ok((partition, appended, min_isr)) => {
+                    if let Some(min_isr) = min_isr {
+                        waits.push((
+                            responses.len(),
+                            partitions.len(),
+                            partition,
+                            appended.end_offset,
+                            min_isr,
+                        ));
+                    }
                     let entry = PartitionProduceResponse::default()
                         .with_index(data.index)
-                        .with_base_offset(base_offset)
+                        .with_base_offset(appended.base_offset)
                         .with_log_append_time_ms(-1);
                     if version >= 5 {
-                        entry.with_log_start_offset(log_start_offset)
+                        entry.with_log_start_offset(appended.log_start_offset)
                     } else {
                         entry
                     }
@@ -107,6 +117,26 @@ pub(crate) async fn handle(
                 .with_name(topic_data.name)
                 .with_partition_responses(partitions),
         );
+    }
+    for (t, p, partition, end, min_isr) in waits {
+        let outcome = match broker
+            .topics
+            .wait_for_high_watermark(&partition, end, timeout)
+            .await
+        {
+            // The ISR may have shrunk while the records were replicated.
+            Ok(()) => match partition.with_data(|d| Ok(d.isr.len())) {
+                Ok(isr) if isr < min_isr => Err(BrokerError::Kafka(
+                    kafka_protocol::ResponseError::NotEnoughReplicasAfterAppend,
+                )),
+                _ => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(error) = outcome {
+            debug!(topic = %partition.topic, partition = partition.index, %error, "acks=all write not acknowledged");
+            responses[t].partition_responses[p] = partition_error(version, partition.index, &error);
+        }
     }
     if acks == 0 {
         return None;

@@ -35,7 +35,11 @@ fn topic_name(text: &str) -> TopicName {
     TopicName(s(text))
 }
 
-fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
+/// A single-node broker (its own controller quorum) with its gRPC listener
+/// on a free port; the background tasks stop when the test's runtime ends.
+async fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
+    use crate::controller::{Controller, ControllerConfig, Registration};
+    use std::time::Duration;
     let identity = Identity {
         node_id: 1,
         host: "127.0.0.1".into(),
@@ -44,9 +48,50 @@ fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
     };
     let settings = BrokerSettings::from_pairs(&["group.initial.rebalance.delay.ms=0".into()])
         .expect("valid settings");
-    Arc::new(
-        Broker::open(identity, dir, settings, Arc::new(Metrics::register())).expect("broker opens"),
+    let rpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("rpc listener");
+    let rpc_address = rpc.local_addr().expect("bound").to_string();
+    let controller = Controller::start(ControllerConfig {
+        node_id: 1,
+        voters: vec![crate::config::Voter {
+            id: 1,
+            address: rpc_address.clone(),
+        }],
+        data_dir: dir.to_path_buf(),
+        session_timeout: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_millis(500),
+        election_timeout: Duration::from_millis(500),
+        rebalance: None,
+    })
+    .await
+    .expect("controller starts");
+    let broker = Arc::new(
+        Broker::open(
+            identity,
+            dir,
+            settings,
+            Arc::new(Metrics::register()),
+            controller,
+            1,
+        )
+        .expect("broker opens"),
+    );
+    crate::join_cluster(
+        &broker,
+        rpc,
+        Registration {
+            id: 1,
+            rack: Some("zone-a".into()),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rpc_address,
+        },
+        tokio_util::sync::CancellationToken::new(),
     )
+    .await
+    .expect("joins its own cluster");
+    broker
 }
 
 fn records(values: &[&str], timestamp: i64) -> Bytes {
@@ -361,11 +406,11 @@ fn first_error(response: &ResponseKind) -> i16 {
 #[tokio::test]
 async fn every_advertised_version_is_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path());
+    let broker = open_broker(dir.path()).await;
     let topic = "versions";
     let created = broker
-        .topics
-        .create(topic, 1, Default::default(), false)
+        .create_topic(topic, broker.default_assignment(1), Default::default())
+        .await
         .expect("topic created");
     let now = crate::clock::now_ms();
     // Produce first so fetches and lookups have data.
@@ -418,7 +463,7 @@ async fn every_advertised_version_is_served() {
 #[tokio::test]
 async fn old_produce_versions_close_the_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path());
+    let broker = open_broker(dir.path()).await;
     let mut frame = BytesMut::new();
     frame.extend_from_slice(&0i16.to_be_bytes()); // Produce
     frame.extend_from_slice(&2i16.to_be_bytes()); // v2
@@ -431,7 +476,7 @@ async fn old_produce_versions_close_the_connection() {
 #[tokio::test]
 async fn unknown_api_versions_version_gets_v0_answer_with_ranges() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path());
+    let broker = open_broker(dir.path()).await;
     let mut frame = BytesMut::new();
     frame.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
     frame.extend_from_slice(&99i16.to_be_bytes()); // a version from the future
@@ -459,7 +504,7 @@ async fn unknown_api_versions_version_gets_v0_answer_with_ranges() {
 #[tokio::test]
 async fn unknown_api_key_closes_the_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path());
+    let broker = open_broker(dir.path()).await;
     let mut frame = BytesMut::new();
     frame.extend_from_slice(&9999i16.to_be_bytes());
     frame.extend_from_slice(&0i16.to_be_bytes());

@@ -1,0 +1,250 @@
+//! The follower side: one task per leader this broker follows, pulling
+//! records and applying them to the local replicas.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::proto::replication::replica_client::ReplicaClient;
+use crate::proto::replication::{FetchPartition, FetchRequest, FetchedPartition};
+use crate::topics::{Partition, PartitionData, Role};
+
+/// How often the fetcher manager looks for leaders to follow.
+const MANAGER_INTERVAL: Duration = Duration::from_millis(100);
+/// Backoff after a failed connection or fetch.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Per-partition byte limit of one fetch.
+const PARTITION_MAX_BYTES: u32 = 1 << 20;
+
+/// Runs fetcher tasks for every leader this broker follows until shutdown.
+pub async fn run_fetchers(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tasks: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    let mut tick = tokio::time::interval(MANAGER_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        tasks.retain(|_, task| !task.is_finished());
+        for leader in broker.topics.followed_leaders().into_keys() {
+            if leader != broker.identity.node_id && !tasks.contains_key(&leader) {
+                debug!(leader, "starting replica fetcher");
+                tasks.insert(
+                    leader,
+                    tokio::spawn(fetch_from(broker.clone(), leader, shutdown.clone())),
+                );
+            }
+        }
+    }
+    for (_, task) in tasks {
+        task.abort();
+    }
+}
+
+async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToken) {
+    let wait_ms = broker.settings.get_i64("replica.fetch.wait.max.ms").max(0) as u32;
+    let max_bytes = broker.settings.get_i64("replica.fetch.max.bytes").max(1) as u32;
+    let mut client: Option<(String, ReplicaClient<Channel>)> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let followed = broker.topics.followed_from(leader);
+        if followed.is_empty() {
+            return;
+        }
+        let image = broker.topics.image();
+        let Some(address) = image.brokers.get(&leader).map(|b| b.rpc_address.clone()) else {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        };
+        if client.as_ref().is_none_or(|(a, _)| *a != address) {
+            match connect(&address).await {
+                Ok(c) => client = Some((address.clone(), c)),
+                Err(error) => {
+                    debug!(leader, %address, %error, "cannot reach leader");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let Some((_, rpc)) = client.as_mut() else {
+            continue;
+        };
+        let request = FetchRequest {
+            replica_id: broker.identity.node_id,
+            broker_epoch: broker.controller.broker_epoch(),
+            max_wait_ms: wait_ms,
+            max_bytes,
+            partitions: followed
+                .iter()
+                .map(
+                    |(p, fetch_offset, last_fetched_epoch, leader_epoch)| FetchPartition {
+                        topic: p.topic.clone(),
+                        partition: p.index,
+                        fetch_offset: *fetch_offset,
+                        last_fetched_epoch: *last_fetched_epoch,
+                        current_leader_epoch: *leader_epoch,
+                        max_bytes: PARTITION_MAX_BYTES.min(max_bytes),
+                    },
+                )
+                .collect(),
+        };
+        let timeout = Duration::from_millis(u64::from(wait_ms)) + Duration::from_secs(10);
+        let response = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, rpc.fetch(request)) => r,
+        };
+        let response = match response {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                debug!(leader, %status, "replica fetch failed");
+                client = None;
+                tokio::time::sleep(RETRY_BACKOFF).await;
+                continue;
+            }
+            Err(_) => {
+                debug!(leader, "replica fetch timed out");
+                client = None;
+                continue;
+            }
+        };
+        let mut pause = false;
+        for fetched in response.partitions {
+            let Some((partition, _, _, epoch)) = followed
+                .iter()
+                .find(|(p, ..)| p.topic == fetched.topic && p.index == fetched.partition)
+            else {
+                continue;
+            };
+            match apply(&broker, partition, *epoch, leader, &fetched) {
+                Ok(true) => {}
+                Ok(false) => pause = true,
+                Err(error) => {
+                    warn!(topic = %partition.topic, partition = partition.index, %error, "applying fetched records failed");
+                    pause = true;
+                }
+            }
+        }
+        if pause {
+            // Errors the leader will not fix by itself (epochs, leadership):
+            // give the metadata a moment to move on.
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+}
+
+async fn connect(address: &str) -> Result<ReplicaClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    Ok(ReplicaClient::new(channel).max_decoding_message_size(256 << 20))
+}
+
+/// Applies one partition's answer; `Ok(false)` when the leader refused in a
+/// way only new metadata fixes.
+fn apply(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    epoch: i32,
+    leader: i32,
+    fetched: &FetchedPartition,
+) -> Result<bool, BrokerError> {
+    let code = i16::try_from(fetched.error_code).unwrap_or(-1);
+    let outcome = partition.with_data(|d| {
+        // The role may have changed while the fetch was in flight.
+        if !matches!(d.role, Role::Follower { leader: l } if l == leader) || d.leader_epoch != epoch
+        {
+            return Ok((true, None));
+        }
+        if code == ResponseError::OffsetOutOfRange.code() {
+            out_of_range(d, partition, fetched)?;
+            return Ok((true, None));
+        }
+        if code != 0 {
+            debug!(topic = %partition.topic, partition = partition.index, code, "leader refused fetch");
+            return Ok((false, None));
+        }
+        if fetched.diverging_end_offset >= 0 {
+            let mut target = fetched.diverging_end_offset;
+            if fetched.diverging_epoch >= 0 {
+                if let Some((_, own_end)) = d.log.end_offset_for_epoch(fetched.diverging_epoch) {
+                    target = target.min(own_end);
+                }
+            }
+            info!(topic = %partition.topic, partition = partition.index,
+                epoch = fetched.diverging_epoch, offset = target,
+                log_end_offset = d.log.log_end_offset(), "log diverges from the leader's; truncating");
+            truncate(d, target)?;
+            return Ok((true, None));
+        }
+        if !fetched.records.is_empty() {
+            let info = match d.log.append_replicated(&fetched.records, crate::clock::now_ms()) {
+                Ok(info) => info,
+                Err(error) => {
+                    warn!(topic = %partition.topic, partition = partition.index, %error,
+                        "replicated records do not follow the local log; truncating to the high watermark");
+                    let hw = d.high_watermark();
+                    truncate(d, hw)?;
+                    return Ok((true, None));
+                }
+            };
+            for header in &info.batches {
+                d.producers.record(header);
+            }
+        }
+        let moved = d.set_follower_high_watermark(fetched.high_watermark);
+        Ok((true, moved.then(|| d.high_watermark())))
+    })?;
+    let (ok, hw) = outcome;
+    if let Some(hw) = hw {
+        partition.publish_high_watermark(hw);
+    }
+    if !fetched.records.is_empty() || hw.is_some() {
+        broker.topics.notify();
+    }
+    Ok(ok)
+}
+
+fn out_of_range(
+    d: &mut PartitionData,
+    partition: &Partition,
+    fetched: &FetchedPartition,
+) -> Result<(), BrokerError> {
+    let end = d.log.log_end_offset();
+    if end < fetched.log_start_offset {
+        info!(topic = %partition.topic, partition = partition.index,
+            leader_log_start = fetched.log_start_offset, "leader's log starts past ours; starting over there");
+        d.log
+            .truncate_fully_and_start_at(fetched.log_start_offset)?;
+        d.reload_producers()?;
+    } else if fetched.log_end_offset >= 0 && end > fetched.log_end_offset {
+        truncate(d, fetched.log_end_offset)?;
+    }
+    Ok(())
+}
+
+/// Truncates to `offset`, falling back to the high watermark and then to the
+/// log start when `offset` is not a batch boundary here.
+fn truncate(d: &mut PartitionData, offset: i64) -> Result<(), BrokerError> {
+    let attempt = d.log.truncate_to(offset);
+    if let Err(error) = attempt {
+        let hw = d.high_watermark().min(offset);
+        warn!(offset, %error, fallback = hw, "truncation inside a batch; truncating further");
+        if d.log.truncate_to(hw).is_err() {
+            let start = d.log.log_start_offset();
+            d.log.truncate_fully_and_start_at(start)?;
+        }
+    }
+    d.reload_producers()
+}

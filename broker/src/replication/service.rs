@@ -1,0 +1,190 @@
+//! The leader side: answers followers' fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{propose, IsrProposal};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::proto::replication::replica_server::Replica;
+use crate::proto::replication::{FetchPartition, FetchRequest, FetchResponse, FetchedPartition};
+use crate::topics::Role;
+
+/// The longest a follower's fetch waits for records.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(5);
+
+/// The gRPC `Replica` service.
+#[derive(Debug, Clone)]
+pub struct ReplicaService {
+    broker: Arc<Broker>,
+}
+
+impl ReplicaService {
+    /// The service for `broker`.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ReplicaService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Replica for ReplicaService {
+    #[instrument(skip_all, fields(replica = request.get_ref().replica_id))]
+    async fn fetch(
+        &self,
+        request: Request<FetchRequest>,
+    ) -> Result<Response<FetchResponse>, Status> {
+        let request = request.into_inner();
+        let max_wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_WAIT_CAP);
+        let deadline = Instant::now() + max_wait;
+        let mut appended = self.broker.topics.subscribe_appends();
+        loop {
+            appended.borrow_and_update();
+            let (response, bytes, errors) = self.read_once(&request);
+            if bytes > 0 || errors || Instant::now() >= deadline {
+                return Ok(Response::new(response));
+            }
+            if tokio::time::timeout_at(deadline, appended.changed())
+                .await
+                .is_err()
+            {
+                continue; // one last read at the deadline
+            }
+        }
+    }
+}
+
+impl ReplicaService {
+    fn read_once(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+        let now = crate::clock::now_ms();
+        let mut budget = request.max_bytes.max(1) as usize;
+        let mut total = 0;
+        let mut errors = false;
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        for wanted in &request.partitions {
+            let limit = (wanted.max_bytes.max(1) as usize).min(budget.max(1));
+            let answer = match self.serve(request.replica_id, wanted, limit, total == 0, now) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    errors = true;
+                    FetchedPartition {
+                        topic: wanted.topic.clone(),
+                        partition: wanted.partition,
+                        error_code: i32::from(error.code()),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        log_end_offset: -1,
+                        records: Vec::new(),
+                        diverging_epoch: -1,
+                        diverging_end_offset: -1,
+                    }
+                }
+            };
+            if answer.diverging_end_offset >= 0 {
+                errors = true;
+            }
+            total += answer.records.len();
+            budget = budget.saturating_sub(answer.records.len());
+            partitions.push(answer);
+        }
+        (FetchResponse { partitions }, total, errors)
+    }
+
+    fn serve(
+        &self,
+        replica_id: i32,
+        wanted: &FetchPartition,
+        limit: usize,
+        first: bool,
+        now: i64,
+    ) -> Result<FetchedPartition, BrokerError> {
+        let partition = self
+            .broker
+            .topics
+            .partition(&wanted.topic, wanted.partition)?;
+        let mut answer = FetchedPartition {
+            topic: wanted.topic.clone(),
+            partition: wanted.partition,
+            error_code: 0,
+            high_watermark: -1,
+            log_start_offset: -1,
+            log_end_offset: -1,
+            records: Vec::new(),
+            diverging_epoch: -1,
+            diverging_end_offset: -1,
+        };
+        let (proposal, moved, hw) = partition.with_data(|d| {
+            if !d.is_leader() {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            d.check_epoch(wanted.current_leader_epoch)?;
+            if !d.replicas.contains(&replica_id) {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            let start = d.log.log_start_offset();
+            let end = d.log.log_end_offset();
+            answer.log_start_offset = start;
+            answer.log_end_offset = end;
+            // KIP-320: does the follower's last epoch end where it thinks?
+            if wanted.last_fetched_epoch >= 0 {
+                match d.log.end_offset_for_epoch(wanted.last_fetched_epoch) {
+                    Some((epoch, epoch_end))
+                        if epoch != wanted.last_fetched_epoch
+                            || epoch_end < wanted.fetch_offset =>
+                    {
+                        answer.diverging_epoch = epoch;
+                        answer.diverging_end_offset = epoch_end;
+                        answer.high_watermark = d.high_watermark();
+                        return Ok((None, false, answer.high_watermark));
+                    }
+                    None => {
+                        answer.diverging_epoch = -1;
+                        answer.diverging_end_offset = start;
+                        answer.high_watermark = d.high_watermark();
+                        return Ok((None, false, answer.high_watermark));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if wanted.fetch_offset < start || wanted.fetch_offset > end {
+                answer.error_code = i32::from(ResponseError::OffsetOutOfRange.code());
+                answer.high_watermark = d.high_watermark();
+                return Ok((None, false, answer.high_watermark));
+            }
+            let (leader_epoch, partition_epoch) = (d.leader_epoch, d.partition_epoch);
+            let proposal = match &mut d.role {
+                Role::Leader(state) => state
+                    .on_follower_fetch(replica_id, wanted.fetch_offset, end, now)
+                    .map(|isr| (isr, leader_epoch, partition_epoch)),
+                _ => None,
+            };
+            let moved = d.advance_high_watermark();
+            let read = d.log.read(wanted.fetch_offset, limit, i64::MAX)?;
+            if first || read.records.len() <= limit {
+                answer.records = read.records.to_vec();
+            }
+            answer.high_watermark = d.high_watermark();
+            Ok((proposal, moved, answer.high_watermark))
+        })?;
+        if moved {
+            partition.publish_high_watermark(hw);
+            self.broker.topics.notify();
+        }
+        if let Some((isr, leader_epoch, partition_epoch)) = proposal {
+            propose(
+                &self.broker,
+                IsrProposal {
+                    partition: partition.clone(),
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                },
+            );
+        }
+        Ok(answer)
+    }
+}

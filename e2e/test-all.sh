@@ -26,9 +26,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
-step "build the broker for the integration tests"
+step "build the broker and the operator for the integration tests"
 cargo build -p runnel-broker
 export RUNNEL_BROKER_BIN="$PWD/target/debug/runnel-broker"
+cargo build -p runnel-operator
+export RUNNEL_OPERATOR_BIN="$PWD/target/debug/runnel-operator"
 
 step "integration tests (e2e/run-tests.sh)"
 bash e2e/run-tests.sh "$@"

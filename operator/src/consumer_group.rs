@@ -159,8 +159,24 @@ async fn reconcile_inner(group: &ConsumerGroup, ctx: &Context) -> Result<Action>
             return Err(e.into());
         }
     }
-    status.last_refreshed = Some(now().0.to_string());
-    apply_status(ctx, group, &status).await?;
+    // Our own status write wakes this controller again: write only when
+    // something besides the refresh time changed, or the last refresh is
+    // getting old, so that the status is refreshed once per interval rather
+    // than in a loop.
+    let previous = group.status.clone().unwrap_or_default();
+    let stale = previous
+        .last_refreshed
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .is_none_or(|t| {
+            let age = now().0.duration_since(t);
+            age.unsigned_abs() >= ctx.intervals.group_refresh / 2
+        });
+    status.last_refreshed = previous.last_refreshed.clone();
+    if stale || status != previous {
+        status.last_refreshed = Some(now().0.to_string());
+        apply_status(ctx, group, &status).await?;
+    }
     Ok(Action::requeue(ctx.intervals.group_refresh))
 }
 

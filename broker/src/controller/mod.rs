@@ -49,6 +49,8 @@ mod metrics;
 mod network;
 mod service;
 mod state_machine;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

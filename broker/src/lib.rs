@@ -15,7 +15,6 @@ pub mod broker;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-#[path = "controller_stub.rs"]
 pub mod controller;
 pub mod error;
 mod groups;
@@ -247,6 +246,7 @@ async fn follow_image(broker: Arc<Broker>, shutdown: CancellationToken) {
         match tokio::task::spawn_blocking(move || {
             let changes = b.topics.sync(&image);
             b.groups.on_role_changes(&b.topics, &changes);
+            b.topics.mark_synced(image.version);
             b.metrics.observe_replicas(&b.topics);
         })
         .await

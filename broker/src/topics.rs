@@ -405,6 +405,12 @@ impl TopicTable {
         self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Announces that the image of `version` is fully applied (the table
+    /// and everything that follows its role changes).
+    pub fn mark_synced(&self, version: u64) {
+        self.synced.send_replace(version);
+    }
+
     /// Waits until the table has been synced to an image of at least `version`.
     pub async fn wait_synced(&self, version: u64) {
         let mut rx = self.synced.subscribe();
@@ -537,7 +543,6 @@ impl TopicTable {
         }
         *self.topics.write().unwrap_or_else(|p| p.into_inner()) = next;
         *self.image.write().unwrap_or_else(|p| p.into_inner()) = image.clone();
-        self.synced.send_replace(image.version);
         self.notify();
         changes
     }

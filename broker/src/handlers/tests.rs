@@ -356,6 +356,37 @@ fn request_for(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, now: i64)
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000),
         ),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(topic_name(topic))
+                        .with_partitions(vec![
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(-1)
+                                .with_leader_epoch(0),
+                        ]),
+                ]),
+        ),
+        // Moving the only replica to the broker it is on: a no-op reassignment.
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(1)])),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+        ),
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -399,6 +430,11 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DeleteGroups(r) => r.results[0].error_code,
         ResponseKind::OffsetDelete(r) => r.error_code.max(r.topics[0].partitions[0].error_code),
         ResponseKind::InitProducerId(r) => r.error_code,
+        ResponseKind::OffsetForLeaderEpoch(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::AlterPartitionReassignments(r) => {
+            r.error_code.max(r.responses[0].partitions[0].error_code)
+        }
+        ResponseKind::ListPartitionReassignments(r) => r.error_code,
         _ => -1,
     }
 }
@@ -413,6 +449,22 @@ async fn every_advertised_version_is_served() {
         .await
         .expect("topic created");
     let now = crate::clock::now_ms();
+    // The first FindCoordinator creates __consumer_offsets; wait until this
+    // broker coordinates, as a client would by retrying.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let request = request_for(ApiKey::FindCoordinator, 3, topic, created.id, now);
+        let response = call(&broker, ApiKey::FindCoordinator, 3, request).await;
+        let found = matches!(&response, Some(r) if first_error(r) == 0);
+        if found && broker.groups.owns("versions-group").is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no coordinator: {response:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Produce first so fetches and lookups have data.
     let mut order: Vec<_> = SUPPORTED.to_vec();
     order.sort_by_key(|(k, _)| match k {

@@ -43,6 +43,9 @@ use crate::metrics::Metrics;
 /// session timeouts, `segment.ms` and `flush.ms` are honoured to within this.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a background task gets to finish at shutdown before it is aborted.
+const TASK_STOP_GRACE: Duration = Duration::from_secs(2);
+
 impl Args {
     /// Runs the broker until SIGTERM or SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -173,9 +176,18 @@ impl Args {
         server_shutdown.cancel();
         shutdown.cancel();
         let _ = server.await;
-        for task in tasks {
-            let _ = task.await;
+        // Peers keep gRPC connections open, so a graceful stop of the gRPC
+        // server would wait for them forever: give every task a moment, then
+        // abort it.
+        for mut task in tasks {
+            if tokio::time::timeout(TASK_STOP_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
+        broker.controller.stop().await;
         let _ = metrics_task.await;
         let closing = broker.clone();
         tokio::task::spawn_blocking(move || closing.topics.close()).await?;

@@ -148,7 +148,8 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef {
         name: "unclean.leader.election.enable",
         broker_key: "unclean.leader.election.enable",
-        kind: Kind::Bool,
+        // Leaders come only from the ISR: an acknowledged record is never lost.
+        kind: Kind::Choice(&["false"]),
     },
 ];
 
@@ -347,7 +348,7 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
     },
     BrokerSettingDef {
         name: "unclean.leader.election.enable",
-        kind: Kind::Bool,
+        kind: Kind::Choice(&["false"]),
         default: "false",
     },
 ];

@@ -95,6 +95,11 @@ CLUSTER_SETTINGS: dict[str, Any] = {
 
 # Readiness of one broker process (/health and the Kafka port).
 READY_TIMEOUT_S = 120.0
+# How long brokers SIGTERMed together at teardown get to exit. The whole
+# cluster going down at once can leave the last broker's controlled shutdown
+# without a controller quorum: it then waits out its own bound (Runnel: 30 s)
+# before it exits.
+CLUSTER_STOP_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------
@@ -413,18 +418,26 @@ class Cluster(BrokerFactory):
         live = [b for b in self.brokers if b.alive()]
         for b in live:
             b.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        t_end = time.monotonic() + deadline(harness.STOP_TIMEOUT_S)
+        t_sent = time.monotonic()
+        t_end = t_sent + deadline(CLUSTER_STOP_TIMEOUT_S)
         for b in live:
             # one SIGTERM each: a second one could reach a process that is
             # already exiting (and has given its handlers back)
             try:
                 b.proc.wait(max(0.0, t_end - time.monotonic()))  # type: ignore[union-attr]
+                log.info("teardown: broker %d had exited %.1fs after SIGTERM", b.node_id,
+                         time.monotonic() - t_sent)
             except subprocess.TimeoutExpired:
                 pass
         for b in live:
             try:
+                still = b.alive()
                 code = b.stop(deadline(harness.STOP_TIMEOUT_S))
-                if code != 0:
+                if still:
+                    problems.append(f"broker {b.node_id} had not exited "
+                                    f"{deadline(CLUSTER_STOP_TIMEOUT_S):.0f}s after SIGTERM at "
+                                    f"teardown (exit code {code} after a second SIGTERM)")
+                elif code != 0:
                     problems.append(f"{b!r} exited with code {code} on SIGTERM at teardown")
             except BrokerError as exc:
                 problems.append(f"broker {b.node_id} at teardown: {exc}")

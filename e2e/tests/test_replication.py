@@ -329,6 +329,75 @@ def test_controlled_shutdown_moves_leadership_first(cluster_factory, request):
 
 
 # --------------------------------------------------------------------------
+# g. rolling restart with automatic preferred-leader rebalancing
+
+REBALANCE = {"auto.leader.rebalance.enable": "true", "leader.imbalance.check.interval.seconds": 2}
+PARTITIONS_G = 6
+
+
+def preferred_leaders(c, topic: str, timeout: float = 60.0) -> None:
+    """Until every live broker's Metadata shows each partition led by its
+    preferred (first) replica, with a full ISR."""
+    last: dict[int, str] = {}
+
+    def ok() -> bool:
+        for i in c.live_ids():
+            md = c.metadata(via=i, topics=[topic], timeout=5)
+            last[i] = md.describe(topic)
+            ps = md.partitions(topic)
+            if not ps or any(m.leader != m.replicas[0] or len(m.isr) != len(m.replicas)
+                             for m in ps.values()):
+                return False
+        return True
+
+    try:
+        wait_until(ok, timeout=deadline(timeout), interval=0.25, ignore=(OSError, EOFError),
+                   what=f"every partition of {topic} led by its preferred replica")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+
+
+@pytest.mark.timeout(deadline(360))
+def test_rolling_restart_under_load_returns_leadership_to_preferred_replicas(cluster_factory,
+                                                                            request):
+    c = cluster_factory(settings=REBALANCE)
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: %d partitions, replication factor 3, min.insync.replicas 2; "
+             "automatic leader rebalancing every 2 s", topic, PARTITIONS_G)
+    c.create_topic(topic, PARTITIONS_G, 3, config=MIN_ISR)
+    preferred_leaders(c, topic)
+
+    log.info("phase: an idempotent acks=all producer runs throughout")
+    prod = StreamProducer(c.bootstrap, topic, prefix="g", name="producer").start()
+    try:
+        prod.wait_acks(1000, timeout=60)
+        for node in c.ids:
+            led = c.metadata(topics=[topic]).led_by(topic, node)
+            log.info("phase: rolling restart: SIGTERM broker %d (leader of %s); it exits 0 and "
+                     "writes to its partitions go on", node, led)
+            code = c.stop(node)
+            assert code == 0, f"broker {node} exited with code {code} on SIGTERM"
+            c.wait_leaders_off(topic, node, timeout=30)
+            prod.wait_acks(300, partitions=led or None, timeout=60)
+
+            log.info("phase: restart broker %d; it catches up, and leadership of its preferred "
+                     "partitions comes back to it", node)
+            c.start_broker(node)
+            preferred_leaders(c, topic, timeout=90)
+            prod.wait_acks(300, timeout=60)
+    finally:
+        history = prod.stop()
+
+    log.info("phase: no delivery failed")
+    assert not history.failed, (f"{len(history.failed)} deliveries failed during the rolling "
+                                f"restart, e.g. {history.failed[:5]}")
+    log.info("phase: every acknowledged record is in the log once, at its offset, in order")
+    records, end = read_all(c, topic, PARTITIONS_G)
+    assert_history(history, records, end, exactly_once=True, ordered=True)
+
+
+# --------------------------------------------------------------------------
 # f. partition reassignment with Kafka's own tool
 
 RACKS_F = ["zone-a", "zone-b", "zone-c", "zone-a"]

@@ -100,11 +100,24 @@ fn served_versions(key: ApiKey) -> Option<VersionRange> {
     SUPPORTED.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
+/// An encoded response still to come: `Ok(None)` means no response (acks=0),
+/// `Err` closes the connection.
+pub(crate) type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+
+/// What running a request's handler gave.
+pub(crate) enum Step {
+    /// The response (or none).
+    Done(Option<Bytes>),
+    /// The request is applied (a produce's batches are appended) and the
+    /// connection may run its next request; the response comes from this
+    /// future (a produce waiting for its in-sync replicas).
+    Later(Answer),
+}
+
 /// What to do with one frame.
 pub(crate) enum Dispatch {
-    /// Answer with this (in request order); `Ok(None)` means no response
-    /// (acks=0), `Err` closes the connection.
-    Respond(Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>),
+    /// Run this, in request order; `Err` closes the connection.
+    Respond(Pin<Box<dyn Future<Output = Result<Step, String>> + Send>>),
     /// Close the connection, for this reason.
     Close(String),
 }
@@ -126,7 +139,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             let response = api_versions::unsupported_version();
             return Dispatch::Respond(Box::pin(async move {
                 encode_response(key, 0, correlation_id, ResponseKind::ApiVersions(response))
-                    .map(Some)
+                    .map(|b| Step::Done(Some(b)))
             }));
         }
         return Dispatch::Close(format!(
@@ -169,6 +182,28 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
         .unwrap_or_default();
     let span =
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
+    if let RequestKind::Produce(request) = request {
+        // Appended now, in order; acknowledged when the ISR has the records.
+        return Dispatch::Respond(Box::pin(
+            async move {
+                let started = Instant::now();
+                let staged = produce::stage(&broker, version, request).await;
+                let answer: Answer = Box::pin(async move {
+                    let response = produce::complete(staged).await;
+                    broker.metrics.observe_request(key, started.elapsed());
+                    match response {
+                        Some(r) => {
+                            encode_response(key, version, correlation_id, ResponseKind::Produce(r))
+                                .map(Some)
+                        }
+                        None => Ok(None),
+                    }
+                });
+                Ok(Step::Later(answer))
+            }
+            .instrument(span),
+        ));
+    }
     Dispatch::Respond(Box::pin(
         async move {
             let started = Instant::now();
@@ -184,8 +219,9 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             let response = handle(&broker, &ctx, request).await;
             broker.metrics.observe_request(key, started.elapsed());
             match response {
-                Some(response) => encode_response(key, version, correlation_id, response).map(Some),
-                None => Ok(None),
+                Some(response) => encode_response(key, version, correlation_id, response)
+                    .map(|b| Step::Done(Some(b))),
+                None => Ok(Step::Done(None)),
             }
         }
         .instrument(span),

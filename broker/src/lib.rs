@@ -43,6 +43,10 @@ use crate::metrics::Metrics;
 /// session timeouts, `segment.ms` and `flush.ms` are honoured to within this.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a controlled shutdown waits for leadership to move before the
+/// broker stops anyway (what remains is then moved by session expiry).
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long a background task gets to finish at shutdown before it is aborted.
 const TASK_STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -171,11 +175,25 @@ impl Args {
         if controlled_shutdown {
             // Leadership moves off this broker while it still serves, so
             // clients and followers find the new leaders without losing writes.
-            broker.controller.shutdown(Duration::from_secs(30)).await;
+            broker
+                .controller
+                .shutdown(CONTROLLED_SHUTDOWN_TIMEOUT)
+                .await;
+            info!("controlled shutdown done");
         }
         server_shutdown.cancel();
+        if tokio::time::timeout(TASK_STOP_GRACE, server).await.is_err() {
+            warn!("client connections did not close in time");
+        }
+        // The quorum member stops while its gRPC listener still answers, so
+        // the other voters see it leave rather than time out on it.
+        if tokio::time::timeout(TASK_STOP_GRACE, broker.controller.stop())
+            .await
+            .is_err()
+        {
+            warn!("the controller did not stop in time");
+        }
         shutdown.cancel();
-        let _ = server.await;
         // Peers keep gRPC connections open, so a graceful stop of the gRPC
         // server would wait for them forever: give every task a moment, then
         // abort it.
@@ -187,7 +205,6 @@ impl Args {
                 task.abort();
             }
         }
-        broker.controller.stop().await;
         let _ = metrics_task.await;
         let closing = broker.clone();
         tokio::task::spawn_blocking(move || closing.topics.close()).await?;

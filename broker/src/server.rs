@@ -4,18 +4,24 @@
 //! ```text
 //!  socket ─▶ reader: frame, decode ──▶ bounded queue of handlers ──▶ runner ─▶ socket
 //! ```
-//! The reader decodes ahead while the runner executes one connection's
-//! requests one at a time, in arrival order, and writes each response before
-//! running the next: so pipelined produce requests are appended in the order
-//! sent (an idempotent producer's sequences depend on it) and responses go
-//! out in request order, as Kafka does per connection.
+//! The reader decodes ahead; the runner executes one connection's requests
+//! one at a time, in arrival order, so pipelined produce requests are
+//! appended in the order sent (an idempotent producer's sequences depend on
+//! it). A produce is done running once appended: its acknowledgement (which
+//! may wait for the in-sync replicas) goes to the writer, which sends
+//! responses in request order, as Kafka does per connection, while the
+//! runner goes on with the next request.
+//!
+//! ```text
+//!  reader ─▶ [handlers] ─▶ runner: run in order ─▶ [answers] ─▶ writer: await in order ─▶ socket
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -23,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::handlers::{self, Dispatch};
+use crate::handlers::{self, Answer, Dispatch, Step};
 
 /// How many requests of one connection may be in flight at once; Kafka
 /// clients pipeline up to 5 by default (`max.in.flight.requests.per.connection`).
@@ -60,7 +66,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
 }
 
 /// A decoded request's handler, not yet run.
-type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Result<Step, String>> + Send>>;
 
 async fn serve_connection(
     stream: TcpStream,
@@ -72,13 +78,26 @@ async fn serve_connection(
     broker.metrics.connections.inc();
     let (read_half, mut write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(async move {
+    let (answers_tx, mut answers) = mpsc::channel::<Answer>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let runner = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             // One request at a time, in arrival order, as Kafka does per
             // connection: a produce is appended before the next request on
             // the connection is looked at, so pipelined batches (and an
             // idempotent producer's sequences) land in the order sent.
-            match pending.await {
+            let answer: Answer = match pending.await {
+                Ok(Step::Done(bytes)) => Box::pin(std::future::ready(Ok(bytes))),
+                Ok(Step::Later(answer)) => answer,
+                Err(why) => Box::pin(std::future::ready(Err(why))),
+            };
+            if answers_tx.send(answer).await.is_err() {
+                return;
+            }
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(answer) = answers.recv().await {
+            match answer.await {
                 Ok(Some(bytes)) => {
                     if let Err(error) = write_half.write_all(&bytes).await {
                         debug!(%peer, %error, "write to client failed");
@@ -124,6 +143,7 @@ async fn serve_connection(
         }
     }
     drop(tx);
+    let _ = runner.await;
     let _ = writer.await;
     broker.metrics.connections.dec();
 }

@@ -616,7 +616,6 @@ impl TopicTable {
     /// Waits until the partition's high watermark reaches `offset`, the
     /// replica stops leading, or `timeout` passes.
     pub async fn wait_for_high_watermark(
-        &self,
         partition: &Partition,
         offset: i64,
         timeout: std::time::Duration,

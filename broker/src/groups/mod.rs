@@ -211,8 +211,7 @@ impl GroupCoordinator {
         let end = partition
             .with_log(|log| Ok(log.log_end_offset()))
             .map_err(|_| ResponseError::NotCoordinator)?;
-        topics
-            .wait_for_high_watermark(&partition, end, COMMIT_TIMEOUT)
+        TopicTable::wait_for_high_watermark(&partition, end, COMMIT_TIMEOUT)
             .await
             .map_err(|e| match e.kafka() {
                 ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,

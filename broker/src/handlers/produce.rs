@@ -12,6 +12,7 @@ use tracing::debug;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metrics::TopicLabel;
+use crate::topics::Partition;
 
 /// Advertised from v0 because librdkafka turns compression off when Produce
 /// v0 is missing; v0-2 (message format v0/v1) are refused at dispatch.
@@ -38,6 +39,24 @@ pub(crate) async fn handle(
     version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    let staged = stage(broker, version, request).await;
+    complete(staged).await
+}
+
+/// A produce whose batches are appended, waiting to be acknowledged.
+pub(crate) struct Staged {
+    acks: i16,
+    version: i16,
+    timeout: Duration,
+    responses: Vec<TopicProduceResponse>,
+    /// (topic response index, partition response index, partition, end offset, min ISR)
+    waits: Vec<(usize, usize, Arc<Partition>, i64, usize)>,
+}
+
+/// The first half of a produce: appends every partition's batches, in
+/// request order. The connection may go on to its next request while
+/// [`complete`] waits for replication.
+pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Staged {
     let acks = request.acks;
     let invalid_acks = !matches!(acks, -1..=1);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -118,12 +137,26 @@ pub(crate) async fn handle(
                 .with_partition_responses(partitions),
         );
     }
+    Staged {
+        acks,
+        version,
+        timeout,
+        responses,
+        waits,
+    }
+}
+
+/// The second half: waits until the ISR has the acks=all records.
+pub(crate) async fn complete(staged: Staged) -> Option<ProduceResponse> {
+    let Staged {
+        acks,
+        version,
+        timeout,
+        mut responses,
+        waits,
+    } = staged;
     for (t, p, partition, end, min_isr) in waits {
-        let outcome = match broker
-            .topics
-            .wait_for_high_watermark(&partition, end, timeout)
-            .await
-        {
+        let outcome = match wait_for_high_watermark(&partition, end, timeout).await {
             // The ISR may have shrunk while the records were replicated.
             Ok(()) => match partition.with_data(|d| Ok(d.isr.len())) {
                 Ok(isr) if isr < min_isr => Err(BrokerError::Kafka(
@@ -142,4 +175,12 @@ pub(crate) async fn handle(
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+async fn wait_for_high_watermark(
+    partition: &Partition,
+    end: i64,
+    timeout: Duration,
+) -> Result<(), BrokerError> {
+    crate::topics::TopicTable::wait_for_high_watermark(partition, end, timeout).await
 }

@@ -27,6 +27,14 @@ use crate::broker::{Broker, Identity};
 use crate::config::BrokerSettings;
 use crate::metrics::Metrics;
 
+/// The response a dispatched request's step leads to.
+async fn answer(step: Result<super::Step, String>) -> Result<Option<Bytes>, String> {
+    match step? {
+        super::Step::Done(bytes) => Ok(bytes),
+        super::Step::Later(answer) => answer.await,
+    }
+}
+
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
@@ -133,7 +141,7 @@ async fn call(
     let Dispatch::Respond(fut) = dispatch(broker, frame, peer) else {
         panic!("{key:?} v{version} closed the connection");
     };
-    let mut bytes = fut
+    let mut bytes = answer(fut.await)
         .await
         .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))?;
     let size = bytes.get_i32();
@@ -538,7 +546,10 @@ async fn unknown_api_versions_version_gets_v0_answer_with_ranges() {
     let Dispatch::Respond(fut) = dispatch(&broker, frame, peer) else {
         panic!("closed")
     };
-    let mut bytes = fut.await.expect("encodes").expect("a response");
+    let mut bytes = answer(fut.await)
+        .await
+        .expect("encodes")
+        .expect("a response");
     bytes.advance(4);
     let header = ResponseHeader::decode(&mut bytes, 0).expect("v0 header");
     assert_eq!(header.correlation_id, 5);

@@ -341,6 +341,7 @@ class Cluster(BrokerFactory):
             b.voters = voters
         self.voters = voters
         self._closed = False
+        self._warned_no_gauge = False
 
     # -- addresses
 
@@ -596,6 +597,40 @@ class Cluster(BrokerFactory):
         except WaitTimeout as exc:
             raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
         return result[0]
+
+    def active_controller(self, via: Optional[Iterable[int]] = None) -> Optional[int]:
+        """The controller quorum's leader as brokers `via` (default: the live
+        ones) see it, or None when they do not agree on one. Runnel: the
+        broker whose `runnel_controller_is_leader` is 1 (a cut-off former
+        leader may still say 1 of itself, so ask the side you mean). The
+        reference: DescribeQuorum's leader id through Kafka's
+        kafka-metadata-quorum tool (Metadata's controller id is any broker)."""
+        ids = list(via) if via is not None else self.live_ids()
+        if REFERENCE:
+            out = kafka_tool(self.basedir, "org.apache.kafka.tools.MetadataQuorumCommand",
+                             "--bootstrap-server", self.bootstrap_of(ids), "describe", "--status",
+                             check=False, timeout=60)
+            m = re.search(r"^LeaderId:\s+(-?\d+)", out.stdout, re.M)
+            return int(m.group(1)) if m and int(m.group(1)) >= 0 else None
+        gauges = {i: metric_sum(self.broker(i), "runnel_controller_is_leader") for i in ids}
+        if any(v is not None for v in gauges.values()):
+            leaders = [i for i, v in gauges.items() if (v or 0) >= 1]
+            return leaders[0] if len(leaders) == 1 else None
+        # No gauge: the broker that last logged that it leads, in the highest term.
+        if not self._warned_no_gauge:
+            self._warned_no_gauge = True
+            log.warning("the brokers export no runnel_controller_is_leader; finding the controller "
+                        "quorum's leader from their logs ('leading the controller quorum term=N')")
+        best: Optional[tuple[int, int]] = None
+        for b in self.brokers:
+            try:
+                text = b.log_path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            for m in re.finditer(r"leading the controller quorum term=(\d+)", text):
+                if best is None or int(m.group(1)) > best[0]:
+                    best = (int(m.group(1)), b.node_id)
+        return best[1] if best is not None and best[1] in ids else None
 
     def leader_of(self, topic: str, partition: int, via: Optional[int] = None) -> int:
         return self.metadata(via=via, topics=[topic]).partitions(topic)[partition].leader

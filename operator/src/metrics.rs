@@ -71,7 +71,7 @@ impl Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 while this replica holds the leader lease",
+            "Whether this replica holds the leader Lease (1) or waits for it (0)",
             leader.clone(),
         );
         Metrics {

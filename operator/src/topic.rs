@@ -84,8 +84,27 @@ async fn write_status(ctx: &Context, topic: &Topic, outcome: Outcome) -> Result<
     Ok(())
 }
 
-/// The resource that manages `topic`'s topic: the oldest managed, not
-/// deleting Topic in its namespace naming the same cluster and topic.
+/// Whether `t`'s status says it manages its topic: it has reconciled it
+/// (any Ready reason but those that mean it stood back).
+fn has_claimed(t: &Topic) -> bool {
+    let Some(status) = &t.status else {
+        return false;
+    };
+    status.topic_name.as_deref() == Some(t.topic_name())
+        && condition::find(&status.conditions, READY).is_some_and(|c| {
+            ![
+                reason::CONFLICT,
+                reason::UNMANAGED,
+                reason::CLUSTER_NOT_FOUND,
+            ]
+            .contains(&c.reason.as_str())
+        })
+}
+
+/// The resource that manages `topic`'s topic, among the managed, not
+/// deleting Topics in its namespace naming the same cluster and topic: the
+/// one that already manages it, else the oldest (creation time, whose
+/// granularity is a second, then uid).
 async fn owner_of(ctx: &Context, topic: &Topic) -> Result<Option<Topic>> {
     let ns = topic
         .namespace()
@@ -101,15 +120,12 @@ async fn owner_of(ctx: &Context, topic: &Topic) -> Result<Option<Topic>> {
                 && is_managed(t.metadata.annotations.as_ref())
                 && t.metadata.deletion_timestamp.is_none()
         })
-        .min_by(|a, b| {
+        .min_by_key(|t| {
             (
-                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                a.metadata.uid.as_ref(),
+                !has_claimed(t),
+                t.metadata.creation_timestamp.as_ref().map(|c| c.0),
+                t.metadata.uid.clone(),
             )
-                .cmp(&(
-                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    b.metadata.uid.as_ref(),
-                ))
         }))
 }
 

@@ -1,0 +1,493 @@
+"""The operator against a real kube-apiserver (etcd + kube-apiserver from
+e2e/kube-up.sh; no kubelet, so StatefulSets are stored, not run) and real
+brokers on 127.0.0.1 reached through `--broker-override`.
+
+- `solo`: one broker in rack zone-a, Cluster `e2e/solo`;
+- `racks`: three voter brokers in racks zone-a/b/c forming one cluster
+  (e2e/tests/cluster.py), Cluster `e2e/racks`.
+
+Each test applies resources with `kubectl` and checks what the operator made
+of them: objects in the API server, topics and offsets in the brokers, and
+the resources' status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import logging
+import signal
+import uuid
+from collections import Counter
+
+import pytest
+
+from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
+from cluster import Cluster as RackCluster
+from harness import REPO_ROOT, Broker, confluent_producer, produce_confluent, wait_until
+from operator_kube import (RECONCILE_TIMEOUT_S, KubeControlPlane, Operator, broker_racks,
+                           have_go, set_topic_config, topic_config, topic_replicas)
+
+log = logging.getLogger("e2e")
+
+NS = "e2e"
+
+pytestmark = pytest.mark.skipif(not have_go(), reason="`go` is not installed: e2e/kube-up.sh "
+                                "builds kube-apiserver, etcd, kubectl and helm with it")
+
+BROKER_SETTINGS = {**GROUP_SETTINGS, "auto.create.topics.enable": "false"}
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    plane = KubeControlPlane(tmp_path_factory.mktemp("kube"))
+    try:
+        plane.up()
+        log.info("phase: applying crds/ and waiting for the CRDs to be established")
+        plane.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/clusters.runnel.dev", "crd/topics.runnel.dev",
+                      "crd/consumergroups.runnel.dev")
+        plane.kubectl("create", "namespace", NS)
+        yield plane
+    finally:
+        plane.down()
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("solo"), node_id=1, settings=BROKER_SETTINGS,
+               extra_args=["--rack", "zone-a"])
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def rack_cluster(tmp_path_factory):
+    """Three voter brokers in racks zone-a/b/c (cluster.py), constructed so
+    that their addresses are known when the operator starts; started by
+    `racks`."""
+    c = RackCluster(tmp_path_factory.mktemp("racks"), n=3,
+                    settings={"auto.create.topics.enable": "false"})
+    yield c
+    problems = c.close()
+    assert not problems, f"rack cluster teardown: {problems}"
+
+
+@pytest.fixture(scope="module")
+def racks(rack_cluster):
+    return rack_cluster.start()
+
+
+@pytest.fixture(scope="module")
+def operator(kube, solo, rack_cluster, tmp_path_factory, request):
+    op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
+        f"{NS}/solo": [solo.bootstrap],
+        f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
+    })
+    failed_before = request.session.testsfailed
+    op.start()
+    yield op
+    if request.session.testsfailed > failed_before:
+        log.error("operator log tail (%s):\n%s", op.log_path, op.log_tail(200))
+    code = op.stop()
+    assert code == 0, f"operator exited {code} on SIGTERM\n{op.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def solo_cluster(kube, operator):
+    kube.apply(CLUSTER.format(name="solo", brokers=1, zones="[zone-a]"), NS)
+    kube.wait_condition("cluster", "solo", NS, "True", "BrokersReady")
+    return "solo"
+
+
+CLUSTER = """
+apiVersion: runnel.dev/v1alpha1
+kind: Cluster
+metadata: {{name: {name}}}
+spec:
+  brokers: {brokers}
+  zones: {zones}
+  storage: {{size: 1Gi}}
+"""
+
+TOPIC = """
+apiVersion: runnel.dev/v1alpha1
+kind: Topic
+metadata: {{name: {name}}}
+spec:
+  cluster: {cluster}
+  partitions: {partitions}
+  replicas: {replicas}
+{extra}
+"""
+
+
+def topic_yaml(name: str, cluster: str, partitions: int, replicas: int, extra: str = "") -> str:
+    return TOPIC.format(name=name, cluster=cluster, partitions=partitions, replicas=replicas,
+                        extra=extra)
+
+
+# --------------------------------------------------------------------------
+# tests
+
+
+def test_the_api_server_refuses_invalid_specs(kube):
+    log.info("phase: invalid specs are refused by the API server, naming the field")
+    cases = [
+        (topic_yaml("bad-partitions", "solo", 0, 1), "spec.partitions"),
+        (topic_yaml("bad-replicas", "solo", 1, 0), "spec.replicas"),
+        (topic_yaml("bad-name", "solo", 1, 1, "  topicName: 'no spaces'"), "spec.topicName"),
+        (CLUSTER.format(name="bad-zones", brokers=1, zones="[]"), "spec.zones"),
+        (CLUSTER.format(name="bad-brokers", brokers=0, zones="[a]"), "spec.brokers"),
+        (CLUSTER.format(name="dup-zones", brokers=2, zones="[a, a]"), "spec.zones"),
+        ("""
+apiVersion: runnel.dev/v1alpha1
+kind: ConsumerGroup
+metadata: {name: bad-reset}
+spec:
+  cluster: solo
+  resetOffsets: {to: datetime, topics: [t]}
+""", "resetOffsets.datetime is required"),
+        ("""
+apiVersion: runnel.dev/v1alpha1
+kind: ConsumerGroup
+metadata: {name: bad-reset-to}
+spec:
+  cluster: solo
+  resetOffsets: {to: yesterday, topics: [t]}
+""", "spec.resetOffsets.to"),
+    ]
+    for manifest, field in cases:
+        proc = kube.apply(manifest, NS, check=False)
+        assert proc.returncode != 0, f"accepted:\n{manifest}"
+        assert field in proc.stderr, f"the refusal does not name {field}: {proc.stderr}"
+
+    log.info("phase: short names and printer columns")
+    kube.kubectl("get", "rncluster,rntopic,rngroup", "-n", NS)
+    crd = kube.get("crd", "topics.runnel.dev")
+    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert {"Partitions", "Replicas", "Ready"} <= set(columns), columns
+
+
+def test_a_cluster_becomes_statefulsets_services_config_and_a_pdb(kube, operator):
+    log.info("phase: a Cluster of 5 brokers over 3 zones")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: Cluster
+metadata: {name: layout}
+spec:
+  brokers: 5
+  zones: [zone-a, zone-b, zone-c]
+  storage: {size: 2Gi, storageClassName: standard}
+  config: {min.insync.replicas: "2"}
+  image: example/runnel-broker:test
+""", NS)
+    names = ["layout-zone-a", "layout-zone-b", "layout-zone-c"]
+    sets = wait_until(lambda: [kube.get("statefulset", n, NS) for n in names]
+                      if all(kube.get("statefulset", n, NS) for n in names) else None,
+                      timeout=RECONCILE_TIMEOUT_S, what="three StatefulSets")
+    assert [s["spec"]["replicas"] for s in sets] == [2, 2, 1]
+    for s, zone, base in zip(sets, ["zone-a", "zone-b", "zone-c"], [1000, 2000, 3000]):
+        spec = s["spec"]
+        assert spec["updateStrategy"]["type"] == "OnDelete"
+        assert spec["serviceName"] == "layout-brokers"
+        owner = s["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("Cluster", "layout", True)
+        pod = spec["template"]["spec"]
+        term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        expr = term["nodeSelectorTerms"][0]["matchExpressions"][0]
+        assert (expr["key"], expr["operator"], expr["values"]) == \
+            ("topology.kubernetes.io/zone", "In", [zone])
+        container = pod["containers"][0]
+        assert container["image"] == "example/runnel-broker:test"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RUNNEL_RACK"] == zone
+        assert env["RUNNEL_NODE_ID_BASE"] == str(base)
+        assert env["RUNNEL_ADVERTISE"] == "$(POD_NAME).layout-brokers.e2e.svc:9092"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        claim = spec["volumeClaimTemplates"][0]["spec"]
+        assert claim["resources"]["requests"]["storage"] == "2Gi"
+        assert claim["storageClassName"] == "standard"
+
+    log.info("phase: Services, ConfigMap and PodDisruptionBudget")
+    headless = kube.get("service", "layout-brokers", NS)
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert kube.get("service", "layout-bootstrap", NS)["spec"]["ports"][0]["port"] == 9092
+    cm = kube.get("configmap", "layout-config", NS)["data"]
+    assert cm["broker.settings"] == "min.insync.replicas=2\n"
+    assert cm["controller.voters"].split(",") == [
+        "1000@layout-zone-a-0.layout-brokers.e2e.svc:9093",
+        "2000@layout-zone-b-0.layout-brokers.e2e.svc:9093",
+        "3000@layout-zone-c-0.layout-brokers.e2e.svc:9093",
+    ]
+    pdb = kube.get("poddisruptionbudget", "layout", NS)
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+    log.info("phase: no pods run here, so the Cluster reports its brokers starting")
+    cond = kube.wait_condition("cluster", "layout", NS, "False", "BrokersStarting")
+    assert "0 of 5" in cond["message"]
+    events = json.loads(kube.kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+    assert any(e.get("reason") == "Applied" and e["involvedObject"]["name"] == "layout"
+               for e in events), "no Applied event for the Cluster"
+
+    log.info("phase: one more broker lands in the zone with fewest")
+    kube.kubectl("patch", "cluster", "layout", "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"brokers":6}}')
+    wait_until(lambda: kube.get("statefulset", "layout-zone-c", NS)["spec"]["replicas"] == 2,
+               timeout=RECONCILE_TIMEOUT_S, what="zone-c scaled to 2")
+
+
+def test_a_topic_is_created_grown_kept_in_step_and_deleted(kube, operator, solo, solo_cluster):
+    bootstrap = solo.bootstrap
+    name = f"orders-{suffix()}"
+    log.info("phase: Topic %s with 2 partitions becomes a topic in the broker", name)
+    kube.apply(topic_yaml(name, "solo", 2, 1, "  config: {retention.ms: '3600000'}"), NS)
+    cond = kube.wait_condition("topic", name, NS, "True")
+    assert cond["reason"] in ("TopicCreated", "TopicReady")
+    assert sorted(topic_replicas(bootstrap, name)) == [0, 1]
+    assert topic_config(bootstrap, name)["retention.ms"] == "3600000"
+    status = kube.get("topic", name, NS)["status"]
+    assert (status["topicName"], status["partitions"], status["replicas"]) == (name, 2, 1)
+
+    log.info("phase: raising spec.partitions adds partitions")
+    kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p", '{"spec":{"partitions":4}}')
+    wait_until(lambda: len(topic_replicas(bootstrap, name) or {}) == 4,
+               timeout=RECONCILE_TIMEOUT_S, what="4 partitions")
+    kube.wait_condition("topic", name, NS, "True", min_generation=2)
+
+    log.info("phase: a config changed behind the operator's back is put back")
+    set_topic_config(bootstrap, name, "retention.ms", "1000")
+    wait_until(lambda: topic_config(bootstrap, name)["retention.ms"] == "3600000",
+               timeout=RECONCILE_TIMEOUT_S, what="retention.ms restored")
+
+    log.info("phase: fewer partitions is refused in status, not done")
+    kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p", '{"spec":{"partitions":1}}')
+    cond = kube.wait_condition("topic", name, NS, "False", "PartitionDecreaseNotAllowed")
+    assert "cannot remove partitions" in cond["message"]
+    assert len(topic_replicas(bootstrap, name)) == 4
+
+    log.info("phase: more replicas than brokers is reported, not a crash")
+    kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"partitions":4,"replicas":3}}')
+    cond = kube.wait_condition("topic", name, NS, "False", "NotEnoughBrokers")
+    assert "3" in cond["message"] and "1 brokers" in cond["message"]
+    wide = f"wide-{suffix()}"
+    kube.apply(topic_yaml(wide, "solo", 1, 2), NS)
+    kube.wait_condition("topic", wide, NS, "False", "NotEnoughBrokers")
+    assert topic_replicas(bootstrap, wide) is None
+
+    log.info("phase: deleting the Topic deletes the topic")
+    kube.kubectl("delete", "topic", name, wide, "-n", NS, "--timeout=60s")
+    wait_until(lambda: topic_replicas(bootstrap, name) is None, timeout=RECONCILE_TIMEOUT_S,
+               what=f"topic {name} deleted")
+    assert operator.alive()
+
+    log.info("phase: the metrics endpoint counts reconciles")
+    metrics = operator.metrics()
+    assert 'runnel_operator_reconciles_total{controller="topic"}' in metrics
+    assert "runnel_operator_reconcile_duration_seconds_bucket" in metrics
+    assert re.search(r"^runnel_operator_leader 1$", metrics, re.M)
+
+
+def test_topic_ownership_conflicts_and_unmanaged(kube, operator, solo, solo_cluster):
+    bootstrap = solo.bootstrap
+    from harness import create_topic
+
+    bystander = f"bystander-{suffix()}"
+    log.info("phase: a topic no resource names (%s) is left alone", bystander)
+    create_topic(bootstrap, bystander, partitions=3)
+
+    shared = f"shared-{suffix()}"
+    log.info("phase: two Topics name topic %s: the older wins", shared)
+    kube.apply(topic_yaml("first", "solo", 1, 1, f"  topicName: {shared}"), NS)
+    kube.wait_condition("topic", "first", NS, "True")
+    kube.apply(topic_yaml("second", "solo", 2, 1, f"  topicName: {shared}"), NS)
+    cond = kube.wait_condition("topic", "second", NS, "False", "Conflict")
+    assert "first" in cond["message"]
+    assert len(topic_replicas(bootstrap, shared)) == 1, "the younger resource changed the topic"
+
+    log.info("phase: runnel.dev/managed=false stops management; deleting keeps the topic")
+    kube.kubectl("annotate", "topic", "first", "-n", NS, "runnel.dev/managed=false")
+    kube.wait_condition("topic", "first", NS, "False", "Unmanaged")
+    wait_until(lambda: not (kube.get("topic", "first", NS)["metadata"].get("finalizers")),
+               timeout=RECONCILE_TIMEOUT_S, what="finalizer removed")
+    kube.kubectl("delete", "topic", "first", "-n", NS, "--timeout=60s")
+    assert topic_replicas(bootstrap, shared) is not None
+
+    log.info("phase: the remaining resource takes the topic over")
+    kube.wait_condition("topic", "second", NS, "True")
+    wait_until(lambda: len(topic_replicas(bootstrap, shared) or {}) == 2,
+               timeout=RECONCILE_TIMEOUT_S, what="second's 2 partitions")
+    kube.kubectl("delete", "topic", "second", "-n", NS, "--timeout=60s")
+    wait_until(lambda: topic_replicas(bootstrap, shared) is None, timeout=RECONCILE_TIMEOUT_S,
+               what=f"topic {shared} deleted")
+
+    assert len(topic_replicas(bootstrap, bystander)) == 3, "the bystander topic was touched"
+
+
+def test_a_consumer_group_reports_lag_and_resets_once_when_empty(kube, operator, solo,
+                                                                  solo_cluster):
+    bootstrap = solo.bootstrap
+    topic = f"ledger-{suffix()}"
+    group = f"readers-{suffix()}"
+    kube.apply(topic_yaml(topic, "solo", 1, 1), NS)
+    kube.wait_condition("topic", topic, NS, "True")
+    log.info("phase: 10 records in %s, group %s committed 4", topic, group)
+    producer = confluent_producer(bootstrap)
+    produce_confluent(producer, topic, [{"value": f"v{i}".encode()} for i in range(10)])
+    commit_standalone(bootstrap, group, topic, {0: 4})
+
+    kube.apply(f"""
+apiVersion: runnel.dev/v1alpha1
+kind: ConsumerGroup
+metadata: {{name: readers}}
+spec:
+  cluster: solo
+  groupId: {group}
+""", NS)
+
+    def status():
+        return (kube.get("consumergroup", "readers", NS) or {}).get("status") or {}
+
+    s = wait_until(lambda: status() if status().get("lag") == 6 else None,
+                   timeout=RECONCILE_TIMEOUT_S, what="lag 6")
+    assert s["partitions"] == [{"topic": topic, "partition": 0, "committed": 4, "end": 10, "lag": 6}]
+    assert (s["groupId"], s["members"]) == (group, 0)
+    kube.wait_condition("consumergroup", "readers", NS, "True", "GroupObserved")
+
+    log.info("phase: a reset waits while the group has a member")
+    member = Member(bootstrap, group, [topic], "m1")
+    try:
+        poll_members([member], lambda: member.assigned(), what="member assigned")
+        kube.kubectl("patch", "consumergroup", "readers", "-n", NS, "--type=merge", "-p",
+                     json.dumps({"spec": {"resetOffsets": {"to": "earliest", "topics": [topic]}}}))
+        poll_members([member], lambda: (kube.condition("consumergroup", "readers", NS,
+                                                       "OffsetsReset") or {}).get("reason")
+                     == "GroupNotEmpty", what="OffsetsReset=False GroupNotEmpty",
+                     timeout=RECONCILE_TIMEOUT_S)
+        assert status()["members"] == 1
+        assert admin_committed(bootstrap, group) == {(topic, 0): 4}
+    finally:
+        member.close()
+
+    log.info("phase: once the group is empty the reset is applied, once")
+    kube.wait_condition("consumergroup", "readers", NS, "True", "ResetApplied",
+                        type_="OffsetsReset")
+    generation = kube.get("consumergroup", "readers", NS)["metadata"]["generation"]
+    assert status()["resetAppliedGeneration"] == generation
+    assert admin_committed(bootstrap, group) == {(topic, 0): 0}
+    wait_until(lambda: status().get("lag") == 10, timeout=RECONCILE_TIMEOUT_S, what="lag 10")
+
+    log.info("phase: a later commit stands: the reset is not a standing state")
+    commit_standalone(bootstrap, group, topic, {0: 7})
+    wait_until(lambda: status().get("lag") == 3, timeout=RECONCILE_TIMEOUT_S, what="lag 3")
+    refreshes = set()
+
+    def refreshed_twice_more() -> bool:
+        refreshes.add(status().get("lastRefreshed"))
+        return len(refreshes) >= 3
+
+    wait_until(refreshed_twice_more, timeout=RECONCILE_TIMEOUT_S, what="two more refreshes")
+    assert admin_committed(bootstrap, group) == {(topic, 0): 7}
+
+
+def test_three_racks_each_partition_spans_three_zones(kube, operator, racks):
+    bootstrap = racks.bootstrap
+    log.info("phase: Cluster racks over three brokers in zone-a/b/c")
+    kube.apply(CLUSTER.format(name="racks", brokers=3, zones="[zone-a, zone-b, zone-c]"), NS)
+    kube.wait_condition("cluster", "racks", NS, "True", "BrokersReady")
+    rack_of = broker_racks(bootstrap)
+    assert sorted(rack_of.values()) == ["zone-a", "zone-b", "zone-c"]
+
+    name = f"spread-{suffix()}"
+    log.info("phase: Topic %s, 6 partitions x 3 replicas", name)
+    kube.apply(topic_yaml(name, "racks", 6, 3), NS)
+    kube.wait_condition("topic", name, NS, "True")
+
+    def check(partitions: int) -> None:
+        replicas = topic_replicas(bootstrap, name)
+        assert len(replicas) == partitions
+        for p, rs in replicas.items():
+            assert len(rs) == 3 and {rack_of[r] for r in rs} == {"zone-a", "zone-b", "zone-c"}, \
+                f"partition {p}: replicas {rs}"
+        leaders = Counter(rs[0] for rs in replicas.values())
+        assert set(leaders.values()) == {partitions // 3}, f"leaders unbalanced: {leaders}"
+
+    wait_until(lambda: len(topic_replicas(bootstrap, name) or {}) == 6, timeout=30,
+               what="6 partitions")
+    check(6)
+    log.info("phase: raising to 9 partitions keeps the spread")
+    kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p", '{"spec":{"partitions":9}}')
+    wait_until(lambda: len(topic_replicas(bootstrap, name) or {}) == 9,
+               timeout=RECONCILE_TIMEOUT_S, what="9 partitions")
+    check(9)
+
+
+def leads(op: Operator) -> bool:
+    """Whether the operator's leader gauge says it holds its Lease."""
+    return re.search(r"^runnel_operator_leader 1$", op.metrics(), re.M) is not None
+
+
+def test_leader_election_hands_over(kube, tmp_path):
+    log.info("phase: two operators campaign for one Lease; one leads")
+    kube.kubectl("create", "namespace", "e2e-idle")
+    common = ["--lease-name", "e2e-pair", "--namespace", "e2e-idle"]
+    a = Operator(kube, tmp_path / "a", {}, [*common, "--identity", "op-a"]).start()
+    b = None
+    try:
+        wait_until(lambda: leads(a), timeout=30, what="a leads")
+        b = Operator(kube, tmp_path / "b", {}, [*common, "--identity", "op-b"]).start()
+        lease = kube.get("lease", "e2e-pair", "default")
+        assert lease["spec"]["holderIdentity"] == "op-a"
+        assert not leads(b)
+
+        log.info("phase: the leader stops and hands the Lease over")
+        assert a.stop(signal.SIGTERM) == 0
+        wait_until(lambda: leads(b), timeout=30, what="b leads")
+        assert kube.get("lease", "e2e-pair", "default")["spec"]["holderIdentity"] == "op-b"
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+def test_helm_chart_lints_renders_and_installs(kube):
+    chart = str(REPO_ROOT / "charts" / "runnel-operator")
+    log.info("phase: helm lint and helm template")
+    kube.helm("lint", chart)
+    rendered = kube.helm("template", "runnel-operator", chart, "-n", "runnel-system").stdout
+    assert "kind: Deployment" in rendered and "replicas: 2" in rendered
+    assert "kind: ClusterRole" in rendered
+    assert not re.search(r"resources:.*\bnodes\b", rendered), "the operator must not need Nodes"
+    assert "coordination.k8s.io" in rendered
+    scoped = kube.helm("template", "runnel-operator", chart, "-n", "runnel-system",
+                       "--set", "watchNamespace=apps").stdout
+    assert "kind: ClusterRole" not in scoped and "namespace: apps" in scoped
+
+    log.info("phase: manifests/install.yaml is the rendered chart")
+    install = (REPO_ROOT / "manifests" / "install.yaml").read_text()
+    full = kube.helm("template", "runnel-operator", chart, "-n", "runnel-system",
+                     "--include-crds").stdout
+    assert full.strip() in install, "manifests/install.yaml is out of date: run manifests/render.sh"
+
+    log.info("phase: helm install against the API server creates the Deployment")
+    kube.helm("install", "runnel-operator", chart, "-n", "runnel-system", "--create-namespace")
+    try:
+        deploy = kube.get("deployment", "runnel-operator", "runnel-system")
+        assert deploy["spec"]["replicas"] == 2
+        assert kube.get("clusterrole", "runnel-operator") is not None
+        sa = kube.get("serviceaccount", "runnel-operator", "runnel-system")
+        assert sa is not None
+    finally:
+        kube.helm("uninstall", "runnel-operator", "-n", "runnel-system")

@@ -31,6 +31,10 @@ cargo build -p runnel-broker
 export RUNNEL_BROKER_BIN="$PWD/target/debug/runnel-broker"
 cargo build -p runnel-operator
 export RUNNEL_OPERATOR_BIN="$PWD/target/debug/runnel-operator"
+# kube-apiserver, etcd, kubectl and helm for the operator tests: built from
+# Go modules on a machine's first run (minutes, longer than one test's
+# timeout), cached after. Without Go the operator tests skip.
+if command -v go >/dev/null 2>&1; then KUBE_UP_BUILD_ONLY=1 bash e2e/kube-up.sh >/dev/null; fi
 
 step "integration tests (e2e/run-tests.sh)"
 bash e2e/run-tests.sh "$@"

@@ -98,7 +98,7 @@ impl Args {
         let metrics_listener = TcpListener::bind(metrics_listen)
             .await
             .with_context(|| format!("bind metrics listener {metrics_listen}"))?;
-        let metrics = Arc::new(Metrics::register());
+        let mut metrics = Metrics::register();
         let identity = Identity {
             node_id,
             host: host.clone(),
@@ -124,6 +124,8 @@ impl Args {
         })
         .await
         .context("start the controller")?;
+        controller.register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let controlled_shutdown = settings.get_bool("controlled.shutdown.enable");
         let broker = tokio::task::spawn_blocking(move || {
             Broker::open(

@@ -142,6 +142,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, to add other subsystems' metrics (before it is shared).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Updates the replica gauges from the topic table.
     pub fn observe_replicas(&self, topics: &crate::topics::TopicTable) {
         let (led, under, offline) = topics.replica_counts();

@@ -19,8 +19,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cluster import (ERROR_NAMES, REFERENCE, StreamProducer, assert_history, deadline,
-                     fetch_once, kafka_tool, kafka_tools_missing, metric_sum, read_all,
-                     read_replica)
+                     fetch_once, kafka_tool, kafka_tools_missing, metric_sum, produce_to,
+                     read_all, read_replica)
 from harness import (WaitTimeout, confluent_producer, produce_confluent, unique_topic, wait_until,
                      watermarks)
 
@@ -136,6 +136,64 @@ def test_no_acknowledgement_with_two_of_three_brokers_down(cluster_factory, requ
     assert by_offset.get(0) == b"before", f"offset 0 holds {by_offset.get(0)!r}"
     assert by_offset.get(after.offset) == b"after", (
         f"offset {after.offset} (acknowledged) holds {by_offset.get(after.offset)!r}; log {by_offset}")
+
+
+@pytest.mark.timeout(deadline(300))
+def test_min_insync_replicas_refuses_acks_all_when_the_isr_shrinks(cluster_factory, request):
+    """Five brokers, so that two replicas of a partition can die while the
+    controller quorum (3 of 5) stays up and shrinks the ISR to the leader:
+    acks=all is then refused with NOT_ENOUGH_REPLICAS, acks=1 still works."""
+    c = cluster_factory(n=5, racks=["zone-a", "zone-b", "zone-c", "zone-a", "zone-b"])
+    topic = unique_topic(request.node.name)
+
+    log.info("phase: create %s: 1 partition on brokers 1, 2, 3; min.insync.replicas 2", topic)
+    c.create_topic(topic, config=MIN_ISR, assignment=[[1, 2, 3]])
+    [first] = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"before", "partition": 0}])
+    assert (first.error, first.offset) == (None, 0), first
+
+    log.info("phase: kill -9 brokers 2 and 3; the quorum (1, 4, 5) shrinks the ISR to [1]")
+    c.kill9(2)
+    c.kill9(3)
+    last: list = []
+
+    def shrunk() -> bool:
+        m = c.metadata(via=1, topics=[topic]).partitions(topic)[0]
+        last.append(m)
+        return m.leader == 1 and m.isr == [1]
+
+    try:
+        wait_until(shrunk, timeout=deadline(60), interval=0.25, ignore=(OSError, EOFError),
+                   what=f"ISR [1] for {topic}-0")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; last: {last[-1:]}") from None
+
+    log.info("phase: an acks=all Produce to the leader is refused with NOT_ENOUGH_REPLICAS")
+    outcome, code = produce_to(c.broker(1), topic, 0, b"acks-all-refused", timeout_ms=5000)
+    log.info("acks=all with ISR [1]: %s, error %s (%s)", outcome, code, ERROR_NAMES.get(code, "?"))
+    assert (outcome, code) == ("answer", 19), (
+        f"acks=all with an ISR of 1 < min.insync.replicas 2: {outcome}, error {code} "
+        f"({ERROR_NAMES.get(code, '?')}), expected NOT_ENOUGH_REPLICAS (19)")
+
+    log.info("phase: an acks=1 write is still acknowledged by the leader")
+    one = confluent_producer(c.bootstrap, **{"acks": "1", "enable.idempotence": False,
+                                             "message.timeout.ms": int(deadline(30) * 1000)})
+    [acked1] = produce_confluent(one, topic, [{"value": b"acks-1", "partition": 0}],
+                                 timeout=deadline(60))
+    assert acked1.error is None, f"acks=1 with the leader up: {acked1.error}"
+
+    log.info("phase: restart brokers 2 and 3; the ISR is 3 again and acks=all works")
+    c.start_brokers([2, 3])
+    c.wait_isr(topic, 3, partitions=1, timeout=120)
+    [after] = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"after", "partition": 0}], timeout=deadline(60))
+    assert after.error is None, f"acks=all after the recovery: {after.error}"
+    records, _ = read_all(c, topic, 1)
+    by_offset = {r.offset: r.value for r in records}
+    assert by_offset.get(0) == b"before" and by_offset.get(acked1.offset) == b"acks-1" \
+        and by_offset.get(after.offset) == b"after", by_offset
+    assert b"acks-all-refused" not in by_offset.values(), (
+        f"the refused acks=all record was appended anyway: {by_offset}")
 
 
 # --------------------------------------------------------------------------

@@ -385,6 +385,7 @@ impl Controller {
         if let Some(registration) = registered {
             let id = registration.id;
             let mut pause = FIRST_RETRY_PAUSE;
+            let mut accepted = false;
             loop {
                 let command = MetadataCommand::ControlledShutdown {
                     id,
@@ -397,6 +398,7 @@ impl Controller {
                     }
                     Ok(Ok(_)) => {
                         info!("controlled shutdown accepted; waiting for leadership to move");
+                        accepted = true;
                         break;
                     }
                     Ok(Err(error)) if error.is_retriable() => {
@@ -414,10 +416,12 @@ impl Controller {
                     }
                 }
             }
+            // Without the quorum nothing will move: do not wait for it.
             let mut image = self.image();
-            let moved = tokio::time::timeout_at(deadline, image.wait_for(|i| !leads_any(i, id)))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            let moved = accepted
+                && tokio::time::timeout_at(deadline, image.wait_for(|i| !leads_any(i, id)))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
             if !moved {
                 warn!("partitions still led by this broker at the end of the controlled shutdown");
             }

@@ -20,7 +20,9 @@ test_cluster*.py), on top of harness.py.
 Against the reference (RUNNEL_BROKER_BIN=e2e/reference/kafka-as-runnel, or
 RUNNEL_E2E_REFERENCE=1) `REFERENCE` is true: the tests then skip checks of
 Runnel's own metrics, and deadlines are longer (three JVMs on a small machine
-are slow). Like harness.py, nothing here sleeps for a fixed time.
+are slow). RUNNEL_E2E_RDKAFKA_DEBUG=eos,msg (librdkafka `debug` contexts) makes
+the StreamProducers log librdkafka's own account of retries and epoch bumps
+to stderr. Like harness.py, nothing here sleeps for a fixed time.
 """
 
 from __future__ import annotations
@@ -748,6 +750,9 @@ class StreamProducer:
             "topic.metadata.refresh.interval.ms": 2000,
             "error_cb": self._on_error,
         }
+        if os.environ.get("RUNNEL_E2E_RDKAFKA_DEBUG"):
+            # e.g. "eos,msg": librdkafka's own account of retries and epoch bumps, on stderr
+            c["debug"] = os.environ["RUNNEL_E2E_RDKAFKA_DEBUG"]
         c.update(conf or {})
         self.producer = Producer(c)
         self.thread = harness.StoppableThread(self._run, name)
@@ -903,8 +908,10 @@ def check_history(history: History, records: list[Rec], end: dict[int, int],
         dups = {v: [(r.partition, r.offset) for r in records if r.value == v]
                 for v, c in counts.items() if c > 1}
         if dups:
+            examples = [(v, ps, history.acked_at.get(v, [])) for v, ps in list(dups.items())[:5]]
             problems.append(f"{len(dups)} values are in the log more than once (an idempotent "
-                            f"producer's retries stored twice), e.g. {list(dups.items())[:5]}")
+                            f"producer's retries stored twice), e.g. (value, where in the log, "
+                            f"where acknowledged) {examples}")
     per_part: dict[int, list[Rec]] = defaultdict(list)
     for r in records:
         per_part[r.partition].append(r)

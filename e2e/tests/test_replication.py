@@ -520,6 +520,8 @@ def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, 
     log.info("tool --verify: %s", " / ".join(verify.stdout.strip().splitlines()))
     assert f"Reassignment of partition {topic}-0 is completed" in verify.stdout, (
         f"kafka-reassign-partitions --verify exited {verify.returncode}:\n{verify.stdout}\n{verify.stderr}")
+    # (its exit code is checked last: after the move it clears replication
+    # throttles through IncrementalAlterConfigs of broker and topic configs)
 
     log.info("phase: each replica of %s holds partition 0's %d records (read from it alone)",
              target, RECORDS_F)
@@ -552,6 +554,12 @@ def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, 
     records, end = read_all(c, topic, 2)
     assert [(r.offset, r.value) for r in records if r.partition == 0] == acked0 + [(RECORDS_F, b"f0-after")]
     assert [(r.offset, r.value) for r in records if r.partition == 1] == acked1
+
+    log.info("phase: kafka-reassign-partitions --verify exited 0 (it also cleared the "
+             "replication throttles)")
+    assert verify.returncode == 0, (
+        f"kafka-reassign-partitions --verify reported the move complete but exited "
+        f"{verify.returncode}:\n{verify.stdout}\n{verify.stderr}")
 
 
 def list_reassignments(bootstrap: str, topic: str) -> dict:

@@ -705,12 +705,16 @@ class History:
     conflicts: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
     # value -> every (partition, offset) it was acknowledged at
     acked_at: dict[bytes, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    # (partition, value): delivery reports of success that carry no offset
+    # (the Produce response's base offset was -1)
+    acked_without_offset: list[tuple[int, bytes]] = field(default_factory=list)
 
     def n_acked(self, partitions: Optional[Iterable[int]] = None) -> int:
         if partitions is None:
-            return len(self.acked)
+            return len(self.acked) + len(self.acked_without_offset)
         ps = set(partitions)
-        return sum(1 for (p, _) in self.acked if p in ps)
+        return (sum(1 for (p, _) in self.acked if p in ps)
+                + sum(1 for (p, _) in self.acked_without_offset if p in ps))
 
 
 class StreamProducer:
@@ -767,6 +771,9 @@ class StreamProducer:
         with self._lock:
             if err is not None:
                 h.failed.append((msg.value(), str(err)))
+                return
+            if msg.offset() is None or msg.offset() < 0:
+                h.acked_without_offset.append((msg.partition(), msg.value()))
                 return
             pos = (msg.partition(), msg.offset())
             prev = h.acked.get(pos)
@@ -847,8 +854,10 @@ class StreamProducer:
             f"{self.name}: {self.flush_remaining} records neither delivered nor failed after flush")
         with self._lock:
             h = self.history
-            log.info("%s: %d produced, %d acknowledged, %d failed%s", self.name, self.sent,
-                     len(h.acked), len(h.failed), f" (e.g. {h.failed[:3]})" if h.failed else "")
+            log.info("%s: %d produced, %d acknowledged (%d of them without an offset), %d failed%s",
+                     self.name, self.sent, len(h.acked) + len(h.acked_without_offset),
+                     len(h.acked_without_offset), len(h.failed),
+                     f" (e.g. {h.failed[:3]})" if h.failed else "")
             return h
 
 
@@ -869,22 +878,41 @@ def read_all(cluster: Cluster, topic: str, partitions: int, timeout: float = 120
     return recs, end
 
 
+# librdkafka's idempotent producer can store a batch twice around a leader
+# change: a batch the old leader appended (and the new one has) is answered
+# NOT_LEADER_OR_FOLLOWER, and if an out-of-order answer for another batch
+# meanwhile makes the client bump its producer epoch, it re-sends the batch
+# under the new epoch with sequence 0, which no broker can recognise as a
+# retry. Reported against Apache Kafka: confluentinc/librdkafka#4953.
+LIBRDKAFKA_EPOCH_BUMP_DUPLICATES = "https://github.com/confluentinc/librdkafka/issues/4953"
+
+
 def check_history(history: History, records: list[Rec], end: dict[int, int],
-                  exactly_once: bool = True, ordered: bool = True) -> list[str]:
+                  exactly_once: bool = True, ordered: bool = True,
+                  epochs: Optional[dict[tuple[int, int], int]] = None
+                  ) -> tuple[list[str], list[str]]:
     """Jepsen-style checks of a producer's history against the log read back:
 
     - no offset was acknowledged twice with different values (two leaders
       accepting writes for one offset);
     - every acknowledged record is in the log, at the offset it was
-      acknowledged at, below the high watermark;
+      acknowledged at, below the high watermark (a record librdkafka reports
+      delivered without an offset, because a later batch of the partition
+      succeeded, must be in its partition's log);
     - with `exactly_once` (an idempotent producer): no value was acknowledged
-      twice and no value is in the log twice;
+      twice and no value is in the log twice. A value stored twice under two
+      producer epochs (`epochs`: (partition, offset) -> producer epoch of its
+      batch) is librdkafka's re-send after an epoch bump, not a broker
+      failure: it is reported as a note. Twice under one epoch (or epochs not
+      known) is a problem: the broker failed to recognise a retry;
     - with `ordered` (idempotent producer, records of a partition in
-      production order): each partition's values are in increasing order;
+      production order): each partition's values are in increasing order
+      (the re-sent copies aside);
     - each partition's log holds offsets 0..high-1 without holes.
 
-    Returns the problems found, each a sentence with examples."""
+    Returns (problems, notes), each a sentence with examples."""
     problems: list[str] = []
+    notes: list[str] = []
     if history.conflicts:
         problems.append(f"{len(history.conflicts)} offsets acknowledged twice with different "
                         f"values, e.g. {history.conflicts[:5]}")
@@ -899,19 +927,46 @@ def check_history(history: History, records: list[Rec], end: dict[int, int],
     if beyond:
         problems.append(f"{len(beyond)} acknowledged offsets at or past the high watermark "
                         f"{end}, e.g. {sorted(beyond)[:5]}")
+    if history.acked_without_offset:
+        in_log = {(r.partition, r.value) for r in records}
+        lost = [pv for pv in history.acked_without_offset if pv not in in_log]
+        if lost:
+            problems.append(f"{len(lost)} records reported delivered without an offset are not in "
+                            f"their partition's log, e.g. (partition, value) {lost[:5]}")
+        notes.append(f"{len(history.acked_without_offset)} records were reported delivered without "
+                     f"an offset (librdkafka infers it when a later batch of the partition "
+                     f"succeeds); all are in the log")
+    resent: set[tuple[int, int]] = set()  # later copies of librdkafka's epoch-bump re-sends
     if exactly_once:
         twice_acked = {v: ps for v, ps in history.acked_at.items() if len(ps) > 1}
         if twice_acked:
             problems.append(f"{len(twice_acked)} values acknowledged more than once, e.g. "
                             f"{list(twice_acked.items())[:5]}")
-        counts = Counter(r.value for r in records)
-        dups = {v: [(r.partition, r.offset) for r in records if r.value == v]
-                for v, c in counts.items() if c > 1}
-        if dups:
-            examples = [(v, ps, history.acked_at.get(v, [])) for v, ps in list(dups.items())[:5]]
-            problems.append(f"{len(dups)} values are in the log more than once (an idempotent "
-                            f"producer's retries stored twice), e.g. (value, where in the log, "
-                            f"where acknowledged) {examples}")
+        positions: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+        for r in records:
+            positions[r.value].append((r.partition, r.offset))
+        dups = {v: sorted(ps) for v, ps in positions.items() if len(ps) > 1}
+        bumped, same = {}, {}
+        for v, ps in dups.items():
+            eps = [epochs.get(pos) if epochs is not None else None for pos in ps]
+            if None not in eps and len(set(eps)) == len(eps):
+                bumped[v] = list(zip(ps, eps))
+                resent.update(ps[1:])
+            else:
+                same[v] = list(zip(ps, eps))
+        if same:
+            examples = [(v, pe, history.acked_at.get(v, [])) for v, pe in list(same.items())[:5]]
+            problems.append(f"{len(same)} values are in the log more than once under one producer "
+                            f"epoch (or epochs unknown): the broker stored a retried batch twice; "
+                            f"e.g. (value, [((partition, offset), producer epoch)], where "
+                            f"acknowledged) {examples}")
+        if bumped:
+            examples = [(v, pe, history.acked_at.get(v, [])) for v, pe in list(bumped.items())[:3]]
+            notes.append(f"{len(bumped)} values are in the log twice, under two producer epochs: "
+                         f"librdkafka re-sent batches after bumping its epoch "
+                         f"({LIBRDKAFKA_EPOCH_BUMP_DUPLICATES}), not a broker failure; e.g. "
+                         f"(value, [((partition, offset), producer epoch)], where acknowledged) "
+                         f"{examples}")
     per_part: dict[int, list[Rec]] = defaultdict(list)
     for r in records:
         per_part[r.partition].append(r)
@@ -923,19 +978,55 @@ def check_history(history: History, records: list[Rec], end: dict[int, int],
             problems.append(f"partition {p}: {len(offsets)} records read for high watermark "
                             f"{end.get(p)}; first hole or repeat at offset {hole}")
         if ordered:
-            seqs = [seq_of(r.value) for r in rs if r.value]
-            bad = [(rs[k].offset, seqs[k - 1], seqs[k]) for k in range(1, len(seqs))
+            kept = [r for r in rs if r.value and (p, r.offset) not in resent]
+            seqs = [seq_of(r.value) for r in kept]
+            bad = [(kept[k].offset, seqs[k - 1], seqs[k]) for k in range(1, len(seqs))
                    if seqs[k] <= seqs[k - 1]]
             if bad:
                 problems.append(f"partition {p}: {len(bad)} records out of production order, e.g. "
                                 f"(offset, previous seq, seq) {bad[:5]}")
-    return problems
+    return problems, notes
 
 
-def assert_history(history: History, records: list[Rec], end: dict[int, int], **kw: Any) -> None:
-    problems = check_history(history, records, end, **kw)
-    log.info("history: %d acknowledged, %d failed deliveries, %d records in the log; %s",
-             len(history.acked), len(history.failed), len(records),
+def producer_epochs(cluster: "Cluster", topic: str, partition: int, end: int
+                    ) -> dict[tuple[int, int], int]:
+    """(partition, offset) -> the producer epoch of the batch holding it, for
+    offsets 0..end-1, read from the partition's leader."""
+    leader = cluster.broker(cluster.leader_of(topic, partition))
+    out: dict[tuple[int, int], int] = {}
+    offset = 0
+    t_end = time.monotonic() + deadline(60)
+    while offset < end and time.monotonic() < t_end:
+        err, _, batches = fetch_batches(leader, topic, partition, offset)
+        if err != 0 or not batches:
+            continue
+        for base, last, epoch in batches:
+            for o in range(base, last + 1):
+                out[(partition, o)] = epoch
+            offset = max(offset, last + 1)
+    return out
+
+
+def assert_history(history: History, records: list[Rec], end: dict[int, int],
+                   cluster: Optional["Cluster"] = None, topic: Optional[str] = None,
+                   **kw: Any) -> None:
+    """check_history, with the producer epochs of duplicated records read
+    from the leaders when `cluster` and `topic` are given; notes are logged
+    as warnings, problems fail the test."""
+    epochs: Optional[dict[tuple[int, int], int]] = None
+    if cluster is not None and topic is not None:
+        counts = Counter((r.partition, r.value) for r in records)
+        dup_parts = sorted({p for (p, _), c in counts.items() if c > 1})
+        if dup_parts:
+            epochs = {}
+            for p in dup_parts:
+                epochs.update(producer_epochs(cluster, topic, p, end[p]))
+    problems, notes = check_history(history, records, end, epochs=epochs, **kw)
+    for note in notes:
+        log.warning("history note: %s", note)
+    log.info("history: %d acknowledged (%d without an offset), %d failed deliveries, %d records "
+             "in the log; %s", len(history.acked) + len(history.acked_without_offset),
+             len(history.acked_without_offset), len(history.failed), len(records),
              "no problems" if not problems else f"{len(problems)} problems")
     assert not problems, "history check failed:\n- " + "\n- ".join(problems)
 
@@ -996,6 +1087,37 @@ def fetch_once(broker: Broker, topic: str, partition: int, offset: int,
             if batch is None:
                 break
             out.extend((r.offset, r.value) for r in batch if r.offset >= offset)
+    return p.error_code, p.high_watermark, out
+
+
+def fetch_batches(broker: Broker, topic: str, partition: int, offset: int
+                  ) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """Like fetch_once, but returns the batches: (error code, high watermark,
+    [(base offset, last offset, producer epoch)])."""
+    from kafka.protocol.consumer import FetchRequest, FetchResponse
+    from kafka.record.memory_records import MemoryRecords
+
+    from group_helpers import Wire
+
+    Topic = FetchRequest.FetchTopic
+    req = FetchRequest(replica_id=-1, max_wait_ms=100, min_bytes=1, max_bytes=8 << 20,
+                       isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
+                       forgotten_topics_data=[],
+                       topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
+                           partition=partition, current_leader_epoch=-1, fetch_offset=offset,
+                           log_start_offset=-1, partition_max_bytes=4 << 20)])])
+    with Wire(broker.host, broker.port, client_id="e2e-batch-reader", timeout=30) as w:
+        resp = w.call(req, FetchResponse, FETCH_FROM_REPLICA_VERSION)
+    [t] = resp.responses
+    [p] = t.partitions
+    out: list[tuple[int, int, int]] = []
+    if p.error_code == 0:
+        records = MemoryRecords(bytes(p.records or b""))
+        while True:
+            batch = records.next_batch()
+            if batch is None:
+                break
+            out.append((batch.base_offset, batch.next_offset - 1, batch.producer_epoch))
     return p.error_code, p.high_watermark, out
 
 

@@ -80,7 +80,7 @@ def test_acked_records_survive_leader_kill9_rounds(cluster_factory, request):
     log.info("phase: read every partition back: every acknowledged record exactly once at its "
              "acknowledged offset, no value twice, each partition in production order")
     records, end = read_all(c, topic, PARTITIONS_A)
-    assert_history(history, records, end, exactly_once=True, ordered=True)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)
 
     log.info("phase: the ISR of every partition is 3")
     c.wait_isr(topic, 3, partitions=PARTITIONS_A, timeout=30)
@@ -383,7 +383,7 @@ def test_controlled_shutdown_moves_leadership_first(cluster_factory, request):
                                 f"shutdown, e.g. {history.failed[:5]}")
     log.info("phase: every acknowledged record is in the log once, at its offset")
     records, end = read_all(c, topic, 6)
-    assert_history(history, records, end, exactly_once=True, ordered=True)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)
 
 
 # --------------------------------------------------------------------------
@@ -452,7 +452,7 @@ def test_rolling_restart_under_load_returns_leadership_to_preferred_replicas(clu
                                 f"restart, e.g. {history.failed[:5]}")
     log.info("phase: every acknowledged record is in the log once, at its offset, in order")
     records, end = read_all(c, topic, PARTITIONS_G)
-    assert_history(history, records, end, exactly_once=True, ordered=True)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)
 
 
 # --------------------------------------------------------------------------

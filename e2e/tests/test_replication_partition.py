@@ -143,7 +143,7 @@ def test_cut_off_leader_stops_acknowledging_and_rejoins_as_follower(cluster_fact
     log.info("phase: the history: every acknowledged write exactly once at its acknowledged offset; "
              "no offset acknowledged with two values; each partition in production order")
     records, end = read_all(c, topic, PARTITIONS)
-    assert_history(history, records, end, exactly_once=True, ordered=True)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)
 
     log.info("phase: every record the cut-off broker served during the cut is in the final log "
              "at the same offset (it served nothing that was later truncated)")
@@ -230,4 +230,4 @@ def test_repeated_cuts_keep_every_acknowledged_write(cluster_factory, request):
     log.info("phase: the history: every acknowledged write exactly once at its acknowledged offset; "
              "no offset acknowledged with two values; each partition in production order")
     records, end = read_all(c, topic, PARTITIONS)
-    assert_history(history, records, end, exactly_once=True, ordered=True)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)

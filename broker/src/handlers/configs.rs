@@ -33,6 +33,63 @@ const SOURCE_DEFAULT: i8 = 5;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 
+/// Kafka's replication throttles (KIP-73), per broker. Runnel does not
+/// throttle replication, so these are never set: deleting them is the no-op
+/// Kafka's reassignment tool does after every move, and setting them is
+/// refused.
+const BROKER_THROTTLE_CONFIGS: [&str; 3] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
+/// The per-topic halves of KIP-73: which replicas the rates apply to.
+const TOPIC_THROTTLE_CONFIGS: [&str; 2] = [
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
+fn throttle_refused(key: &str) -> (ResponseError, String) {
+    (
+        ResponseError::InvalidConfig,
+        format!("{key}: replication throttles are not supported by Runnel (deleting them is accepted, they are never set)"),
+    )
+}
+
+/// IncrementalAlterConfigs on a broker (or, with an empty name, the cluster
+/// default): only deleting the unset throttle configs is accepted.
+fn plan_broker_alter(
+    broker: &Broker,
+    name: &str,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<(), (ResponseError, String)> {
+    if !name.is_empty() {
+        let known = name
+            .parse::<i32>()
+            .is_ok_and(|id| broker.image().brokers.contains_key(&id));
+        if !known {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("resource name {name:?} is not a broker id of this cluster"),
+            ));
+        }
+    }
+    for op in ops {
+        let key = op.name.as_str();
+        let throttle = BROKER_THROTTLE_CONFIGS.contains(&key);
+        match op.config_operation {
+            OP_DELETE if throttle => {}
+            OP_SET if throttle => return Err(throttle_refused(key)),
+            _ => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("{key}: broker settings are static; set them with --set at start-up"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
@@ -188,6 +245,10 @@ pub(crate) async fn incremental_alter(
                 for op in &resource.configs {
                     let key = op.name.to_string();
                     match op.config_operation {
+                            OP_DELETE if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) => {}
+                            OP_SET if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) => {
+                                return Err(throttle_refused(&key))
+                            }
                             OP_SET => {
                                 let value = op.value.as_ref().map(|v| v.to_string()).ok_or((
                                     ResponseError::InvalidRequest,
@@ -218,10 +279,7 @@ pub(crate) async fn incremental_alter(
                 }
                 Ok(Some(configs))
             })(),
-            RESOURCE_BROKER => Err((
-                ResponseError::InvalidRequest,
-                "broker settings are static; set them with --set at start-up".to_string(),
-            )),
+            RESOURCE_BROKER => plan_broker_alter(broker, &name, &resource.configs).map(|()| None),
             other => Err((
                 ResponseError::InvalidRequest,
                 format!("resource type {other} is not supported"),

@@ -575,3 +575,74 @@ async fn unknown_api_key_closes_the_connection() {
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("valid address");
     assert!(matches!(dispatch(&broker, frame, peer), Dispatch::Close(_)));
 }
+
+/// Kafka's reassignment tool deletes the KIP-73 throttle configs of every
+/// broker and moved topic after a move; Runnel never sets them, so deleting
+/// is accepted and setting is refused with a message naming the config.
+#[tokio::test]
+async fn replication_throttles_can_be_deleted_but_not_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker(dir.path()).await;
+    broker
+        .create_topic(
+            "throttled",
+            broker.default_assignment(1),
+            Default::default(),
+        )
+        .await
+        .expect("topic created");
+    let alter = |resource_type: i8, name: &str, key: &str, op: i8| {
+        RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(s(name))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(s(key))
+                        .with_config_operation(op)
+                        .with_value((op == 0).then(|| s("1000")))]),
+            ]),
+        )
+    };
+    let cases = [
+        (4, "1", "leader.replication.throttled.rate", 1, 0),
+        (4, "", "follower.replication.throttled.rate", 1, 0),
+        (4, "1", "leader.replication.throttled.rate", 0, 40),
+        (4, "1", "num.partitions", 1, 42),
+        (4, "77", "leader.replication.throttled.rate", 1, 42),
+        (
+            2,
+            "throttled",
+            "leader.replication.throttled.replicas",
+            1,
+            0,
+        ),
+        (
+            2,
+            "throttled",
+            "follower.replication.throttled.replicas",
+            0,
+            40,
+        ),
+    ];
+    for (resource_type, name, key, op, expected) in cases {
+        let request = alter(resource_type, name, key, op);
+        let Some(ResponseKind::IncrementalAlterConfigs(r)) =
+            call(&broker, ApiKey::IncrementalAlterConfigs, 1, request).await
+        else {
+            panic!("no IncrementalAlterConfigs response")
+        };
+        let answer = &r.responses[0];
+        assert_eq!(
+            answer.error_code, expected,
+            "op {op} of {key} on {name:?}: {answer:?}"
+        );
+        if expected != 0 {
+            let message = answer.error_message.as_deref().unwrap_or_default();
+            assert!(
+                message.contains(key) || message.contains(name),
+                "message names the config or resource: {message}"
+            );
+        }
+    }
+}

@@ -29,6 +29,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
@@ -102,6 +103,47 @@ pub struct AppendInfo {
 pub struct ReadResult {
     /// Concatenated whole batches; empty when nothing is readable.
     pub records: Bytes,
+    /// The log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// The log end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
+/// A byte range of a segment file, to be sent as it is stored (sendfile).
+/// Holding it keeps the file open, so a segment deleted by retention after
+/// the read can still be sent; a segment truncated meanwhile (a follower
+/// diverging from its leader) yields fewer bytes, which the sender must
+/// treat as an error.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    /// The segment's `.log` file.
+    pub file: Arc<File>,
+    /// Where the range starts in the file.
+    pub position: u64,
+    /// The range's length in bytes.
+    pub len: u64,
+}
+
+impl FileSlice {
+    /// Copies the range into memory (tests, and senders without sendfile).
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(self.len)
+            .map_err(|_| std::io::Error::other("file slice larger than memory"))?;
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf)
+    }
+}
+
+/// The result of a zero-copy read: ranges of segment files.
+#[derive(Debug, Clone)]
+pub struct SliceRead {
+    /// The ranges, in log order; their concatenation starts with a whole
+    /// batch and may end inside one.
+    pub slices: Vec<FileSlice>,
+    /// The total length of the ranges.
+    pub len: usize,
     /// The log start offset at the time of the read.
     pub log_start_offset: i64,
     /// The log end offset at the time of the read.
@@ -416,6 +458,39 @@ impl PartitionLog {
         }
         Ok(ReadResult {
             records: Bytes::from(out),
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// Like [`PartitionLog::read`], but without copying: the answer names
+    /// ranges of the segment files, to send with sendfile. As in Kafka, the
+    /// last range may end inside a batch when `max_bytes` runs out (clients
+    /// drop a partial trailing batch); the first batch is always whole
+    /// (KIP-74), and no batch at or past `max_offset` is included.
+    pub fn read_slices(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<SliceRead, Error> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let mut slices = Vec::new();
+        let mut len = 0;
+        if offset < end {
+            let first = self.segment_index(offset);
+            for segment in &self.segments[first..] {
+                if segment.slice_into(offset, max_bytes, max_offset, &mut len, &mut slices)? {
+                    break;
+                }
+            }
+        }
+        Ok(SliceRead {
+            slices,
+            len,
             log_start_offset: start,
             log_end_offset: end,
         })

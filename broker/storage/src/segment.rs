@@ -20,13 +20,14 @@ use std::io::ErrorKind;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN, CRC_START};
 use crate::error::io_error;
 use crate::index::{Damage, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use crate::Error;
+use crate::{Error, FileSlice};
 
 /// Bytes read at a time when scanning batch headers: small batches are
 /// common, so one read covers many headers without reading much body.
@@ -53,7 +54,8 @@ pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared with [`FileSlice`]s handed out for zero-copy sends.
+    log: Arc<File>,
     /// Bytes of whole batches in the `.log`.
     size: u64,
     offset_index: OffsetIndex,
@@ -93,7 +95,7 @@ impl Segment {
         Ok(Segment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size: 0,
             offset_index,
             time_index,
@@ -129,7 +131,7 @@ impl Segment {
         let mut segment = Segment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size,
             offset_index,
             time_index,
@@ -494,6 +496,112 @@ impl Segment {
         }
         out.truncate(old_len + taken);
         Ok(complete || want < available)
+    }
+
+    /// Like [`Segment::read_into`], but names byte ranges of the file
+    /// instead of copying them, for zero-copy sends, and (as Kafka does) may
+    /// end inside a batch when `max_bytes` runs out: clients drop a partial
+    /// trailing batch and fetch it again. Batches at or past `max_offset`
+    /// are never included. `taken` is what earlier segments contributed.
+    /// Returns whether the read is complete rather than the end of this
+    /// segment reached.
+    pub(crate) fn slice_into(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        taken: &mut usize,
+        out: &mut Vec<FileSlice>,
+    ) -> Result<bool, Error> {
+        let Some((start, first)) = self.find_position_by_headers(offset)? else {
+            return Ok(false);
+        };
+        if first.last_offset() >= max_offset {
+            return Ok(true);
+        }
+        let budget = max_bytes.saturating_sub(*taken) as u64;
+        let first_size = first.total_size() as u64;
+        if first_size > budget {
+            if *taken == 0 {
+                self.push_slice(start, first_size, taken, out);
+            }
+            return Ok(true);
+        }
+        // Where the batches below `max_offset` end in this segment.
+        let readable_end = if max_offset >= self.next_offset {
+            self.size
+        } else {
+            self.position_of_first_at_or_past(start, max_offset)?
+        };
+        let end = readable_end.min(start.saturating_add(budget));
+        self.push_slice(start, end - start, taken, out);
+        Ok(end < self.size)
+    }
+
+    fn push_slice(&self, position: u64, len: u64, taken: &mut usize, out: &mut Vec<FileSlice>) {
+        if len == 0 {
+            return;
+        }
+        *taken += usize::try_from(len).unwrap_or(usize::MAX);
+        out.push(FileSlice {
+            file: self.log.clone(),
+            position,
+            len,
+        });
+    }
+
+    /// [`Segment::find_position`] reading one header at a time from the
+    /// nearest index entry, so a zero-copy read copies no record bytes.
+    fn find_position_by_headers(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, Error> {
+        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX));
+        let relative = u32::try_from(relative).expect("clamped to the u32 range");
+        let start = self
+            .offset_index
+            .lookup(relative)
+            .map_or(0, |e| u64::from(e.position));
+        self.walk_headers(start, |header| header.last_offset() >= offset)
+    }
+
+    /// The position of the first batch from `from` on whose last offset is
+    /// at or past `offset` (the segment size if none).
+    fn position_of_first_at_or_past(&self, from: u64, offset: i64) -> Result<u64, Error> {
+        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX));
+        let relative = u32::try_from(relative).expect("clamped to the u32 range");
+        let indexed = self
+            .offset_index
+            .lookup(relative)
+            .map_or(0, |e| u64::from(e.position));
+        Ok(self
+            .walk_headers(indexed.max(from), |header| header.last_offset() >= offset)?
+            .map_or(self.size, |(pos, _)| pos))
+    }
+
+    /// Reads headers one by one from `pos` until `stop` says so.
+    fn walk_headers(
+        &self,
+        mut pos: u64,
+        stop: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>, Error> {
+        let mut head = [0u8; BATCH_HEADER_LEN];
+        while pos < self.size {
+            if self.size - pos < BATCH_HEADER_LEN as u64 {
+                return Err(self.corrupt(pos, "trailing bytes are shorter than a batch header"));
+            }
+            self.log
+                .read_exact_at(&mut head, pos)
+                .map_err(|e| io_error(&self.log_path, e))?;
+            let header =
+                BatchHeader::parse(&head).map_err(|e| self.corrupt(pos, &e.to_string()))?;
+            let size = header.total_size() as u64;
+            if size > self.size - pos {
+                return Err(self.corrupt(pos, "batch runs past the end of the log"));
+            }
+            if stop(&header) {
+                return Ok(Some((pos, header)));
+            }
+            pos += size;
+        }
+        Ok(None)
     }
 
     /// Reads `len` bytes at `pos`.

@@ -1113,3 +1113,86 @@ proptest! {
         }
     }
 }
+
+/// The bytes a zero-copy read names, concatenated.
+fn slice_bytes(read: &SliceRead) -> Vec<u8> {
+    let mut out = Vec::new();
+    for slice in &read.slices {
+        out.extend(slice.read().expect("slice readable"));
+    }
+    assert_eq!(out.len(), read.len, "len is the sum of the slices");
+    out
+}
+
+/// A zero-copy read names exactly the bytes a copying read returns, except
+/// that (as in Kafka) the byte limit may cut the last batch; the first batch
+/// is always whole and the high watermark is never passed.
+#[test]
+fn slice_reads_match_copying_reads_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    let mut batches = Vec::new();
+    for i in 0..40 {
+        batches.push(
+            produce(
+                &mut log,
+                i % 4 + 1,
+                1000 + i64::from(i),
+                40 + 7 * i as usize,
+                0,
+            )
+            .batches[0],
+        );
+    }
+    assert!(log.segment_count() > 5);
+    let end = log.log_end_offset();
+    let high_watermarks = [end, end - 1, batches[30].base_offset, batches[3].base_offset];
+    for header in &batches {
+        for offset in [header.base_offset, header.last_offset()] {
+            for max_offset in high_watermarks {
+                let whole = log.read(offset, usize::MAX, max_offset).expect("read");
+                for max_bytes in [0, 1, 100, 333, 1000, 5000, usize::MAX] {
+                    let read = log
+                        .read_slices(offset, max_bytes, max_offset)
+                        .expect("slice read");
+                    let bytes = slice_bytes(&read);
+                    let copied = log.read(offset, max_bytes, max_offset).expect("read");
+                    assert!(
+                        whole.records.starts_with(&bytes),
+                        "offset {offset} max_bytes {max_bytes} max_offset {max_offset}: \
+                         a prefix of the unlimited read"
+                    );
+                    assert!(
+                        bytes.starts_with(&copied.records),
+                        "at least the whole batches a copying read returns"
+                    );
+                    if whole.records.is_empty() {
+                        assert!(bytes.is_empty());
+                        continue;
+                    }
+                    let first = BatchHeader::parse(&whole.records).expect("header").total_size();
+                    // Up to the limit, or to the end of a segment whose
+                    // successor's first batch does not fit: then whole batches.
+                    let limit = whole.records.len().min(max_bytes.max(first));
+                    assert!(
+                        bytes.len() == limit
+                            || (bytes.len() < limit && validate_batches(&bytes).is_ok()),
+                        "offset {offset} max_bytes {max_bytes} max_offset {max_offset}: \
+                         {} bytes for a limit of {limit}",
+                        bytes.len()
+                    );
+                    assert_eq!(
+                        (read.log_start_offset, read.log_end_offset),
+                        (copied.log_start_offset, copied.log_end_offset)
+                    );
+                }
+            }
+        }
+    }
+    // Outside [start, end] as for copying reads.
+    assert!(matches!(
+        log.read_slices(end + 1, 100, i64::MAX),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(log.read_slices(end, 100, i64::MAX).expect("at end").len, 0);
+}

@@ -20,6 +20,7 @@ pub mod error;
 mod groups;
 mod handlers;
 pub mod metrics;
+mod outgoing;
 mod producers;
 mod records;
 pub mod replication;
@@ -250,7 +251,16 @@ pub async fn join_cluster(
 
 /// Serves the broker's gRPC services (replication and the controller quorum).
 async fn serve_rpc(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use tokio_stream::StreamExt as _;
+    // Followers' fetches and Raft messages are small request/response pairs:
+    // with Nagle's algorithm on, each answer can wait for the peer's delayed
+    // ACK (~40 ms), which acks=all then waits on.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream {
+            let _ = stream.set_nodelay(true);
+        }
+        stream
+    });
     let replica = proto::replication::replica_server::ReplicaServer::new(
         replication::ReplicaService::new(broker.clone()),
     )

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
 use tracing::{debug, warn, Instrument};
 
 use crate::broker::Broker;
+use crate::outgoing::Outgoing;
 
 mod api_versions;
 mod configs;
@@ -102,12 +103,12 @@ fn served_versions(key: ApiKey) -> Option<VersionRange> {
 
 /// An encoded response still to come: `Ok(None)` means no response (acks=0),
 /// `Err` closes the connection.
-pub(crate) type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+pub(crate) type Answer = Pin<Box<dyn Future<Output = Result<Option<Outgoing>, String>> + Send>>;
 
 /// What running a request's handler gave.
 pub(crate) enum Step {
     /// The response (or none).
-    Done(Option<Bytes>),
+    Done(Option<Outgoing>),
     /// The request is applied (a produce's batches are appended) and the
     /// connection may run its next request; the response comes from this
     /// future (a produce waiting for its in-sync replicas).
@@ -139,7 +140,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             let response = api_versions::unsupported_version();
             return Dispatch::Respond(Box::pin(async move {
                 encode_response(key, 0, correlation_id, ResponseKind::ApiVersions(response))
-                    .map(|b| Step::Done(Some(b)))
+                    .map(|b| Step::Done(Some(b.into())))
             }));
         }
         return Dispatch::Close(format!(
@@ -194,12 +195,24 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
                     match response {
                         Some(r) => {
                             encode_response(key, version, correlation_id, ResponseKind::Produce(r))
-                                .map(Some)
+                                .map(|b| Some(b.into()))
                         }
                         None => Ok(None),
                     }
                 });
                 Ok(Step::Later(answer))
+            }
+            .instrument(span),
+        ));
+    }
+    if let RequestKind::Fetch(request) = request {
+        // Records go from the segment files to the socket (sendfile).
+        return Dispatch::Respond(Box::pin(
+            async move {
+                let started = Instant::now();
+                let answer = fetch::handle(&broker, version, request).await;
+                broker.metrics.observe_request(key, started.elapsed());
+                fetch::encode(version, correlation_id, answer).map(|o| Step::Done(Some(o)))
             }
             .instrument(span),
         ));
@@ -220,7 +233,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
             broker.metrics.observe_request(key, started.elapsed());
             match response {
                 Some(response) => encode_response(key, version, correlation_id, response)
-                    .map(|b| Step::Done(Some(b))),
+                    .map(|b| Step::Done(Some(b.into()))),
                 None => Ok(Step::Done(None)),
             }
         }
@@ -238,7 +251,6 @@ async fn handle(
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, v, r).await?),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, v, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, v, r))
         }
@@ -307,7 +319,7 @@ async fn handle(
     })
 }
 
-fn encode_response(
+pub(crate) fn encode_response(
     key: ApiKey,
     version: i16,
     correlation_id: i32,

@@ -98,8 +98,8 @@ async fn serve_connection(
     let writer = tokio::spawn(async move {
         while let Some(answer) = answers.recv().await {
             match answer.await {
-                Ok(Some(bytes)) => {
-                    if let Err(error) = write_half.write_all(&bytes).await {
+                Ok(Some(outgoing)) => {
+                    if let Err(error) = outgoing.write_to(&mut write_half).await {
                         debug!(%peer, %error, "write to client failed");
                         return;
                     }

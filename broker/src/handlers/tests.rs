@@ -29,10 +29,13 @@ use crate::metrics::Metrics;
 
 /// The response a dispatched request's step leads to.
 async fn answer(step: Result<super::Step, String>) -> Result<Option<Bytes>, String> {
-    match step? {
-        super::Step::Done(bytes) => Ok(bytes),
-        super::Step::Later(answer) => answer.await,
-    }
+    let outgoing = match step? {
+        super::Step::Done(outgoing) => outgoing,
+        super::Step::Later(answer) => answer.await?,
+    };
+    outgoing
+        .map(|o| o.to_bytes().map_err(|e| e.to_string()))
+        .transpose()
 }
 
 fn s(text: &str) -> StrBytes {

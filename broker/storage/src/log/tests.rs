@@ -1146,7 +1146,12 @@ fn slice_reads_match_copying_reads_across_segments() {
     }
     assert!(log.segment_count() > 5);
     let end = log.log_end_offset();
-    let high_watermarks = [end, end - 1, batches[30].base_offset, batches[3].base_offset];
+    let high_watermarks = [
+        end,
+        end - 1,
+        batches[30].base_offset,
+        batches[3].base_offset,
+    ];
     for header in &batches {
         for offset in [header.base_offset, header.last_offset()] {
             for max_offset in high_watermarks {
@@ -1170,7 +1175,9 @@ fn slice_reads_match_copying_reads_across_segments() {
                         assert!(bytes.is_empty());
                         continue;
                     }
-                    let first = BatchHeader::parse(&whole.records).expect("header").total_size();
+                    let first = BatchHeader::parse(&whole.records)
+                        .expect("header")
+                        .total_size();
                     // Up to the limit, or to the end of a segment whose
                     // successor's first batch does not fit: then whole batches.
                     let limit = whole.records.len().min(max_bytes.max(first));

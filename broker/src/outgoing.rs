@@ -1,0 +1,201 @@
+//! Encoded responses on their way to the socket: bytes, and ranges of
+//! segment files that go from the page cache to the socket with sendfile,
+//! never through the broker's memory.
+//!
+//! ```text
+//!  Fetch response = [size, header, fields…, records length] [file range] [fields…] [file range] …
+//!                   └──────────── Chunk::Bytes ───────────┘ └ Chunk::File ┘
+//! ```
+
+use std::io;
+use std::os::fd::AsFd;
+
+use bytes::{Bytes, BytesMut};
+use runnel_storage::FileSlice;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// One piece of a response.
+#[derive(Debug, Clone)]
+pub(crate) enum Chunk {
+    /// Encoded bytes.
+    Bytes(Bytes),
+    /// Stored record batches, sent as they are.
+    File(FileSlice),
+}
+
+/// A whole response frame (size prefix included), in pieces.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outgoing {
+    chunks: Vec<Chunk>,
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(bytes: Bytes) -> Self {
+        Outgoing {
+            chunks: vec![Chunk::Bytes(bytes)],
+        }
+    }
+}
+
+impl Outgoing {
+    /// Builds a response from `chunks`, in order.
+    pub(crate) fn from_chunks(chunks: Vec<Chunk>) -> Self {
+        Outgoing { chunks }
+    }
+
+    /// Writes `size` as the frame's 4-byte size prefix (the first chunk's
+    /// first bytes).
+    pub(crate) fn set_size_prefix(&mut self, size: i32) {
+        if let Some(Chunk::Bytes(first)) = self.chunks.first_mut() {
+            if first.len() >= 4 {
+                let mut head = BytesMut::from(&first[..]);
+                head[..4].copy_from_slice(&size.to_be_bytes());
+                *first = head.freeze();
+            }
+        }
+    }
+
+    /// The frame's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Bytes(b) => b.len(),
+                Chunk::File(f) => usize::try_from(f.len).unwrap_or(usize::MAX),
+            })
+            .sum()
+    }
+
+    /// The frame in one buffer, file ranges read into memory.
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> io::Result<Bytes> {
+        let mut out = BytesMut::with_capacity(self.len());
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Bytes(b) => out.extend_from_slice(b),
+                Chunk::File(f) => out.extend_from_slice(&f.read()?),
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Writes the frame: bytes with `write_all`, file ranges with sendfile.
+    /// A file range that ends early (its segment was truncated since the
+    /// read) is an error: the frame's size is already on the wire, so the
+    /// connection must close.
+    pub(crate) async fn write_to(&self, out: &mut OwnedWriteHalf) -> io::Result<()> {
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Bytes(b) => out.write_all(b).await?,
+                Chunk::File(f) => send_file(out, f).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send_file(out: &OwnedWriteHalf, slice: &FileSlice) -> io::Result<()> {
+    let stream: &tokio::net::TcpStream = out.as_ref();
+    let mut offset = i64::try_from(slice.position).map_err(io::Error::other)?;
+    let end = offset
+        .checked_add(i64::try_from(slice.len).map_err(io::Error::other)?)
+        .ok_or_else(|| io::Error::other("file range past i64"))?;
+    while offset < end {
+        let remaining = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let sent = stream
+            .async_io(Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(
+                    stream.as_fd(),
+                    slice.file.as_fd(),
+                    Some(&mut offset),
+                    remaining,
+                )
+                .map_err(io::Error::from)
+            })
+            .await?;
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment file shorter than the range read from it (truncated meanwhile)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// A frame of bytes and file ranges arrives on the socket byte for byte,
+    /// also when the ranges are larger than the socket buffer.
+    #[tokio::test]
+    async fn bytes_and_file_ranges_arrive_in_order() {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(&content).expect("write");
+        let file = Arc::new(file);
+        let slice = |position: u64, len: u64| {
+            Chunk::File(FileSlice {
+                file: file.clone(),
+                position,
+                len,
+            })
+        };
+        let frame = Outgoing::from_chunks(vec![
+            Chunk::Bytes(Bytes::from_static(b"head")),
+            slice(10, 2_500_000),
+            Chunk::Bytes(Bytes::from_static(b"middle")),
+            slice(0, 7),
+            slice(2_999_990, 10),
+        ]);
+        let expected = frame.to_bytes().expect("readable");
+        assert_eq!(expected.len(), frame.len());
+        assert_eq!(&expected[4..8], &content[10..14]);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut got = Vec::new();
+            socket.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (_read, mut write) = stream.into_split();
+        frame.write_to(&mut write).await.expect("sent");
+        write.shutdown().await.expect("shutdown");
+        drop(write);
+        let got = reader.await.expect("reader");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ");
+    }
+
+    /// A range past the end of its file fails instead of sending short.
+    #[tokio::test]
+    async fn a_truncated_file_is_an_error() {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(b"0123456789").expect("write");
+        let frame = Outgoing::from_chunks(vec![Chunk::File(FileSlice {
+            file: Arc::new(file),
+            position: 5,
+            len: 100,
+        })]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _peer = accept.await.expect("accept task").expect("accepted");
+        let (_read, mut write) = stream.into_split();
+        let error = frame.write_to(&mut write).await.expect_err("short file");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

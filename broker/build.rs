@@ -6,9 +6,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // prost-build runs the protoc named by PROTOC.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(
-        &["proto/replication.proto", "proto/controller.proto"],
-        &["proto"],
-    )?;
+    tonic_prost_build::configure()
+        // Replicated records stay `Bytes` from the log read to the wire and
+        // back, rather than being copied into a `Vec<u8>`.
+        .bytes(".runnel.replication.FetchedPartition.records")
+        .compile_protos(
+            &["proto/replication.proto", "proto/controller.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -78,7 +78,7 @@ impl ReplicaService {
                         high_watermark: -1,
                         log_start_offset: -1,
                         log_end_offset: -1,
-                        records: Vec::new(),
+                        records: Default::default(),
                         diverging_epoch: -1,
                         diverging_end_offset: -1,
                     }
@@ -113,7 +113,7 @@ impl ReplicaService {
             high_watermark: -1,
             log_start_offset: -1,
             log_end_offset: -1,
-            records: Vec::new(),
+            records: Default::default(),
             diverging_epoch: -1,
             diverging_end_offset: -1,
         };
@@ -165,7 +165,7 @@ impl ReplicaService {
             let moved = d.advance_high_watermark();
             let read = d.log.read(wanted.fetch_offset, limit, i64::MAX)?;
             if first || read.records.len() <= limit {
-                answer.records = read.records.to_vec();
+                answer.records = read.records;
             }
             answer.high_watermark = d.high_watermark();
             Ok((proposal, moved, answer.high_watermark))

@@ -124,10 +124,16 @@ pub(crate) enum Dispatch {
 }
 
 /// Routes one request frame.
-pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAddr) -> Dispatch {
-    let raw_key = frame.get_i16();
-    let version = frame.get_i16();
-    let correlation_id = (&frame[..4]).get_i32();
+pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) -> Dispatch {
+    if frame.len() < 8 {
+        return Dispatch::Close(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        ));
+    }
+    let raw_key = (&frame[0..2]).get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let correlation_id = (&frame[4..8]).get_i32();
     let Ok(key) = ApiKey::try_from(raw_key) else {
         return Dispatch::Close(format!("unknown api key {raw_key}"));
     };
@@ -154,14 +160,8 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: BytesMut, peer: SocketAd
         ));
     }
     let header_version = key.request_header_version(version);
-    // Put the key and version back: the header decoder reads them.
-    let mut body = {
-        let mut whole = BytesMut::with_capacity(frame.len() + 4);
-        whole.extend_from_slice(&raw_key.to_be_bytes());
-        whole.extend_from_slice(&version.to_be_bytes());
-        whole.extend_from_slice(&frame);
-        whole.freeze()
-    };
+    // Decoded in place: record batches in the request stay slices of the frame.
+    let mut body = frame.freeze();
     let header = match RequestHeader::decode(&mut body, header_version) {
         Ok(h) => h,
         Err(e) => {

@@ -179,11 +179,22 @@ where
             "request size {size} exceeds socket.request.max.bytes {max_request}"
         ));
     }
-    let mut buf = BytesMut::zeroed(size as usize);
-    reader
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("truncated request of declared size {size}: {e}"))?;
+    // Read into uninitialised capacity: no zeroing of large produce frames.
+    let size = size as usize;
+    let mut buf = BytesMut::with_capacity(size);
+    while buf.len() < size {
+        let want = (size - buf.len()) as u64;
+        match (&mut *reader).take(want).read_buf(&mut buf).await {
+            Ok(0) => {
+                return Err(format!(
+                "truncated request of declared size {size}: the connection closed after {} bytes",
+                buf.len()
+            ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("truncated request of declared size {size}: {e}")),
+        }
+    }
     Ok(Some(buf))
 }
 

@@ -200,7 +200,7 @@ impl Partition {
     /// Appends as leader, checking idempotent producers' sequences first.
     fn append(
         &self,
-        records: &mut [u8],
+        records: &[u8],
         min_isr: Option<usize>,
     ) -> Result<(Appended, i64), BrokerError> {
         let mut guard = self.lock();
@@ -216,8 +216,8 @@ impl Partition {
                 });
             }
         }
-        let headers = runnel_storage::validate_batches(records)?;
-        for (i, header) in headers.iter().enumerate() {
+        let checked = runnel_storage::CheckedBatches::check(records)?;
+        for (i, header) in checked.headers().iter().enumerate() {
             match data.producers.check(header) {
                 SequenceCheck::Append => {}
                 // A retried request: its batches are in the log already.
@@ -240,7 +240,9 @@ impl Partition {
                 SequenceCheck::Reject(error) => return Err(BrokerError::Producer(error)),
             }
         }
-        let info = data.log.append(records, data.leader_epoch, now_ms())?;
+        let info = data
+            .log
+            .append_batches(checked, data.leader_epoch, now_ms())?;
         for header in &info.batches {
             data.producers.record(header);
         }
@@ -602,7 +604,7 @@ impl TopicTable {
     pub fn append(
         &self,
         partition: &Partition,
-        records: &mut [u8],
+        records: &[u8],
         min_isr: Option<usize>,
     ) -> Result<Appended, BrokerError> {
         let (appended, hw) = partition.append(records, min_isr)?;
@@ -875,11 +877,11 @@ mod tests {
             let table = open(dir.path(), &settings, &image);
             let p = table.partition("t", 0).expect("partition");
             let first = table
-                .append(&p, &mut idempotent_batch(42, 0, 3), None)
+                .append(&p, &idempotent_batch(42, 0, 3), None)
                 .expect("append");
             assert!(!first.duplicate);
             let retry = table
-                .append(&p, &mut idempotent_batch(42, 0, 3), None)
+                .append(&p, &idempotent_batch(42, 0, 3), None)
                 .expect("retry");
             assert!(retry.duplicate);
             assert_eq!(retry.base_offset, first.base_offset);
@@ -891,11 +893,11 @@ mod tests {
             let p = table.partition("t", 0).expect("partition");
             assert!(
                 table
-                    .append(&p, &mut idempotent_batch(42, 0, 3), None)
+                    .append(&p, &idempotent_batch(42, 0, 3), None)
                     .expect("retry")
                     .duplicate
             );
-            let gap = table.append(&p, &mut idempotent_batch(42, 7, 1), None);
+            let gap = table.append(&p, &idempotent_batch(42, 7, 1), None);
             assert!(
                 matches!(
                     gap,
@@ -906,7 +908,7 @@ mod tests {
                 "{gap:?}"
             );
             table
-                .append(&p, &mut idempotent_batch(42, 3, 2), None)
+                .append(&p, &idempotent_batch(42, 3, 2), None)
                 .expect("next in sequence");
             assert_eq!(end(&table), 5);
             // No close: as after kill -9, the snapshot is behind the log.
@@ -914,7 +916,7 @@ mod tests {
         let table = open(dir.path(), &settings, &image);
         let p = table.partition("t", 0).expect("partition");
         let retry = table
-            .append(&p, &mut idempotent_batch(42, 3, 2), None)
+            .append(&p, &idempotent_batch(42, 3, 2), None)
             .expect("retry of the unsnapshotted batch");
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 3);
@@ -928,11 +930,11 @@ mod tests {
         let table = open(dir.path(), &settings, &image_with_topic());
         let p = table.partition("t", 0).expect("partition");
         let appended = table
-            .append(&p, &mut idempotent_batch(1, 0, 2), Some(1))
+            .append(&p, &idempotent_batch(1, 0, 2), Some(1))
             .expect("append");
         assert_eq!(appended.end_offset, 2);
         assert_eq!(p.with_data(|d| Ok(d.high_watermark())).expect("local"), 2);
-        let short = table.append(&p, &mut idempotent_batch(1, 2, 1), Some(2));
+        let short = table.append(&p, &idempotent_batch(1, 2, 1), Some(2));
         assert!(
             matches!(short, Err(BrokerError::NotEnoughReplicas { isr: 1, .. })),
             "{short:?}"

@@ -421,12 +421,12 @@ impl GroupCoordinator {
             .into_iter()
             .map(|(key, value)| (Some(key), value))
             .collect();
-        let mut buf = crate::records::encode_batch(entries, crate::clock::now_ms(), None)?;
+        let buf = crate::records::encode_batch(entries, crate::clock::now_ms(), None)?;
         let partition = topics.partition(
             OFFSETS_TOPIC,
             offsets::partition_for(group_id, self.offsets_partitions),
         )?;
-        topics.append(&partition, &mut buf, None)?;
+        topics.append(&partition, &buf, None)?;
         Ok(())
     }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
@@ -91,8 +90,7 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
                         .effective("min.insync.replicas", broker.topics.settings());
                     min_isr.parse::<usize>().unwrap_or(1)
                 });
-                let mut records = BytesMut::from(&records[..]);
-                let appended = broker.topics.append(partition, &mut records, min_isr)?;
+                let appended = broker.topics.append(partition, &records, min_isr)?;
                 if !appended.duplicate {
                     broker
                         .metrics

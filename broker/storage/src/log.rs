@@ -150,6 +150,44 @@ pub struct SliceRead {
     pub log_end_offset: i64,
 }
 
+/// The header bytes a leader rewrites: base offset, batch length, and
+/// partition leader epoch (all before the CRC'd part).
+const PATCHED_HEAD_LEN: usize = 16;
+
+/// A producer's batches, checked by [`validate_batches`] (whole v2 batches,
+/// CRCs match), with their headers: check once, then look at the headers
+/// (sequence numbers) and append without checking again.
+#[derive(Debug)]
+pub struct CheckedBatches<'a> {
+    buf: &'a [u8],
+    headers: Vec<BatchHeader>,
+}
+
+impl<'a> CheckedBatches<'a> {
+    /// Checks `buf`.
+    pub fn check(buf: &'a [u8]) -> Result<Self, Error> {
+        Ok(CheckedBatches {
+            buf,
+            headers: validate_batches(buf)?,
+        })
+    }
+
+    /// The batches' headers, as the producer sent them.
+    pub fn headers(&self) -> &[BatchHeader] {
+        &self.headers
+    }
+
+    /// The batches' total size in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether there are no batches.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
 /// The batch holding the first record at or after a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimestampMatch {
@@ -261,11 +299,24 @@ impl PartitionLog {
         &self.config
     }
 
-    /// Appends one or more v2 record batches as the leader: checks each (CRC,
-    /// magic, length, `max.message.bytes`), assigns offsets from the log end
-    /// offset by rewriting each batch's base offset, sets the partition leader
-    /// epoch, rolls the segment if due, and flushes per `flush.messages`.
-    /// Nothing is appended if any batch is invalid.
+    /// Checks `batches` ([`CheckedBatches::check`]) and appends them as the
+    /// leader ([`PartitionLog::append_batches`]).
+    pub fn append(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, Error> {
+        self.append_batches(CheckedBatches::check(batches)?, leader_epoch, now_ms)
+    }
+
+    /// Appends one or more checked v2 record batches as the leader: checks
+    /// `max.message.bytes`, assigns offsets from the log end offset by
+    /// rewriting each batch's base offset, sets the partition leader epoch
+    /// (both in the stored copy's header: the caller's buffer is not
+    /// touched, so it need not be copied), rolls the segment if due, and
+    /// flushes per `flush.messages`. Nothing is appended if any batch is
+    /// invalid.
     ///
     /// Before writing, `leader_epoch` is assigned to start at the log end
     /// offset in the leader epoch cache (a no-op unless it is newer than the
@@ -274,13 +325,13 @@ impl PartitionLog {
     /// Each batch's record count must also match its offset delta
     /// (`records_count == last_offset_delta + 1`), as Kafka requires of
     /// producers.
-    pub fn append(
+    pub fn append_batches(
         &mut self,
-        batches: &mut [u8],
+        batches: CheckedBatches<'_>,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, Error> {
-        let mut headers = validate_batches(batches)?;
+        let CheckedBatches { buf, mut headers } = batches;
         if headers.is_empty() {
             return Err(Error::CorruptBatch(
                 "no record batches to append".to_string(),
@@ -302,17 +353,26 @@ impl PartitionLog {
             }
         }
         let mut next = self.log_end_offset();
+        let mut heads = Vec::with_capacity(headers.len());
         let mut pos = 0;
         for header in &mut headers {
-            set_base_offset_and_leader_epoch(&mut batches[pos..], next, leader_epoch)?;
+            let size = header.total_size();
+            let mut head = [0u8; PATCHED_HEAD_LEN];
+            head.copy_from_slice(&buf[pos..pos + PATCHED_HEAD_LEN]);
+            set_base_offset_and_leader_epoch(&mut head, next, leader_epoch)?;
+            heads.push((head, &buf[pos + PATCHED_HEAD_LEN..pos + size]));
             header.base_offset = next;
             header.partition_leader_epoch = leader_epoch;
             next = header.next_offset();
-            pos += header.total_size();
+            pos += size;
         }
         let end = self.log_end_offset();
         self.epochs.assign(leader_epoch, end)?;
-        self.append_checked(batches, headers, now_ms)
+        let pieces: Vec<&[u8]> = heads
+            .iter()
+            .flat_map(|(head, rest)| [&head[..], *rest])
+            .collect();
+        self.append_checked(&pieces, buf.len(), headers, now_ms)
     }
 
     /// Appends batches that already carry their offsets (a follower copying
@@ -346,13 +406,15 @@ impl PartitionLog {
                 .iter()
                 .map(|h| (h.partition_leader_epoch, h.base_offset)),
         )?;
-        self.append_checked(batches, headers, now_ms)
+        self.append_checked(&[batches], batches.len(), headers, now_ms)
     }
 
-    /// Appends checked batches whose offsets continue the log.
+    /// Appends checked batches whose offsets continue the log: `pieces`,
+    /// `len` bytes in all, concatenated.
     fn append_checked(
         &mut self,
-        buf: &[u8],
+        pieces: &[&[u8]],
+        len: usize,
         headers: Vec<BatchHeader>,
         now_ms: i64,
     ) -> Result<AppendInfo, Error> {
@@ -362,11 +424,12 @@ impl PartitionLog {
             ));
         };
         let (base_offset, last_offset) = (first.base_offset, last.last_offset());
-        if self.should_roll(buf.len() as u64, last_offset, now_ms) {
+        if self.should_roll(len as u64, last_offset, now_ms) {
             self.roll(base_offset)?;
         }
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(buf, &headers, interval, now_ms)?;
+        self.active_mut()
+            .append(pieces, len, &headers, interval, now_ms)?;
         let records: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
         self.unflushed_messages += records;
         self.first_unflushed_ms.get_or_insert(now_ms);

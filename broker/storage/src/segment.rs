@@ -49,6 +49,33 @@ pub(crate) const INDEX_EXTENSION: &str = "index";
 /// Extension of the time index.
 pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
 
+/// Writes `pieces` one after another at `position` with `pwritev`, as many
+/// per call as the kernel takes (`IOV_MAX`).
+fn write_all_vectored_at(file: &File, pieces: &[&[u8]], position: u64) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut at = position;
+    for group in pieces.chunks(IOV_MAX) {
+        let mut slices: Vec<std::io::IoSlice<'_>> = group
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let offset = i64::try_from(at).map_err(std::io::Error::other)?;
+            let written = match nix::sys::uio::pwritev(file, rest, offset) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            at += written as u64;
+            std::io::IoSlice::advance_slices(&mut rest, written);
+        }
+    }
+    Ok(())
+}
+
 /// One segment and its indexes.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -374,19 +401,20 @@ impl Segment {
     /// Appends whole, already checked batches with their headers.
     pub(crate) fn append(
         &mut self,
-        buf: &[u8],
+        pieces: &[&[u8]],
+        len: usize,
         headers: &[BatchHeader],
         index_interval_bytes: u32,
         now_ms: i64,
     ) -> Result<(), Error> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(buf, start) {
+        if let Err(e) = write_all_vectored_at(&self.log, pieces, start) {
             // Best effort: drop whatever part was written; it is past `size`
             // and would be overwritten or cut by recovery anyway.
             let _ = self.log.set_len(start);
             return Err(io_error(&self.log_path, e));
         }
-        self.size += buf.len() as u64;
+        self.size += len as u64;
         self.dirty = true;
         self.roll_base_ms.get_or_insert(now_ms);
         let mut pos = start;

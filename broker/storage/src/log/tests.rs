@@ -27,8 +27,8 @@ fn produce(
     payload: usize,
     now_ms: i64,
 ) -> AppendInfo {
-    let mut buf = batch(0, records, timestamp, payload);
-    log.append(&mut buf, 1, now_ms).expect("append")
+    let buf = batch(0, records, timestamp, payload);
+    log.append(&buf, 1, now_ms).expect("append")
 }
 
 /// All whole batches from `offset` on.
@@ -69,15 +69,24 @@ fn append_assigns_offsets_and_epoch() {
     // Several batches in one append, each with a stale base offset.
     let mut buf = batch(77, 2, 300, 5);
     buf.extend(batch(0, 4, 200, 5));
-    let info = log.append(&mut buf, 9, 0).expect("append");
+    let info = log.append(&buf, 9, 0).expect("append");
     assert_eq!(
         (info.base_offset, info.last_offset, info.max_timestamp),
         (3, 8, 300)
     );
     assert_eq!(base_offsets(&info.batches), [3, 5]);
     assert!(info.batches.iter().all(|h| h.partition_leader_epoch == 9));
-    // The caller's buffer was rewritten in place and still checks out.
-    assert_eq!(validate_batches(&buf).expect("valid"), info.batches);
+    // The stored copy carries the new offsets and epoch and still checks
+    // out; the caller's buffer is untouched.
+    let stored = log.read(3, usize::MAX, i64::MAX).expect("read");
+    assert_eq!(
+        validate_batches(&stored.records).expect("valid"),
+        info.batches
+    );
+    assert_eq!(
+        base_offsets(&validate_batches(&buf).expect("valid")),
+        [77, 0]
+    );
 
     assert_eq!(log.log_end_offset(), 9);
     let all = read_all(&log, 0);
@@ -103,13 +112,13 @@ fn invalid_appends_write_nothing() {
     second[last] ^= 1;
     bad_crc.extend(second);
     assert!(matches!(
-        log.append(&mut bad_crc, 0, 0),
+        log.append(&bad_crc, 0, 0),
         Err(Error::CrcMismatch { .. })
     ));
 
     let mut too_large = batch(0, 1, 0, 10);
     too_large.extend(batch(0, 1, 0, 64 * 1024));
-    match log.append(&mut too_large, 0, 0) {
+    match log.append(&too_large, 0, 0) {
         Err(Error::MessageTooLarge { size, max }) => {
             assert_eq!((size, max), (batch_size(64 * 1024), 64 * 1024))
         }
@@ -121,24 +130,21 @@ fn invalid_appends_write_nothing() {
     let crc = crate::compute_crc(&inconsistent);
     inconsistent[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
-        log.append(&mut inconsistent, 0, 0),
+        log.append(&inconsistent, 0, 0),
         Err(Error::CorruptBatch(_))
     ));
 
     let mut v1 = batch(0, 1, 0, 10);
     v1[16] = 1;
     assert!(matches!(
-        log.append(&mut v1, 0, 0),
+        log.append(&v1, 0, 0),
         Err(Error::UnsupportedMagic(1))
     ));
-    assert!(matches!(
-        log.append(&mut [], 0, 0),
-        Err(Error::CorruptBatch(_))
-    ));
+    assert!(matches!(log.append(&[], 0, 0), Err(Error::CorruptBatch(_))));
     let mut torn = batch(0, 1, 0, 10);
     torn.pop();
     assert!(matches!(
-        log.append(&mut torn, 0, 0),
+        log.append(&torn, 0, 0),
         Err(Error::CorruptBatch(_))
     ));
 
@@ -787,8 +793,8 @@ fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
 
 /// Appends one batch of `records` records as the leader in `epoch`.
 fn produce_in(log: &mut PartitionLog, epoch: i32, records: i32) -> AppendInfo {
-    let mut buf = batch(0, records, 0, 10);
-    log.append(&mut buf, epoch, 0).expect("append")
+    let buf = batch(0, records, 0, 10);
+    log.append(&buf, epoch, 0).expect("append")
 }
 
 #[test]
@@ -813,7 +819,7 @@ fn appends_record_leader_epochs() {
     // an invalid append and a stale epoch change nothing.
     let mut bad = batch(0, 1, 0, 10);
     bad[70] ^= 1;
-    assert!(leader.append(&mut bad, 7, 0).is_err());
+    assert!(leader.append(&bad, 7, 0).is_err());
     produce_in(&mut leader, 2, 1);
     assert_eq!(epochs(&leader), [(1, 0), (3, 5)]);
 
@@ -998,8 +1004,8 @@ fn retention_moves_the_first_epoch_up() {
     let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
     // 3 batches of 3 records per segment.
     for (i, epoch) in [1, 1, 1, 1, 1, 2, 2, 2, 2, 4].into_iter().enumerate() {
-        let mut buf = batch(0, 3, i as i64, 200);
-        log.append(&mut buf, epoch, 0).expect("append");
+        let buf = batch(0, 3, i as i64, 200);
+        log.append(&buf, epoch, 0).expect("append");
     }
     assert_eq!(epochs(&log), [(1, 0), (2, 15), (4, 27)]);
     assert_eq!(log.segment_base_offsets(), [0, 9, 18, 27]);
@@ -1093,7 +1099,8 @@ proptest! {
         let mut bytes = Vec::new();
         for (i, &(records, payload)) in shapes.iter().enumerate() {
             let mut buf = batch(0, records, i as i64, payload);
-            let info = log.append(&mut buf, 0, 0).expect("append");
+            let info = log.append(&buf, 0, 0).expect("append");
+            set_base_offset_and_leader_epoch(&mut buf, info.base_offset, 0).expect("rewrite");
             batches.push((info.batches[0], bytes.len()));
             bytes.extend(buf);
         }

@@ -15,8 +15,10 @@ fn fill(segment: &mut Segment, count: usize) -> Vec<BatchHeader> {
         let timestamp = 1000 + 10 * i as i64 - if i % 4 == 3 { 25 } else { 0 };
         let buf = batch(offset, records, timestamp, 17 * (i % 5));
         let batch_headers = validate_batches(&buf).expect("valid");
+        // Written in two pieces, as a leader writes its rewritten header.
+        let (head, rest) = buf.split_at(16);
         segment
-            .append(&buf, &batch_headers, INTERVAL, 0)
+            .append(&[head, rest], buf.len(), &batch_headers, INTERVAL, 0)
             .expect("append");
         offset = batch_headers[0].next_offset();
         headers.extend(batch_headers);

@@ -337,6 +337,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "500",
     },
     BrokerSettingDef {
+        name: "replica.high.watermark.checkpoint.interval.ms",
+        kind: Kind::Long(1),
+        default: "5000",
+    },
+    BrokerSettingDef {
         name: "replica.lag.time.max.ms",
         kind: Kind::Long(1),
         default: "30000",

@@ -315,7 +315,14 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             .get_i64("offsets.retention.check.interval.ms")
             .max(1) as u64,
     );
+    let checkpoint_every = Duration::from_millis(
+        broker
+            .settings
+            .get_i64("replica.high.watermark.checkpoint.interval.ms")
+            .max(1) as u64,
+    );
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let mut last_checkpoint = tokio::time::Instant::now();
     let mut last_retention = tokio::time::Instant::now();
     let mut last_offsets_expiry = tokio::time::Instant::now();
     loop {
@@ -339,9 +346,13 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
         if retention {
             last_retention = tokio::time::Instant::now();
         }
+        let checkpoint = last_checkpoint.elapsed() >= checkpoint_every;
+        if checkpoint {
+            last_checkpoint = tokio::time::Instant::now();
+        }
         let b = broker.clone();
         if let Err(error) =
-            tokio::task::spawn_blocking(move || b.topics.housekeeping(retention)).await
+            tokio::task::spawn_blocking(move || b.topics.housekeeping(retention, checkpoint)).await
         {
             warn!(%error, "housekeeping task failed");
         }

@@ -278,6 +278,23 @@ impl Partition {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Writes the high watermark checkpoint if it moved. The file is
+    /// written and synced without holding the partition, so produce and
+    /// fetch never wait for the disk here.
+    fn checkpoint_high_watermark(&self) -> Result<(), BrokerError> {
+        let due = self.with_data(|d| Ok(d.log.high_watermark_checkpoint(d.high_watermark())))?;
+        let Some(checkpoint) = due else {
+            return Ok(());
+        };
+        checkpoint.write()?;
+        let _ = self.with_data(|d| {
+            d.log
+                .high_watermark_checkpointed(checkpoint.high_watermark());
+            Ok(())
+        });
+        Ok(())
+    }
+
     /// Snapshots producer state and closes the log (clean shutdown).
     fn close(&self) -> Result<(), BrokerError> {
         if let Some(mut data) = self.lock().take() {
@@ -658,7 +675,7 @@ impl TopicTable {
 
     /// Periodic work: segment rolls, time-based flushes and high-watermark
     /// checkpoints; retention when `retention` is set.
-    pub fn housekeeping(&self, retention: bool) {
+    pub fn housekeeping(&self, retention: bool, checkpoint_high_watermarks: bool) {
         let now = now_ms();
         for topic in self.all() {
             for partition in &topic.partitions {
@@ -675,7 +692,6 @@ impl TopicTable {
                     data.log.roll_if_due(now)?;
                     data.log.flush_if_due(now)?;
                     let hw = data.high_watermark();
-                    data.log.checkpoint_high_watermark(hw)?;
                     if retention {
                         let deleted = data.log.enforce_retention_below(now, hw)?;
                         if deleted > 0 {
@@ -687,6 +703,11 @@ impl TopicTable {
                 });
                 if let Err(error) = result {
                     warn!(topic = %topic.name, partition = partition.index, %error, "log housekeeping failed");
+                }
+                if checkpoint_high_watermarks {
+                    if let Err(error) = partition.checkpoint_high_watermark() {
+                        warn!(topic = %topic.name, partition = partition.index, %error, "high watermark checkpoint failed");
+                    }
                 }
             }
         }

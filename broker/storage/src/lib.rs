@@ -56,6 +56,6 @@ pub use batch::{
 pub use epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT_FILE};
 pub use error::Error;
 pub use log::{
-    AppendInfo, CheckedBatches, FileSlice, LogConfig, PartitionLog, ReadResult, SliceRead,
-    TimestampMatch, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    AppendInfo, CheckedBatches, FileSlice, HighWatermarkCheckpoint, LogConfig, PartitionLog,
+    ReadResult, SliceRead, TimestampMatch, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
 };

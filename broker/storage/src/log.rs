@@ -109,6 +109,30 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// A high watermark checkpoint still to write (see
+/// [`PartitionLog::high_watermark_checkpoint`]).
+#[derive(Debug, Clone)]
+pub struct HighWatermarkCheckpoint {
+    dir: PathBuf,
+    high_watermark: i64,
+}
+
+impl HighWatermarkCheckpoint {
+    /// The high watermark to checkpoint.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Writes the checkpoint file (atomically, synced).
+    pub fn write(&self) -> Result<(), Error> {
+        checkpoint::write(
+            &self.dir,
+            HIGH_WATERMARK_FILE,
+            &[self.high_watermark.to_string()],
+        )
+    }
+}
+
 /// A byte range of a segment file, to be sent as it is stored (sendfile).
 /// Holding it keeps the file open, so a segment deleted by retention after
 /// the read can still be sent; a segment truncated meanwhile (a follower
@@ -825,6 +849,29 @@ impl PartitionLog {
     /// Writes `high_watermark` to [`HIGH_WATERMARK_FILE`] atomically, unless
     /// it is the value already there. The broker calls this on its own
     /// schedule and before [`PartitionLog::close`].
+    /// The high watermark checkpoint to write, if `high_watermark` is not
+    /// the one last checkpointed: write it ([`HighWatermarkCheckpoint::write`])
+    /// without holding the log, as the write syncs to disk, then tell the log
+    /// ([`PartitionLog::high_watermark_checkpointed`]).
+    pub fn high_watermark_checkpoint(
+        &self,
+        high_watermark: i64,
+    ) -> Option<HighWatermarkCheckpoint> {
+        (self.checkpointed_high_watermark != Some(high_watermark)).then(|| {
+            HighWatermarkCheckpoint {
+                dir: self.dir.clone(),
+                high_watermark,
+            }
+        })
+    }
+
+    /// Records that `high_watermark` was checkpointed.
+    pub fn high_watermark_checkpointed(&mut self, high_watermark: i64) {
+        self.checkpointed_high_watermark = Some(high_watermark);
+    }
+
+    /// Writes the high watermark checkpoint now if it changed (see
+    /// [`PartitionLog::high_watermark_checkpoint`] to write it unlocked).
     pub fn checkpoint_high_watermark(&mut self, high_watermark: i64) -> Result<(), Error> {
         if self.checkpointed_high_watermark == Some(high_watermark) {
             return Ok(());

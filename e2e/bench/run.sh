@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runnel vs Apache Kafka on this machine, one command:
 #
-#   e2e/bench/run.sh [--short|--full] [--no-record] [--reps N] [--systems kafka,runnel]
+#   e2e/bench/run.sh [--short|--full] [--cluster] [--no-record] [--reps N] [--systems kafka,runnel]
+#                    [--wait-quiet SECONDS]
 #
 #   --short      (default) 1 repetition, 300k-500k records per produce row; about 3 minutes
 #                (under 10) on a 2-core machine once the one-time set-up below is cached
 #   --full       3 repetitions, 1M-2M records per produce row (about 20 minutes)
 #   --smoke      a two-minute check of the harness itself (tiny counts, never recorded)
+#   --cluster    three brokers per system (replication factor 3, min.insync.replicas=2,
+#                racks zone-a/b/c), acks=all rows only; recorded in its own section
+#                (short: about 10 minutes)
+#   --wait-quiet SECONDS  before each system, wait up to SECONDS for other test suites
+#                and builds (pytest, cargo, rustc, kube-apiserver, runnel-broker) to finish
 #   --no-record  do not rewrite this mode's results section of docs/benchmarks.md
 #
 # One-time set-up, cached under ${RUNNEL_CACHE:-$HOME/.cache/runnel}: Kafka's jars
@@ -24,15 +30,18 @@ CACHE_DIR="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
 mode=short
 record=1
 extra=()
+cluster=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --short) mode=short ;;
         --full) mode=full ;;
         --smoke) mode=smoke; record=0 ;;
         --no-record) record=0 ;;
+        --cluster) cluster="cluster-"; extra+=(--cluster) ;;
+        --wait-quiet) extra+=(--wait-quiet "$2"); shift ;;
         --reps) extra+=(--reps "$2"); shift ;;
         --systems) extra+=(--systems "$2"); shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -72,7 +81,7 @@ RUNNEL_COMMIT="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git -C "$REPO" status --porcelain -- broker Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     RUNNEL_COMMIT="$RUNNEL_COMMIT (plus uncommitted changes to the broker)"
 fi
-OUT="$REPO/target/bench/$(date -u +%Y%m%d-%H%M%S)-$mode"
+OUT="$REPO/target/bench/$(date -u +%Y%m%d-%H%M%S)-$cluster$mode"
 mkdir -p "$OUT"
 # A copy, so a rebuild by someone else during the run cannot swap the binary.
 cp "$REPO/target/release/runnel-broker" "$OUT/runnel-broker"

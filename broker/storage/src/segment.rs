@@ -428,19 +428,20 @@ impl Segment {
     /// The position and header of the first batch whose last offset is at
     /// least `offset`, if the segment has one.
     pub(crate) fn find_position(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, Error> {
+        self.walk_headers(self.indexed_position(offset), |header| {
+            header.last_offset() >= offset
+        })
+    }
+
+    /// Where to start looking for `offset`: the position the offset index
+    /// gives for the greatest indexed offset at or below it (0 if none).
+    /// Batches from there to `offset` span at most `index.interval.bytes`.
+    fn indexed_position(&self, offset: i64) -> u64 {
         let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX));
         let relative = u32::try_from(relative).expect("clamped to the u32 range");
-        let start = self
-            .offset_index
+        self.offset_index
             .lookup(relative)
-            .map_or(0, |e| u64::from(e.position));
-        self.scan_headers(start, |pos, header| {
-            if header.last_offset() >= offset {
-                ControlFlow::Break((pos, *header))
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+            .map_or(0, |e| u64::from(e.position))
     }
 
     /// The position and header of the first batch whose max timestamp is at
@@ -541,7 +542,7 @@ impl Segment {
         taken: &mut usize,
         out: &mut Vec<FileSlice>,
     ) -> Result<bool, Error> {
-        let Some((start, first)) = self.find_position_by_headers(offset)? else {
+        let Some((start, first)) = self.find_position(offset)? else {
             return Ok(false);
         };
         if first.last_offset() >= max_offset {
@@ -578,33 +579,17 @@ impl Segment {
         });
     }
 
-    /// [`Segment::find_position`] reading one header at a time from the
-    /// nearest index entry, so a zero-copy read copies no record bytes.
-    fn find_position_by_headers(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, Error> {
-        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX));
-        let relative = u32::try_from(relative).expect("clamped to the u32 range");
-        let start = self
-            .offset_index
-            .lookup(relative)
-            .map_or(0, |e| u64::from(e.position));
-        self.walk_headers(start, |header| header.last_offset() >= offset)
-    }
-
     /// The position of the first batch from `from` on whose last offset is
     /// at or past `offset` (the segment size if none).
     fn position_of_first_at_or_past(&self, from: u64, offset: i64) -> Result<u64, Error> {
-        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX));
-        let relative = u32::try_from(relative).expect("clamped to the u32 range");
-        let indexed = self
-            .offset_index
-            .lookup(relative)
-            .map_or(0, |e| u64::from(e.position));
+        let start = self.indexed_position(offset).max(from);
         Ok(self
-            .walk_headers(indexed.max(from), |header| header.last_offset() >= offset)?
+            .walk_headers(start, |header| header.last_offset() >= offset)?
             .map_or(self.size, |(pos, _)| pos))
     }
 
-    /// Reads headers one by one from `pos` until `stop` says so.
+    /// Reads headers one by one (no record bytes) from `pos` until `stop`
+    /// says so.
     fn walk_headers(
         &self,
         mut pos: u64,

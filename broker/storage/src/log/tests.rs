@@ -31,6 +31,14 @@ fn produce(
     log.append(&buf, 1, now_ms).expect("append")
 }
 
+/// Forty batches of 1-4 records and growing payloads, crossing several
+/// segments with `config()`; their headers.
+fn produce_varied(log: &mut PartitionLog) -> Vec<BatchHeader> {
+    (0..40)
+        .map(|i| produce(log, i % 4 + 1, 1000 + i64::from(i), 40 + 7 * i as usize, 0).batches[0])
+        .collect()
+}
+
 /// All whole batches from `offset` on.
 fn read_all(log: &PartitionLog, offset: i64) -> Vec<BatchHeader> {
     let read = log.read(offset, usize::MAX, i64::MAX).expect("read");
@@ -210,19 +218,7 @@ fn rolls_by_time() {
 fn reads_from_inside_a_batch_and_across_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
-    let mut batches = Vec::new();
-    for i in 0..40 {
-        batches.push(
-            produce(
-                &mut log,
-                i % 4 + 1,
-                1000 + i64::from(i),
-                40 + 7 * i as usize,
-                0,
-            )
-            .batches[0],
-        );
-    }
+    let batches = produce_varied(&mut log);
     assert!(log.segment_count() > 5);
     for (i, header) in batches.iter().enumerate() {
         for offset in header.base_offset..=header.last_offset() {
@@ -1138,19 +1134,7 @@ fn slice_bytes(read: &SliceRead) -> Vec<u8> {
 fn slice_reads_match_copying_reads_across_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
-    let mut batches = Vec::new();
-    for i in 0..40 {
-        batches.push(
-            produce(
-                &mut log,
-                i % 4 + 1,
-                1000 + i64::from(i),
-                40 + 7 * i as usize,
-                0,
-            )
-            .batches[0],
-        );
-    }
+    let batches = produce_varied(&mut log);
     assert!(log.segment_count() > 5);
     let end = log.log_end_offset();
     let high_watermarks = [

@@ -1057,12 +1057,12 @@ def metric_sum(broker: Broker, name: str) -> Optional[float]:
 FETCH_FROM_REPLICA_VERSION = 11  # the first Fetch version with which a consumer may read a follower (KIP-392)
 
 
-def fetch_once(broker: Broker, topic: str, partition: int, offset: int,
-               max_wait_ms: int = 500) -> tuple[int, int, list[tuple[int, bytes]]]:
+def fetch_raw_batches(broker: Broker, topic: str, partition: int, offset: int,
+                      max_wait_ms: int, client_id: str) -> tuple[int, int, list[Any]]:
     """One Fetch v11 of `topic`-`partition` at `offset` from this broker
     alone, be it the leader or a follower (as a consumer with follower
-    fetching would). Returns (error code, high watermark, [(offset, value)]
-    of the records at or after `offset`)."""
+    fetching would). Returns (error code, high watermark, the whole record
+    batches of the answer, as kafka-python decodes them)."""
     from kafka.protocol.consumer import FetchRequest, FetchResponse
     from kafka.record.memory_records import MemoryRecords
 
@@ -1075,50 +1075,33 @@ def fetch_once(broker: Broker, topic: str, partition: int, offset: int,
                        topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
                            partition=partition, current_leader_epoch=-1, fetch_offset=offset,
                            log_start_offset=-1, partition_max_bytes=4 << 20)])])
-    with Wire(broker.host, broker.port, client_id="e2e-replica-reader", timeout=30) as w:
+    with Wire(broker.host, broker.port, client_id=client_id, timeout=30) as w:
         resp = w.call(req, FetchResponse, FETCH_FROM_REPLICA_VERSION)
     [t] = resp.responses
     [p] = t.partitions
-    out: list[tuple[int, bytes]] = []
+    batches: list[Any] = []
     if p.error_code == 0:
         records = MemoryRecords(bytes(p.records or b""))
-        while True:
-            batch = records.next_batch()
-            if batch is None:
-                break
-            out.extend((r.offset, r.value) for r in batch if r.offset >= offset)
-    return p.error_code, p.high_watermark, out
+        while (batch := records.next_batch()) is not None:
+            batches.append(batch)
+    return p.error_code, p.high_watermark, batches
+
+
+def fetch_once(broker: Broker, topic: str, partition: int, offset: int,
+               max_wait_ms: int = 500) -> tuple[int, int, list[tuple[int, bytes]]]:
+    """fetch_raw_batches, as (error code, high watermark, [(offset, value)]
+    of the records at or after `offset`)."""
+    err, hw, batches = fetch_raw_batches(broker, topic, partition, offset, max_wait_ms,
+                                         "e2e-replica-reader")
+    return err, hw, [(r.offset, r.value) for batch in batches for r in batch if r.offset >= offset]
 
 
 def fetch_batches(broker: Broker, topic: str, partition: int, offset: int
                   ) -> tuple[int, int, list[tuple[int, int, int]]]:
-    """Like fetch_once, but returns the batches: (error code, high watermark,
-    [(base offset, last offset, producer epoch)])."""
-    from kafka.protocol.consumer import FetchRequest, FetchResponse
-    from kafka.record.memory_records import MemoryRecords
-
-    from group_helpers import Wire
-
-    Topic = FetchRequest.FetchTopic
-    req = FetchRequest(replica_id=-1, max_wait_ms=100, min_bytes=1, max_bytes=8 << 20,
-                       isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
-                       forgotten_topics_data=[],
-                       topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
-                           partition=partition, current_leader_epoch=-1, fetch_offset=offset,
-                           log_start_offset=-1, partition_max_bytes=4 << 20)])])
-    with Wire(broker.host, broker.port, client_id="e2e-batch-reader", timeout=30) as w:
-        resp = w.call(req, FetchResponse, FETCH_FROM_REPLICA_VERSION)
-    [t] = resp.responses
-    [p] = t.partitions
-    out: list[tuple[int, int, int]] = []
-    if p.error_code == 0:
-        records = MemoryRecords(bytes(p.records or b""))
-        while True:
-            batch = records.next_batch()
-            if batch is None:
-                break
-            out.append((batch.base_offset, batch.next_offset - 1, batch.producer_epoch))
-    return p.error_code, p.high_watermark, out
+    """fetch_raw_batches, as (error code, high watermark, [(base offset,
+    last offset, producer epoch)])."""
+    err, hw, batches = fetch_raw_batches(broker, topic, partition, offset, 100, "e2e-batch-reader")
+    return err, hw, [(b.base_offset, b.next_offset - 1, b.producer_epoch) for b in batches]
 
 
 def read_replica(broker: Broker, topic: str, partition: int, end: int,

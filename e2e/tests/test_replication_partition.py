@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from cluster import (ERROR_NAMES, NetnsUnavailable, StreamProducer, assert_history, deadline,
-                     fetch_once, produce_to, read_all, read_replica)
+from cluster import (ERROR_NAMES, Cluster, NetnsUnavailable, StreamProducer, assert_history,
+                     deadline, fetch_once, produce_to, read_all, read_replica)
 from harness import WaitTimeout, unique_topic, wait_until
 
 log = logging.getLogger("e2e")
@@ -53,27 +53,39 @@ def probe(c, node: int, topic: str, partitions: list[int], when: str) -> None:
         f"partitions {acked} {when} (min.insync.replicas=2, replication factor 3)")
 
 
-@pytest.mark.timeout(deadline(420))
-def test_cut_off_leader_stops_acknowledging_and_rejoins_as_follower(cluster_factory, request):
+def netns_cluster_with_topic(cluster_factory, request) -> tuple[Cluster, str]:
+    """A three-broker cluster in network namespaces (the test is skipped
+    where they are unavailable) and a topic of PARTITIONS partitions,
+    replication factor 3, min.insync.replicas 2."""
     try:
         c = cluster_factory(netns=True)
     except NetnsUnavailable as exc:
         pytest.skip(f"network namespaces unavailable here: {exc}")
     topic = unique_topic(request.node.name)
-
     log.info("phase: create %s: %d partitions, replication factor 3, min.insync.replicas 2",
              topic, PARTITIONS)
     c.create_topic(topic, PARTITIONS, 3, config=MIN_ISR)
+    return c, topic
+
+
+def start_producer(c: Cluster, topic: str, prefix: str) -> StreamProducer:
+    """An idempotent acks=all producer writing numbered records round robin."""
+    log.info("phase: an idempotent acks=all producer writes numbered records round robin")
+    return StreamProducer(c.bootstrap, topic, prefix=prefix, partitions=PARTITIONS,
+                          name="idempotent-producer",
+                          conf={"request.timeout.ms": REQUEST_TIMEOUT_MS}).start()
+
+
+@pytest.mark.timeout(deadline(420))
+def test_cut_off_leader_stops_acknowledging_and_rejoins_as_follower(cluster_factory, request):
+    c, topic = netns_cluster_with_topic(cluster_factory, request)
     md = c.metadata(topics=[topic])
     cut = md.partitions(topic)[0].leader
     led = md.led_by(topic, cut)
     majority = [i for i in c.ids if i != cut]
     log.info("broker %d leads partitions %s; brokers %s are the majority side", cut, led, majority)
 
-    log.info("phase: an idempotent acks=all producer writes numbered records round robin")
-    prod = StreamProducer(c.bootstrap, topic, prefix="e", partitions=PARTITIONS,
-                          name="idempotent-producer",
-                          conf={"request.timeout.ms": REQUEST_TIMEOUT_MS}).start()
+    prod = start_producer(c, topic, prefix="e")
     served: dict[int, list[tuple[int, bytes]]] = {}
     try:
         prod.wait_acks(1500, timeout=60)
@@ -166,20 +178,9 @@ NEMESIS = ["leader", "follower", "controller", "leader", "follower", "leader"]
 
 @pytest.mark.timeout(deadline(600))
 def test_repeated_cuts_keep_every_acknowledged_write(cluster_factory, request):
-    try:
-        c = cluster_factory(netns=True)
-    except NetnsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable here: {exc}")
-    topic = unique_topic(request.node.name)
+    c, topic = netns_cluster_with_topic(cluster_factory, request)
 
-    log.info("phase: create %s: %d partitions, replication factor 3, min.insync.replicas 2",
-             topic, PARTITIONS)
-    c.create_topic(topic, PARTITIONS, 3, config=MIN_ISR)
-
-    log.info("phase: an idempotent acks=all producer writes numbered records round robin")
-    prod = StreamProducer(c.bootstrap, topic, prefix="n", partitions=PARTITIONS,
-                          name="idempotent-producer",
-                          conf={"request.timeout.ms": REQUEST_TIMEOUT_MS}).start()
+    prod = start_producer(c, topic, prefix="n")
     try:
         prod.wait_acks(1000, timeout=60)
         for rnd, kind in enumerate(NEMESIS, 1):

@@ -11,7 +11,8 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kafka_protocol::ResponseError;
 use runnel_storage::{BatchHeader, PartitionLog};
@@ -61,13 +62,85 @@ pub(crate) enum SequenceCheck {
     Reject(ResponseError),
 }
 
+/// Tells tables apart, so a snapshot taken from a table that has since been
+/// rebuilt (after a truncation) is never installed.
+static TABLE_IDS: AtomicU64 = AtomicU64::new(0);
+
 /// Sequence state of every producer that wrote to one partition.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
-    /// Whether it changed since the last snapshot.
-    #[serde(skip)]
-    dirty: bool,
+    /// This table's identity (see `TABLE_IDS`).
+    id: u64,
+    /// Changes recorded so far, and how many of them the snapshot on disk holds.
+    changes: u64,
+    snapshotted: u64,
+}
+
+impl Default for ProducerStateTable {
+    fn default() -> Self {
+        Self {
+            producers: HashMap::new(),
+            id: TABLE_IDS.fetch_add(1, Ordering::Relaxed),
+            changes: 0,
+            snapshotted: 0,
+        }
+    }
+}
+
+/// A snapshot taken under the partition lock, to be written without it:
+/// `stage` writes and syncs a temporary file, `ProducerStateTable::install`
+/// (under the lock again) renames it into place if it is still valid.
+#[derive(Debug)]
+pub(crate) struct ProducerSnapshot {
+    path: PathBuf,
+    table: u64,
+    changes: u64,
+    snapshot: Snapshot,
+}
+
+/// A snapshot written to its temporary file, not yet in place.
+#[derive(Debug)]
+pub(crate) struct StagedSnapshot {
+    tmp: PathBuf,
+    path: PathBuf,
+    table: u64,
+    changes: u64,
+    end_offset: i64,
+}
+
+impl ProducerSnapshot {
+    /// Writes and syncs the temporary file; no lock is needed.
+    pub(crate) fn stage(self) -> Result<StagedSnapshot, BrokerError> {
+        let tmp = self.path.with_extension("staged");
+        let json = serde_json::to_vec(&self.snapshot)
+            .map_err(|e| BrokerError::MetadataIo(format!("encode producer state: {e}")))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &json)?;
+            file.sync_all()
+        };
+        write().map_err(|e| BrokerError::MetadataIo(format!("write {}: {e}", tmp.display())))?;
+        Ok(StagedSnapshot {
+            tmp,
+            path: self.path,
+            table: self.table,
+            changes: self.changes,
+            end_offset: self.snapshot.end_offset,
+        })
+    }
+}
+
+impl StagedSnapshot {
+    /// Makes the rename durable; called after `install`, without the lock.
+    pub(crate) fn sync_dir(&self) -> Result<(), BrokerError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| BrokerError::MetadataIo(format!("sync {}: {e}", dir.display())))?;
+        }
+        Ok(())
+    }
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -147,15 +220,49 @@ impl ProducerStateTable {
         while entry.batches.len() > CACHED_BATCHES {
             entry.batches.pop_front();
         }
-        self.dirty = true;
+        self.changes += 1;
     }
 
-    /// Whether anything changed since the last snapshot.
+    /// Whether anything changed since the snapshot on disk.
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty
+        self.changes != self.snapshotted
     }
 
-    /// Writes the snapshot for a log ending at `end_offset`.
+    /// The snapshot of this table for a log in `dir` ending at `end_offset`,
+    /// if it changed since the last one.
+    pub(crate) fn snapshot_due(&self, dir: &Path, end_offset: i64) -> Option<ProducerSnapshot> {
+        self.is_dirty().then(|| ProducerSnapshot {
+            path: dir.join(SNAPSHOT_FILE),
+            table: self.id,
+            changes: self.changes,
+            snapshot: Snapshot {
+                end_offset,
+                producers: self.producers.clone(),
+            },
+        })
+    }
+
+    /// Renames a staged snapshot into place, unless this table was rebuilt
+    /// since it was taken or the log now ends before it (truncated): then
+    /// it describes records that are gone, and is dropped. Only a rename
+    /// happens here, so the partition lock is held for no disk wait.
+    pub(crate) fn install(
+        &mut self,
+        staged: &StagedSnapshot,
+        log_end_offset: i64,
+    ) -> Result<bool, BrokerError> {
+        if staged.table != self.id || staged.end_offset > log_end_offset {
+            let _ = std::fs::remove_file(&staged.tmp);
+            return Ok(false);
+        }
+        std::fs::rename(&staged.tmp, &staged.path).map_err(|e| {
+            BrokerError::MetadataIo(format!("rename {}: {e}", staged.tmp.display()))
+        })?;
+        self.snapshotted = self.snapshotted.max(staged.changes);
+        Ok(true)
+    }
+
+    /// Writes the snapshot for a log ending at `end_offset` (clean shutdown).
     pub(crate) fn write_snapshot(
         &mut self,
         dir: &Path,
@@ -170,7 +277,7 @@ impl ProducerStateTable {
         crate::clock::write_atomically(&dir.join(SNAPSHOT_FILE), &json).map_err(|e| {
             BrokerError::MetadataIo(format!("write {}: {e}", dir.join(SNAPSHOT_FILE).display()))
         })?;
-        self.dirty = false;
+        self.snapshotted = self.changes;
         Ok(())
     }
 
@@ -182,10 +289,17 @@ impl ProducerStateTable {
         let mut from = log.log_start_offset();
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                // A snapshot past the log end belongs to records since truncated.
                 Ok(s) if s.end_offset <= end && s.end_offset >= from => {
                     table.producers = s.producers;
                     from = s.end_offset;
+                }
+                // Past the log end it describes records since truncated: were
+                // it kept, it would be taken once the log grew past it again
+                // (Kafka deletes such snapshots on truncation too).
+                Ok(s) if s.end_offset > end => {
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        warn!(path = %path.display(), %error, "removing a producer state snapshot past the log end failed");
+                    }
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -212,7 +326,9 @@ impl ProducerStateTable {
                 from = from.max(header.next_offset());
             }
         }
-        table.dirty = false;
+        // What was replayed is in the log already: a snapshot is due only
+        // once the table changes from here.
+        table.snapshotted = table.changes;
         Ok(table)
     }
 }
@@ -317,6 +433,46 @@ mod tests {
             t.check(&header(7, 3, 4, 1, 0)),
             SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
         );
+    }
+
+    #[test]
+    fn a_snapshot_written_outside_the_lock_is_installed_only_if_still_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut t = ProducerStateTable::default();
+        t.record(&header(7, 0, 0, 3, 0));
+        let taken = t.snapshot_due(dir.path(), 3).expect("dirty");
+        // Appends go on while the snapshot is being written.
+        t.record(&header(7, 0, 3, 1, 3));
+        let staged = taken.stage().expect("stage");
+        assert!(!path.exists(), "staged, not yet in place");
+        assert!(t.install(&staged, 4).expect("install"));
+        staged.sync_dir().expect("sync");
+        let on_disk: Snapshot =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("decode");
+        assert_eq!(on_disk.end_offset, 3);
+        assert!(t.is_dirty(), "the change made while writing is not in it");
+        assert!(t.snapshot_due(dir.path(), 4).is_some());
+
+        // Taken from a table since rebuilt, or past the (truncated) log end:
+        // dropped, and the snapshot in place stays.
+        let stale = t
+            .snapshot_due(dir.path(), 4)
+            .expect("dirty")
+            .stage()
+            .expect("stage");
+        let mut rebuilt = ProducerStateTable::default();
+        assert!(!rebuilt.install(&stale, 4).expect("install"));
+        let truncated = t
+            .snapshot_due(dir.path(), 4)
+            .expect("dirty")
+            .stage()
+            .expect("stage");
+        assert!(!t.install(&truncated, 2).expect("install"));
+        let on_disk: Snapshot =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("decode");
+        assert_eq!(on_disk.end_offset, 3);
+        assert!(!dir.path().join("producer_state.staged").exists());
     }
 
     #[test]

@@ -258,16 +258,23 @@ impl Partition {
         ))
     }
 
-    /// Writes the producer state snapshot if it changed.
+    /// Writes the producer state snapshot if it changed. It is taken under
+    /// the partition lock but written and synced without it (only the
+    /// rename into place holds the lock), so produce and fetch never wait
+    /// for the disk here.
     fn snapshot_producers(&self) -> Result<(), BrokerError> {
-        let mut guard = self.lock();
-        match guard.as_mut() {
-            Some(data) if data.producers.is_dirty() => {
-                let end = data.log.log_end_offset();
-                data.producers.write_snapshot(data.log.dir(), end)
-            }
-            _ => Ok(()),
+        let due = self.with_data(|d| {
+            Ok(d.producers
+                .snapshot_due(d.log.dir(), d.log.log_end_offset()))
+        })?;
+        let Some(snapshot) = due else {
+            return Ok(());
+        };
+        let staged = snapshot.stage()?;
+        if self.with_data(|d| d.producers.install(&staged, d.log.log_end_offset()))? {
+            staged.sync_dir()?;
         }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<PartitionData>> {
@@ -942,6 +949,44 @@ mod tests {
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 3);
         assert_eq!(end(&table), 5);
+    }
+
+    #[test]
+    fn a_producer_snapshot_past_a_truncation_is_never_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
+        let image = image_with_topic();
+        {
+            let table = open(dir.path(), &settings, &image);
+            let p = table.partition("t", 0).expect("partition");
+            table
+                .append(&p, &idempotent_batch(42, 0, 3), None)
+                .expect("append");
+            p.snapshot_producers().expect("snapshot");
+            let snapshot = p
+                .with_data(|d| Ok(d.log.dir().join(crate::producers::SNAPSHOT_FILE)))
+                .expect("local");
+            assert!(snapshot.exists());
+            // A follower truncating away the batch, as after a leader change.
+            p.with_data(|d| {
+                d.log.truncate_to(0)?;
+                d.reload_producers()
+            })
+            .expect("truncate");
+            assert!(!snapshot.exists(), "a snapshot past the log end is removed");
+            // Another producer's records take the offsets again; no snapshot
+            // before the crash.
+            table
+                .append(&p, &idempotent_batch(43, 0, 5), None)
+                .expect("append");
+        }
+        let table = open(dir.path(), &settings, &image);
+        let p = table.partition("t", 0).expect("partition");
+        let again = table
+            .append(&p, &idempotent_batch(42, 0, 3), None)
+            .expect("append");
+        assert!(!again.duplicate, "producer 42's batch was truncated away");
+        assert_eq!(again.base_offset, 5);
     }
 
     #[test]

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -626,10 +627,14 @@ class Bench:
         load0 = os.getloadavg()[0]
         log_sizes = [p.stat().st_size if p.exists() else 0 for p in broker.log_paths]
         split0 = [cpu_split(pid) for pid in broker.pids]
+        # The client's CPU: it is this process's only child reaped during the row.
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         code, secs, text = run_tool(cmd, out_file, timeout)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         split1 = [cpu_split(pid) for pid in broker.pids] if broker.alive() else None
         r = Result(system=broker.system, rep=rep, key=key, wall_s=round(secs, 2), log=str(out_file),
-                   command=sh(cmd), other_heavy=len(others), loadavg=round(load0, 2))
+                   command=sh(cmd), other_heavy=len(others), loadavg=round(load0, 2),
+                   client_cpu_s=round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2))
         if split1 is not None:
             # per broker: (user s, system s) this row; summed, the brokers' CPU time
             r["cpu_by_node"] = [(round(u1 - u0, 2), round(s1 - s0, 2))
@@ -1182,15 +1187,21 @@ def machine_info(args) -> dict:
 
 
 def cpu_section(bench: Bench) -> list[str]:
-    """Where the brokers' CPU went, per row and per broker (cluster runs): from /proc/<pid>/stat and
-    /proc/<pid>/task/*/stat."""
-    out = ["**Where the brokers' CPU went** (first repetition; from `/proc/<pid>/stat`: user + system "
-           "seconds of each broker process during the row; \"cores busy\" is the three brokers' CPU seconds "
-           "over the row's wall-clock seconds, out of 2 cores shared with the client)", "",
-           "| row | system | wall s | brokers' CPU s | cores busy | per broker 1 / 2 / 3, CPU s | system-time share "
-           "| load average (1 min) at row start |",
-           "|---|---|---:|---:|---:|---|---:|---:|"]
-    for key in dict.fromkeys(k for k, *_ in table_rows(True)):
+    """Where the CPU went, per row: the broker(s) from /proc/<pid>/stat (per broker in cluster runs),
+    the client from the rusage of the tool process."""
+    cluster = bench.cluster
+    brokers = "brokers'" if cluster else "broker"
+    out = [f"**Where the CPU went** (first repetition; the {brokers} user + system seconds during the row "
+           "from `/proc/<pid>/stat`"
+           + (", summed over the three" if cluster else "")
+           + "; the client's from the tool process's rusage; \"cores busy\" is CPU seconds over the row's "
+           "wall-clock seconds, out of the 2 cores they share. A row whose client keeps a core or more busy "
+           "while the broker does not is bound by the client)", "",
+           f"| row | system | wall s | {brokers} CPU s | {brokers} cores busy | client CPU s | client cores busy |"
+           + (" per broker 1 / 2 / 3, CPU s |" if cluster else "")
+           + " broker system-time share | load average (1 min) at row start |",
+           "|---|---|---:|---:|---:|---:|---:|" + ("---|" if cluster else "") + "---:|---:|"]
+    for key in dict.fromkeys(k for k, *_ in table_rows(cluster)):
         if not key.startswith(("produce", "consume", "latency")):
             continue
         for system in SYSTEMS:
@@ -1203,8 +1214,12 @@ def cpu_section(bench: Bench) -> list[str]:
             tot = sum(u + s for u, s in by)
             sys_share = sum(s for _, s in by) / tot if tot else 0
             flag = "" if r.get("ok") else " (failed)"
+            client = r.get("client_cpu_s")
+            client_cells = (f"{client:.1f} | {client / r['wall_s']:.2f}" if client is not None and r["wall_s"]
+                            else "– | –")
+            per_broker = f" {' / '.join(f'{u + s:.1f}' for u, s in by)} |" if cluster else ""
             out.append(f"| `{key}`{flag} | {NAMES[system]} | {r['wall_s']:.1f} | {tot:.1f} | "
-                       f"{tot / r['wall_s']:.2f} | {' / '.join(f'{u + s:.1f}' for u, s in by)} | "
+                       f"{tot / r['wall_s']:.2f} | {client_cells} |{per_broker} "
                        f"{sys_share:.0%} | {r.get('loadavg', '–')} |")
     out.append("")
     if bench.threads:
@@ -1254,7 +1269,7 @@ def report(bench: Bench, info: dict) -> str:
                 out.append(f"- {NAMES[system]} partition leaders (by partition): "
                            + "; ".join(f"`{t}` {[ldr for ldr, _ in ps]}" for t, ps in sorted(pl.items())))
         out.append("")
-        out += cpu_section(bench)
+    out += cpu_section(bench)
     busy = [r for r in bench.results if r.get("other_heavy")]
     measured = [r for r in bench.results if "other_heavy" in r]
     out += [

@@ -115,12 +115,8 @@ impl ProducerSnapshot {
         let tmp = self.path.with_extension("staged");
         let json = serde_json::to_vec(&self.snapshot)
             .map_err(|e| BrokerError::MetadataIo(format!("encode producer state: {e}")))?;
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, &json)?;
-            file.sync_all()
-        };
-        write().map_err(|e| BrokerError::MetadataIo(format!("write {}: {e}", tmp.display())))?;
+        crate::clock::write_synced(&tmp, &json)
+            .map_err(|e| BrokerError::MetadataIo(format!("write {}: {e}", tmp.display())))?;
         Ok(StagedSnapshot {
             tmp,
             path: self.path,
@@ -134,12 +130,9 @@ impl ProducerSnapshot {
 impl StagedSnapshot {
     /// Makes the rename durable; called after `install`, without the lock.
     pub(crate) fn sync_dir(&self) -> Result<(), BrokerError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| BrokerError::MetadataIo(format!("sync {}: {e}", dir.display())))?;
-        }
-        Ok(())
+        crate::clock::sync_parent_dir(&self.path).map_err(|e| {
+            BrokerError::MetadataIo(format!("sync the directory of {}: {e}", self.path.display()))
+        })
     }
 }
 

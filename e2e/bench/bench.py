@@ -63,6 +63,10 @@ CLUSTER_MODES = {
 }
 SIZES = (100, 1024)
 ACKS = ("1", "all")
+# rdkafka_performance sets linger.ms=1000 for its producer unless told otherwise, so each produce row
+# ended with up to a second of lingering over its last batches (20,000 records took 1.0 s, on either
+# broker). The produce rows give it librdkafka's own default instead.
+RDKAFKA_PRODUCER = ["-X", "linger.ms=5"]
 THROUGHPUT_PARTITIONS = 3
 LAT_WARMUP = 100  # first rdkafka latency samples dropped (producer connection set-up)
 SYSTEMS = ("kafka", "runnel")
@@ -876,7 +880,7 @@ class Bench:
         # Warm-up, not measured: the same for both (it lets the JVM compile its hot paths).
         n = m["n100"] // 5
         parts = [a for p in range(THROUGHPUT_PARTITIONS) for a in ("-p", str(p))]
-        for i, cmd in enumerate(([tools.rdperf, "-P", "-t", "warmup", "-b", b, "-s", "100", "-c", n, "-a", "-1", "-q"],
+        for i, cmd in enumerate(([tools.rdperf, "-P", "-t", "warmup", "-b", b, "-s", "100", "-c", n, "-a", "-1", *RDKAFKA_PRODUCER, "-q"],
                                  [tools.rdperf, "-C", "-t", "warmup", *parts, "-b", b, "-o", "beginning", "-c", n,
                                   "-q"])):
             self.commands[f"warm-up/{i + 1}"] = sh(cmd)
@@ -890,7 +894,7 @@ class Bench:
             for acks in self.acks:
                 topic = f"p{size}-acks{acks}-rdkafka"
                 cmd = [tools.rdperf, "-P", "-t", topic, "-b", b, "-s", size, "-c", n,
-                       "-a", "-1" if acks == "all" else acks, "-q"]
+                       "-a", "-1" if acks == "all" else acks, *RDKAFKA_PRODUCER, "-q"]
                 self.measure(broker, rep, f"produce/{size}/{acks}/rdkafka", cmd,
                              wl / f"produce-{size}-{acks}-rdkafka.out",
                              self.parse_rdkafka_producer(size, n), bytes_moved=n * size)

@@ -131,7 +131,10 @@ impl StagedSnapshot {
     /// Makes the rename durable; called after `install`, without the lock.
     pub(crate) fn sync_dir(&self) -> Result<(), BrokerError> {
         crate::clock::sync_parent_dir(&self.path).map_err(|e| {
-            BrokerError::MetadataIo(format!("sync the directory of {}: {e}", self.path.display()))
+            BrokerError::MetadataIo(format!(
+                "sync the directory of {}: {e}",
+                self.path.display()
+            ))
         })
     }
 }

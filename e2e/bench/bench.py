@@ -67,6 +67,12 @@ ACKS = ("1", "all")
 # ended with up to a second of lingering over its last batches (20,000 records took 1.0 s, on either
 # broker). The produce rows give it librdkafka's own default instead.
 RDKAFKA_PRODUCER = ["-X", "linger.ms=5"]
+# kcat's librdkafka (2.0.2) stops fetching a partition once 100,000 records (queued.min.messages)
+# wait in its queue, and before librdkafka 2.3 (fetch.queue.backoff.ms) looks again only after about a
+# second: a 100 B row then measured how many of those one-second pauses it hit (75-187 MB/s between
+# repetitions on one broker). The kcat rows raise the threshold to what rdkafka_performance sets for
+# itself.
+KCAT_CONSUMER = ["-X", "queued.min.messages=1000000"]
 THROUGHPUT_PARTITIONS = 3
 LAT_WARMUP = 100  # first rdkafka latency samples dropped (producer connection set-up)
 SYSTEMS = ("kafka", "runnel")
@@ -1008,7 +1014,8 @@ class Bench:
                 cmd += ["--timeout", CONSUMER_PERF_CLUSTER_TIMEOUT_MS]
             return self.measure(broker, rep, key, cmd, out_file, self.parse_consumer_perf(size, n),
                                 bytes_moved=n * size)
-        cmd = [tools.kcat, "-C", "-b", b, "-t", topic, "-o", "beginning", "-c", n, "-e", "-q", "-f", r"%o\n"]
+        cmd = [tools.kcat, "-C", "-b", b, "-t", topic, "-o", "beginning", "-c", n, "-e", "-q", "-f", r"%o\n",
+               *KCAT_CONSUMER]
         r = self.measure(broker, rep, key, cmd, out_file, self.parse_kcat(size, n, out_file), bytes_moved=n * size)
         if r.get("ok"):  # kcat reports nothing itself: wall clock of the whole process
             r["records_s"] = n / r["wall_s"]

@@ -889,6 +889,16 @@ mod tests {
         Arc::new(image)
     }
 
+    /// A data directory, default settings and the one-topic image: what a
+    /// test needs to open, and reopen, a topic table.
+    fn fixture() -> (tempfile::TempDir, Arc<BrokerSettings>, Arc<ClusterImage>) {
+        (
+            tempfile::tempdir().expect("tempdir"),
+            Arc::new(BrokerSettings::from_pairs(&[]).expect("valid")),
+            image_with_topic(),
+        )
+    }
+
     fn open(dir: &Path, settings: &Arc<BrokerSettings>, image: &Arc<ClusterImage>) -> TopicTable {
         let table = TopicTable::open(dir, settings.clone(), 1).expect("open");
         let changes = table.sync(image);
@@ -898,9 +908,7 @@ mod tests {
 
     #[test]
     fn retried_batches_are_recognised_after_clean_and_unclean_restarts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
-        let image = image_with_topic();
+        let (dir, settings, image) = fixture();
         {
             let table = open(dir.path(), &settings, &image);
             let p = table.partition("t", 0).expect("partition");
@@ -953,9 +961,7 @@ mod tests {
 
     #[test]
     fn a_producer_snapshot_past_a_truncation_is_never_used() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
-        let image = image_with_topic();
+        let (dir, settings, image) = fixture();
         {
             let table = open(dir.path(), &settings, &image);
             let p = table.partition("t", 0).expect("partition");
@@ -991,9 +997,8 @@ mod tests {
 
     #[test]
     fn a_single_replica_leader_commits_at_once_and_refuses_when_the_isr_is_short() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
-        let table = open(dir.path(), &settings, &image_with_topic());
+        let (dir, settings, image) = fixture();
+        let table = open(dir.path(), &settings, &image);
         let p = table.partition("t", 0).expect("partition");
         let appended = table
             .append(&p, &idempotent_batch(1, 0, 2), Some(1))

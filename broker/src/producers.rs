@@ -227,7 +227,12 @@ impl ProducerStateTable {
     /// The snapshot of this table for a log in `dir` ending at `end_offset`,
     /// if it changed since the last one.
     pub(crate) fn snapshot_due(&self, dir: &Path, end_offset: i64) -> Option<ProducerSnapshot> {
-        self.is_dirty().then(|| ProducerSnapshot {
+        self.is_dirty().then(|| self.snapshot(dir, end_offset))
+    }
+
+    /// The snapshot of this table for a log in `dir` ending at `end_offset`.
+    fn snapshot(&self, dir: &Path, end_offset: i64) -> ProducerSnapshot {
+        ProducerSnapshot {
             path: dir.join(SNAPSHOT_FILE),
             table: self.id,
             changes: self.changes,
@@ -235,7 +240,7 @@ impl ProducerStateTable {
                 end_offset,
                 producers: self.producers.clone(),
             },
-        })
+        }
     }
 
     /// Renames a staged snapshot into place, unless this table was rebuilt
@@ -264,17 +269,10 @@ impl ProducerStateTable {
         dir: &Path,
         end_offset: i64,
     ) -> Result<(), BrokerError> {
-        let snapshot = Snapshot {
-            end_offset,
-            producers: self.producers.clone(),
-        };
-        let json = serde_json::to_vec(&snapshot)
-            .map_err(|e| BrokerError::MetadataIo(format!("encode producer state: {e}")))?;
-        crate::clock::write_atomically(&dir.join(SNAPSHOT_FILE), &json).map_err(|e| {
-            BrokerError::MetadataIo(format!("write {}: {e}", dir.join(SNAPSHOT_FILE).display()))
-        })?;
-        self.snapshotted = self.changes;
-        Ok(())
+        let staged = self.snapshot(dir, end_offset).stage()?;
+        // Taken from this table at the log's end: it is always installed.
+        self.install(&staged, end_offset)?;
+        staged.sync_dir()
     }
 
     /// Loads the snapshot beside `log` and replays the batches after it.

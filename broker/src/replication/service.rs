@@ -117,7 +117,9 @@ impl ReplicaService {
             diverging_epoch: -1,
             diverging_end_offset: -1,
         };
-        let (proposal, moved, hw) = partition.with_data(|d| {
+        // The records are named under the partition's lock and copied
+        // after it is released, so produce requests do not wait on the copy.
+        let (proposal, moved, hw, slices) = partition.with_data(|d| {
             if !d.is_leader() {
                 return Err(BrokerError::NotLeaderOrFollower);
             }
@@ -139,13 +141,13 @@ impl ReplicaService {
                         answer.diverging_epoch = epoch;
                         answer.diverging_end_offset = epoch_end;
                         answer.high_watermark = d.high_watermark();
-                        return Ok((None, false, answer.high_watermark));
+                        return Ok((None, false, answer.high_watermark, None));
                     }
                     None => {
                         answer.diverging_epoch = -1;
                         answer.diverging_end_offset = start;
                         answer.high_watermark = d.high_watermark();
-                        return Ok((None, false, answer.high_watermark));
+                        return Ok((None, false, answer.high_watermark, None));
                     }
                     Some(_) => {}
                 }
@@ -153,7 +155,7 @@ impl ReplicaService {
             if wanted.fetch_offset < start || wanted.fetch_offset > end {
                 answer.error_code = i32::from(ResponseError::OffsetOutOfRange.code());
                 answer.high_watermark = d.high_watermark();
-                return Ok((None, false, answer.high_watermark));
+                return Ok((None, false, answer.high_watermark, None));
             }
             let (leader_epoch, partition_epoch) = (d.leader_epoch, d.partition_epoch);
             let proposal = match &mut d.role {
@@ -163,13 +165,14 @@ impl ReplicaService {
                 _ => None,
             };
             let moved = d.advance_high_watermark();
-            let read = d.log.read(wanted.fetch_offset, limit, i64::MAX)?;
-            if first || read.records.len() <= limit {
-                answer.records = read.records;
-            }
+            let read = d.log.read_slices(wanted.fetch_offset, limit, i64::MAX)?;
+            let slices = (first || read.len <= limit).then_some(read);
             answer.high_watermark = d.high_watermark();
-            Ok((proposal, moved, answer.high_watermark))
+            Ok((proposal, moved, answer.high_watermark, slices))
         })?;
+        if let Some(slices) = slices {
+            answer.records = slices.read_whole_batches()?;
+        }
         if moved {
             partition.publish_high_watermark(hw);
             self.broker.topics.notify();

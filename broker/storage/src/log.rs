@@ -34,7 +34,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::batch::{set_base_offset_and_leader_epoch, validate_batches, BatchHeader};
+use crate::batch::{
+    set_base_offset_and_leader_epoch, validate_batches, BatchHeader, BATCH_HEADER_LEN,
+};
 use crate::checkpoint::{self, Loaded};
 use crate::epoch::LeaderEpochCache;
 use crate::error::io_error;
@@ -172,6 +174,49 @@ pub struct SliceRead {
     pub log_start_offset: i64,
     /// The log end offset at the time of the read.
     pub log_end_offset: i64,
+}
+
+impl SliceRead {
+    /// Copies the ranges into memory and drops a partial trailing batch, so
+    /// the answer is whole batches: what [`PartitionLog::read`] would have
+    /// returned at the time of the slice read. Meant to run without the
+    /// partition's lock; a range truncated meanwhile is an error.
+    pub fn read_whole_batches(&self) -> Result<Bytes, Error> {
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0; self.len];
+        let mut at: usize = 0;
+        for slice in &self.slices {
+            let len = usize::try_from(slice.len).unwrap_or(usize::MAX);
+            let Some(buf) = out.get_mut(at..at.saturating_add(len)) else {
+                return Err(Error::CorruptBatch(format!(
+                    "file ranges longer than the {} bytes read",
+                    self.len
+                )));
+            };
+            slice
+                .file
+                .read_exact_at(buf, slice.position)
+                .map_err(|source| Error::Io {
+                    path: "(a segment range read for a fetch)".into(),
+                    source,
+                })?;
+            at += len;
+        }
+        let mut whole = 0;
+        while whole < out.len() {
+            let rest = &out[whole..];
+            if rest.len() < BATCH_HEADER_LEN {
+                break;
+            }
+            let size = BatchHeader::parse(rest)?.total_size();
+            if size > rest.len() {
+                break;
+            }
+            whole += size;
+        }
+        out.truncate(whole);
+        Ok(Bytes::from(out))
+    }
 }
 
 /// The header bytes a leader rewrites: base offset, batch length, and

@@ -1162,6 +1162,12 @@ fn slice_reads_match_copying_reads_across_segments() {
                         bytes.starts_with(&copied.records),
                         "at least the whole batches a copying read returns"
                     );
+                    assert_eq!(
+                        read.read_whole_batches().expect("whole batches"),
+                        copied.records,
+                        "offset {offset} max_bytes {max_bytes} max_offset {max_offset}: \
+                         the slices' whole batches are the copying read"
+                    );
                     if whole.records.is_empty() {
                         assert!(bytes.is_empty());
                         continue;
@@ -1193,4 +1199,24 @@ fn slice_reads_match_copying_reads_across_segments() {
         Err(Error::OffsetOutOfRange { .. })
     ));
     assert_eq!(log.read_slices(end, 100, i64::MAX).expect("at end").len, 0);
+}
+
+/// Slices copied after the log was truncated under them (the lock was
+/// released in between) fail rather than return fewer or other bytes than
+/// were named.
+#[test]
+fn whole_batches_of_slices_truncated_meanwhile_are_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 0).expect("open");
+    for i in 0..4 {
+        produce(&mut log, 3, i, 200, 0);
+    }
+    let read = log.read_slices(0, usize::MAX, i64::MAX).expect("slices");
+    assert_eq!(
+        read.read_whole_batches().expect("whole").len(),
+        read.len,
+        "all four batches"
+    );
+    log.truncate_to(6).expect("truncate");
+    assert!(matches!(read.read_whole_batches(), Err(Error::Io { .. })));
 }

@@ -84,12 +84,24 @@ impl Outgoing {
     /// A file range that ends early (its segment was truncated since the
     /// read) is an error: the frame's size is already on the wire, so the
     /// connection must close.
+    ///
+    /// A frame of several pieces is written with the socket corked, so the
+    /// small encoded pieces between file ranges share segments with the
+    /// records instead of each leaving as a packet of its own (the socket has
+    /// `TCP_NODELAY`); uncorking sends what is left.
     pub(crate) async fn write_to(&self, out: &mut OwnedWriteHalf) -> io::Result<()> {
+        let cork = self.chunks.len() > 1;
+        if cork {
+            socket2::SockRef::from(out.as_ref()).set_tcp_cork(true)?;
+        }
         for chunk in &self.chunks {
             match chunk {
                 Chunk::Bytes(b) => out.write_all(b).await?,
                 Chunk::File(f) => send_file(out, f).await?,
             }
+        }
+        if cork {
+            socket2::SockRef::from(out.as_ref()).set_tcp_cork(false)?;
         }
         Ok(())
     }

@@ -83,20 +83,34 @@ def wait_until(
 # ports
 
 
-def free_ports(n: int) -> list[int]:
-    """Pick `n` distinct free loopback ports by binding port 0.
+# Every port handed out in this test session. A port is handed out once:
+# brokers pick their ports one after another and only bind them when they
+# start, so without this a later pick could return a port an earlier broker
+# was given but has not bound yet (seen: a five-broker cluster whose broker 2
+# listened on the port broker 4 had been given for its rpc listener).
+_GIVEN_PORTS: set[int] = set()
 
-    The sockets are all held open until every port is chosen, so the ports
-    are distinct; they are closed before returning, which leaves a small race
-    with other processes that the kernel's port allocator makes unlikely.
+
+def free_ports(n: int) -> list[int]:
+    """Pick `n` free loopback ports by binding port 0, never one this session
+    has handed out before.
+
+    The sockets are held open until every port is chosen; they are closed
+    before returning, which leaves a small race with other processes that
+    the kernel's port allocator makes unlikely.
     """
     socks = []
+    ports: list[int] = []
     try:
-        for _ in range(n):
+        while len(ports) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                ports.append(port)
+        return ports
     finally:
         for s in socks:
             s.close()

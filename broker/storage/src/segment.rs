@@ -32,6 +32,9 @@ use crate::{Error, FileSlice};
 /// Bytes read at a time when scanning batch headers: small batches are
 /// common, so one read covers many headers without reading much body.
 const SCAN_CHUNK: usize = 16 * 1024;
+/// How much of a segment [`Segment::walk_headers`] reads at a time: Kafka's
+/// default `index.interval.bytes` and then some.
+const WALK_CHUNK: usize = 8 * 1024;
 
 /// Bytes read at a time when checking a batch's CRC during recovery, so a
 /// corrupt length cannot make us allocate a whole segment.
@@ -588,33 +591,22 @@ impl Segment {
             .map_or(self.size, |(pos, _)| pos))
     }
 
-    /// Reads headers one by one (no record bytes) from `pos` until `stop`
-    /// says so.
+    /// Reads headers from `pos` until `stop` says so, a window of
+    /// [`WALK_CHUNK`] bytes at a time: enough for every small batch between
+    /// an index entry and the offset it leads to (`index.interval.bytes`
+    /// apart by default) in one read, without reading far into large ones.
     fn walk_headers(
         &self,
-        mut pos: u64,
+        pos: u64,
         stop: impl Fn(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>, Error> {
-        let mut head = [0u8; BATCH_HEADER_LEN];
-        while pos < self.size {
-            if self.size - pos < BATCH_HEADER_LEN as u64 {
-                return Err(self.corrupt(pos, "trailing bytes are shorter than a batch header"));
+        self.scan_headers_in(pos, WALK_CHUNK, |pos, header| {
+            if stop(header) {
+                ControlFlow::Break((pos, *header))
+            } else {
+                ControlFlow::Continue(())
             }
-            self.log
-                .read_exact_at(&mut head, pos)
-                .map_err(|e| io_error(&self.log_path, e))?;
-            let header =
-                BatchHeader::parse(&head).map_err(|e| self.corrupt(pos, &e.to_string()))?;
-            let size = header.total_size() as u64;
-            if size > self.size - pos {
-                return Err(self.corrupt(pos, "batch runs past the end of the log"));
-            }
-            if stop(&header) {
-                return Ok(Some((pos, header)));
-            }
-            pos += size;
-        }
-        Ok(None)
+        })
     }
 
     /// Reads `len` bytes at `pos`.
@@ -641,6 +633,16 @@ impl Segment {
     fn scan_headers<T>(
         &self,
         from: u64,
+        f: impl FnMut(u64, &BatchHeader) -> ControlFlow<T>,
+    ) -> Result<Option<T>, Error> {
+        self.scan_headers_in(from, SCAN_CHUNK, f)
+    }
+
+    /// [`Segment::scan_headers`], reading `chunk` bytes at a time.
+    fn scan_headers_in<T>(
+        &self,
+        from: u64,
+        chunk: usize,
         mut f: impl FnMut(u64, &BatchHeader) -> ControlFlow<T>,
     ) -> Result<Option<T>, Error> {
         let mut window = Vec::new();
@@ -653,7 +655,7 @@ impl Segment {
             }
             let window_end = window_start + window.len() as u64;
             if pos < window_start || pos + BATCH_HEADER_LEN as u64 > window_end {
-                let len = usize::try_from(remaining).map_or(SCAN_CHUNK, |r| r.min(SCAN_CHUNK));
+                let len = usize::try_from(remaining).map_or(chunk, |r| r.min(chunk));
                 window.resize(len, 0);
                 self.log
                     .read_exact_at(&mut window, pos)

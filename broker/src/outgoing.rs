@@ -76,17 +76,11 @@ impl Outgoing {
     /// The frame in one buffer, file ranges read into memory. A range that
     /// ends early is an error, as in [`Outgoing::write_to`].
     fn gather(&self) -> io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
         let mut out = Vec::with_capacity(self.len());
         for chunk in &self.chunks {
             match chunk {
                 Chunk::Bytes(b) => out.extend_from_slice(b),
-                Chunk::File(f) => {
-                    let at = out.len();
-                    let len = usize::try_from(f.len).map_err(io::Error::other)?;
-                    out.resize(at + len, 0);
-                    f.file.read_exact_at(&mut out[at..], f.position)?;
-                }
+                Chunk::File(f) => f.read_onto(&mut out)?,
             }
         }
         Ok(out)
@@ -103,10 +97,11 @@ impl Outgoing {
     /// read) is an error: the frame's size is already on the wire, so the
     /// connection must close.
     ///
-    /// A frame of several pieces is written with the socket corked, so the
-    /// small encoded pieces between file ranges share segments with the
-    /// records instead of each leaving as a packet of its own (the socket has
-    /// `TCP_NODELAY`); uncorking sends what is left.
+    /// A frame of several pieces up to [`COPY_BELOW`] bytes is gathered
+    /// into one buffer and written at once. A larger one is written with the
+    /// socket corked, so the small encoded pieces between file ranges share
+    /// segments with the records instead of each leaving as a packet of its
+    /// own (the socket has `TCP_NODELAY`); uncorking sends what is left.
     pub(crate) async fn write_to(&self, out: &mut OwnedWriteHalf) -> io::Result<()> {
         if self.chunks.len() > 1 && self.len() <= COPY_BELOW {
             return out.write_all(&self.gather()?).await;

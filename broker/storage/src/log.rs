@@ -153,12 +153,25 @@ pub struct FileSlice {
 impl FileSlice {
     /// Copies the range into memory (tests, and senders without sendfile).
     pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_onto(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Appends the range's bytes to `out`. A range past the end of the file
+    /// (truncated since it was named) is an `UnexpectedEof` error, and
+    /// leaves `out` as it was.
+    pub fn read_onto(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let len = usize::try_from(self.len)
             .map_err(|_| std::io::Error::other("file slice larger than memory"))?;
-        let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, self.position)?;
-        Ok(buf)
+        let at = out.len();
+        out.resize(at + len, 0);
+        let read = self.file.read_exact_at(&mut out[at..], self.position);
+        if read.is_err() {
+            out.truncate(at);
+        }
+        read
     }
 }
 
@@ -182,25 +195,12 @@ impl SliceRead {
     /// returned at the time of the slice read. Meant to run without the
     /// partition's lock; a range truncated meanwhile is an error.
     pub fn read_whole_batches(&self) -> Result<Bytes, Error> {
-        use std::os::unix::fs::FileExt;
-        let mut out = vec![0; self.len];
-        let mut at: usize = 0;
+        let mut out = Vec::with_capacity(self.len);
         for slice in &self.slices {
-            let len = usize::try_from(slice.len).unwrap_or(usize::MAX);
-            let Some(buf) = out.get_mut(at..at.saturating_add(len)) else {
-                return Err(Error::CorruptBatch(format!(
-                    "file ranges longer than the {} bytes read",
-                    self.len
-                )));
-            };
-            slice
-                .file
-                .read_exact_at(buf, slice.position)
-                .map_err(|source| Error::Io {
-                    path: "(a segment range read for a fetch)".into(),
-                    source,
-                })?;
-            at += len;
+            slice.read_onto(&mut out).map_err(|source| Error::Io {
+                path: "(a segment range read for a fetch)".into(),
+                source,
+            })?;
         }
         let mut whole = 0;
         while whole < out.len() {

@@ -185,22 +185,7 @@ mod tests {
         assert_eq!(expected.len(), frame.len());
         assert_eq!(&expected[4..8], &content[10..14]);
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let reader = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut got = Vec::new();
-            socket.read_to_end(&mut got).await.expect("read");
-            got
-        });
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (_read, mut write) = stream.into_split();
-        frame.write_to(&mut write).await.expect("sent");
-        write.shutdown().await.expect("shutdown");
-        drop(write);
-        let got = reader.await.expect("reader");
+        let got = send_and_receive(&frame).await.expect("sent");
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes differ");
     }
@@ -271,15 +256,7 @@ mod tests {
             position: 5,
             len: 100,
         })]);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accept = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let _peer = accept.await.expect("accept task").expect("accepted");
-        let (_read, mut write) = stream.into_split();
-        let error = frame.write_to(&mut write).await.expect_err("short file");
+        let error = send_and_receive(&frame).await.expect_err("short file");
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -159,21 +159,29 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::AsyncReadExt;
 
+    /// A temporary file holding `content`.
+    fn file_holding(content: &[u8]) -> Arc<std::fs::File> {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(content).expect("write");
+        Arc::new(file)
+    }
+
+    /// A chunk naming `len` bytes of `file` from `position`.
+    fn file_range(file: &Arc<std::fs::File>, position: u64, len: u64) -> Chunk {
+        Chunk::File(FileSlice {
+            file: file.clone(),
+            position,
+            len,
+        })
+    }
+
     /// A frame of bytes and file ranges arrives on the socket byte for byte,
     /// also when the ranges are larger than the socket buffer.
     #[tokio::test]
     async fn bytes_and_file_ranges_arrive_in_order() {
-        let mut file = tempfile::tempfile().expect("tempfile");
         let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        file.write_all(&content).expect("write");
-        let file = Arc::new(file);
-        let slice = |position: u64, len: u64| {
-            Chunk::File(FileSlice {
-                file: file.clone(),
-                position,
-                len,
-            })
-        };
+        let file = file_holding(&content);
+        let slice = |position, len| file_range(&file, position, len);
         let frame = Outgoing::from_chunks(vec![
             Chunk::Bytes(Bytes::from_static(b"head")),
             slice(10, 2_500_000),
@@ -217,16 +225,8 @@ mod tests {
     /// for byte, and a range in it that ends early is an error as well.
     #[tokio::test]
     async fn small_frames_arrive_in_one_piece_or_fail() {
-        let mut file = tempfile::tempfile().expect("tempfile");
-        file.write_all(b"0123456789").expect("write");
-        let file = Arc::new(file);
-        let slice = |position: u64, len: u64| {
-            Chunk::File(FileSlice {
-                file: file.clone(),
-                position,
-                len,
-            })
-        };
+        let file = file_holding(b"0123456789");
+        let slice = |position, len| file_range(&file, position, len);
         let frame = Outgoing::from_chunks(vec![
             Chunk::Bytes(Bytes::from_static(b"head")),
             slice(2, 3),
@@ -249,13 +249,8 @@ mod tests {
     /// A range past the end of its file fails instead of sending short.
     #[tokio::test]
     async fn a_truncated_file_is_an_error() {
-        let mut file = tempfile::tempfile().expect("tempfile");
-        file.write_all(b"0123456789").expect("write");
-        let frame = Outgoing::from_chunks(vec![Chunk::File(FileSlice {
-            file: Arc::new(file),
-            position: 5,
-            len: 100,
-        })]);
+        let file = file_holding(b"0123456789");
+        let frame = Outgoing::from_chunks(vec![file_range(&file, 5, 100)]);
         let error = send_and_receive(&frame).await.expect_err("short file");
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
+use crate::config::BrokerSettings;
 use crate::handlers::{self, Answer, Dispatch, Step};
 
 /// How many requests of one connection may be in flight at once; Kafka
@@ -65,6 +66,16 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     connections.wait().await;
 }
 
+/// Sets a connection's send buffer (`SO_SNDBUF`) from
+/// `socket.send.buffer.bytes`, as Kafka does; -1 leaves the system's
+/// default, which the kernel grows with the connection.
+fn size_send_buffer(stream: &TcpStream, settings: &BrokerSettings) -> std::io::Result<()> {
+    match usize::try_from(settings.get_i64("socket.send.buffer.bytes")) {
+        Ok(bytes) if bytes > 0 => socket2::SockRef::from(stream).set_send_buffer_size(bytes),
+        _ => Ok(()),
+    }
+}
+
 /// A decoded request's handler, not yet run.
 type Pending = Pin<Box<dyn Future<Output = Result<Step, String>> + Send>>;
 
@@ -75,6 +86,9 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Err(error) = size_send_buffer(&stream, &broker.settings) {
+        debug!(%peer, %error, "could not set the send buffer size");
+    }
     broker.metrics.connections.inc();
     let (read_half, mut write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
@@ -201,4 +215,44 @@ where
 /// Logs the listener address once bound.
 pub fn announce(addr: SocketAddr) {
     info!(%addr, "kafka listener ready");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair of loopback sockets.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        (client.expect("connect"), accepted.expect("accept").0)
+    }
+
+    fn send_buffer(stream: &TcpStream) -> usize {
+        socket2::SockRef::from(stream)
+            .send_buffer_size()
+            .expect("SO_SNDBUF")
+    }
+
+    #[tokio::test]
+    async fn the_send_buffer_follows_the_setting() {
+        let (_client, accepted) = connected().await;
+        let settings =
+            BrokerSettings::from_pairs(&["socket.send.buffer.bytes=65536".into()]).expect("valid");
+        size_send_buffer(&accepted, &settings).expect("set");
+        // Linux doubles the value asked for, to leave room for bookkeeping.
+        assert!(
+            (65_536..=131_072).contains(&send_buffer(&accepted)),
+            "{}",
+            send_buffer(&accepted)
+        );
+
+        let (_client, untouched) = connected().await;
+        let before = send_buffer(&untouched);
+        let system_default =
+            BrokerSettings::from_pairs(&["socket.send.buffer.bytes=-1".into()]).expect("valid");
+        size_send_buffer(&untouched, &system_default).expect("left alone");
+        assert_eq!(send_buffer(&untouched), before);
+    }
 }

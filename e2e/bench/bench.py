@@ -627,6 +627,7 @@ class Bench:
         self.placement: dict[str, dict] = {}   # system -> {topic: [(leader, isr) per partition]}
         self.threads: dict[str, list] = {}     # system -> per broker: (node, user s, sys s, top threads)
         self.quiet: dict[str, dict] = {}       # system -> the wait for a quiet machine before its run
+        self.warmed: dict[str, float] = {}     # the memory touched before the first system (warm_memory)
 
     # ---- one workload ----
     def measure(self, broker: Broker, rep: int, key: str, cmd, out_file: Path, parse, bytes_moved=None,
@@ -1023,7 +1024,26 @@ class Bench:
             log(f"  {key}: {r['mb_s']:.1f} MB/s (wall clock)")
         return r
 
+    def warm_memory(self) -> None:
+        """Writes to most of the free memory once, in a child that then exits.
+
+        On a virtual machine the first write to a page of the guest's memory costs the host a fault: by hand,
+        14 GiB took 29 s of system time the first time and 12 s the next. A broker whose page cache first grows
+        into such memory pays it as system time in its write calls (one 1 GB produce row cost the same broker
+        0.5 s and 3 s of CPU), so whichever system ran first paid for both. Touching it beforehand puts both
+        on memory the host already backs."""
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available = int(meminfo["MemAvailable"].split()[0]) * 1024
+        size = max(0, min(available - (3 << 30), WARM_MEMORY_MAX))
+        if size <= 0:
+            return
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", WARM_MEMORY_SCRIPT, str(size)], check=True)
+        self.warmed = dict(gib=round(size / (1 << 30), 1), seconds=round(time.monotonic() - t0, 1))
+        log(f"touched {self.warmed['gib']} GiB of free memory in {self.warmed['seconds']} s")
+
     def run(self) -> None:
+        self.warm_memory()
         t0 = time.monotonic()
         self.waited = 0.0  # seconds spent in wait_quiet, not counted as broker runs
         for rep in range(self.reps):
@@ -1299,6 +1319,10 @@ def report(bench: Bench, info: dict) -> str:
                        + (f"{len(left)} still running at its start, e.g. `{left[0]}`" if left
                           else "none running at its start")
                        + f"; load average then {q.get('loadavg_at_start')}")
+    if bench.warmed:
+        out.append(f"- before the first system, {bench.warmed['gib']} GiB of free memory were written to once "
+                   f"({bench.warmed['seconds']} s), so that neither broker's page cache pays the virtual machine's "
+                   "first touch of a page (see docs/benchmarks.md, item 9)")
     if measured:
         out.append(f"- other heavy processes (`{HEAVY.pattern}`, outside this run) were running at the start of "
                    f"{len(busy)} of {len(measured)} measured rows")
@@ -1356,6 +1380,17 @@ def record_doc(doc: Path, text: str, mode: str) -> None:
     else:
         body = body.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(body)
+
+
+# warm_memory: at most this much, and a child that writes one byte per page of an anonymous mapping.
+WARM_MEMORY_MAX = 16 << 30
+WARM_MEMORY_SCRIPT = (
+    "import mmap, sys\n"
+    "n = int(sys.argv[1])\n"
+    "m = mmap.mmap(-1, n)\n"
+    "for i in range(0, n, mmap.PAGESIZE):\n"
+    "    m[i] = 1\n"
+)
 
 
 def main() -> int:

@@ -758,7 +758,11 @@ class StreamProducer:
             # e.g. "eos,msg": librdkafka's own account of retries and epoch bumps, on stderr
             c["debug"] = os.environ["RUNNEL_E2E_RDKAFKA_DEBUG"]
         c.update(conf or {})
-        self.producer = Producer(c)
+        # Made and dropped by the producing thread: the client's callbacks
+        # refer back to this object, so a client kept here would live (and
+        # keep reconnecting to a cluster long gone) until the garbage
+        # collector found the cycle.
+        self._make_producer = lambda: Producer(c)
         self.thread = harness.StoppableThread(self._run, name)
         self.flush_remaining: Optional[int] = None
 
@@ -783,15 +787,16 @@ class StreamProducer:
             h.acked_at[msg.value()].append(pos)
 
     def _run(self, stop: threading.Event) -> None:
+        producer = self._make_producer()
         i = 0
         t0 = time.monotonic()
         while not stop.is_set() and i < self.max_records:
-            if len(self.producer) >= self.max_queued:
-                self.producer.poll(0.05)
+            if len(producer) >= self.max_queued:
+                producer.poll(0.05)
                 continue
             ahead = i / self.rate - (time.monotonic() - t0)
             if ahead > 0:  # faster than `rate`: serve callbacks meanwhile
-                self.producer.poll(min(ahead, 0.05))
+                producer.poll(min(ahead, 0.05))
                 continue
             i += 1
             kw: dict[str, Any] = {"value": value_of(self.prefix, i), "on_delivery": self._on_delivery}
@@ -801,13 +806,13 @@ class StreamProducer:
                 kw["partition"] = i % self.partitions
             while True:
                 try:
-                    self.producer.produce(self.topic, **kw)
+                    producer.produce(self.topic, **kw)
                     break
                 except BufferError:
-                    self.producer.poll(0.05)
+                    producer.poll(0.05)
             self.sent = i
-            self.producer.poll(0)
-        self.flush_remaining = self.producer.flush(deadline(150))
+            producer.poll(0)
+        self.flush_remaining = producer.flush(deadline(150))
 
     def start(self) -> "StreamProducer":
         self.thread.start()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Runnel's end-to-end tests need, from the package registries:
 #   - kcat (Debian package), if `kcat` is not on PATH;
-#   - a Python venv with the pinned packages of e2e/requirements.txt.
+#   - a Python venv with the pinned packages of e2e/requirements.txt;
+#   - Apache Kafka's jars (e2e/reference/setup-kafka.sh), for the tests that
+#     drive Kafka's own tools (kafka-reassign-partitions) against Runnel.
 # Idempotent: safe to re-run, and quick when everything is already there.
 # The venv lives in ${RUNNEL_CACHE:-$HOME/.cache/runnel}/venv and its packages
 # are reinstalled only when requirements.txt changes (a sha256 stamp).
@@ -58,6 +60,9 @@ if [ "$want_hash" != "$have_hash" ]; then
 else
     log "venv packages up to date with requirements.txt"
 fi
+
+# --- Kafka's jars, for its command-line tools ---------------------------------
+bash "$E2E_DIR/reference/setup-kafka.sh"
 
 echo "kcat:   $KCAT ($("$KCAT" -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'))"
 echo "venv:   $VENV"

@@ -1259,7 +1259,8 @@ def cpu_section(bench: Bench) -> list[str]:
         for system in SYSTEMS:
             for node, user, syst, threads in bench.threads.get(system, []):
                 top = ", ".join(f"`{name}` {secs:.1f}" for name, secs in threads)
-                out.append(f"- {NAMES[system]} broker {node}: {user:.1f} / {syst:.1f} s; {top}")
+                label = f"{NAMES[system]} broker" + (f" {node}" if node is not None else "")
+                out.append(f"- {label}: {user:.1f} / {syst:.1f} s; {top}")
         out.append("")
     return out
 

@@ -184,6 +184,23 @@ impl QuorumClient {
         }
     }
 
+    /// How many voters accept a TCP connection on their gRPC address within
+    /// `wait` (this broker's own voter, when it is one, counts as up), and
+    /// how many voters there are.
+    pub(crate) async fn voters_accepting(&self, wait: Duration) -> (usize, usize) {
+        let mut up = 0;
+        for (id, address) in &self.shared.voters {
+            let accepts = if *id == self.shared.me && self.shared.local.is_some() {
+                true
+            } else {
+                let connect = tokio::net::TcpStream::connect(address.as_str());
+                matches!(tokio::time::timeout(wait, connect).await, Ok(Ok(_)))
+            };
+            up += usize::from(accepts);
+        }
+        (up, self.shared.voters.len())
+    }
+
     /// The voter to ask: the leader last heard of, else the next in turn.
     fn pick(&self) -> u64 {
         if let Some(leader) = *super::lock(&self.shared.leader) {

@@ -105,6 +105,16 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// that a broker notices a recovered quorum within a heartbeat or two.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// How long a probe of a voter's gRPC address waits for the connection.
+const PROBE_WAIT: Duration = Duration::from_millis(500);
+
+/// The pause between probes while a controlled shutdown waits on the quorum.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How many probes in a row must find most voters gone before a controlled
+/// shutdown stops waiting for the quorum.
+const QUORUM_GONE_PROBES: u32 = 3;
+
 /// How the controller runs. Durations come from the broker settings of the
 /// same names.
 #[derive(Debug, Clone)]
@@ -377,6 +387,12 @@ impl Controller {
     /// partition; then stops heartbeating (so the leader fences the broker
     /// after its session). A voter keeps taking part in Raft until
     /// [`Controller::stop`] or the process ends.
+    ///
+    /// When most voters refuse connections (or do not accept one within
+    /// [`PROBE_WAIT`]) on [`QUORUM_GONE_PROBES`] probes in a row, no leader
+    /// can be elected to take the proposal or move the partitions: the
+    /// shutdown stops waiting then instead of at `timeout`. That is the last brokers of a cluster whose
+    /// brokers all stop at once.
     #[instrument(skip_all, fields(broker = self.inner.node_id))]
     pub async fn shutdown(&self, timeout: Duration) {
         self.inner.leaving.store(true, Ordering::SeqCst);
@@ -384,50 +400,81 @@ impl Controller {
         let registered = lock(&self.inner.registration).clone();
         if let Some(registration) = registered {
             let id = registration.id;
-            let mut pause = FIRST_RETRY_PAUSE;
-            let mut accepted = false;
-            loop {
-                let command = MetadataCommand::ControlledShutdown {
-                    id,
-                    epoch: self.broker_epoch(),
-                };
-                match tokio::time::timeout_at(deadline, self.write(command)).await {
-                    Ok(Ok((_, CommandResult::Error { code, message }))) => {
-                        warn!(code, %message, "controlled shutdown refused");
-                        break;
-                    }
-                    Ok(Ok(_)) => {
-                        info!("controlled shutdown accepted; waiting for leadership to move");
-                        accepted = true;
-                        break;
-                    }
-                    Ok(Err(error)) if error.is_retriable() => {
-                        warn!(%error, "controlled shutdown not answered; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(MAX_RETRY_PAUSE);
-                    }
-                    Ok(Err(error)) => {
-                        warn!(%error, "controlled shutdown failed");
-                        break;
-                    }
-                    Err(_) => {
-                        warn!("controlled shutdown not accepted in time");
-                        break;
-                    }
+            let moved = async {
+                // Without the quorum nothing will move: do not wait for it.
+                let mut image = self.image();
+                self.propose_shutdown(id, deadline).await
+                    && tokio::time::timeout_at(deadline, image.wait_for(|i| !leads_any(i, id)))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+            };
+            let moved = tokio::select! {
+                moved = moved => moved,
+                (up, voters) = self.quorum_gone() => {
+                    warn!(up, voters, "the controller quorum is gone (most voters do not accept \
+                        connections); not waiting for it");
+                    false
                 }
-            }
-            // Without the quorum nothing will move: do not wait for it.
-            let mut image = self.image();
-            let moved = accepted
-                && tokio::time::timeout_at(deadline, image.wait_for(|i| !leads_any(i, id)))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
+            };
             if !moved {
                 warn!("partitions still led by this broker at the end of the controlled shutdown");
             }
         }
         if let Some(token) = lock(&self.inner.heartbeats).take() {
             token.cancel();
+        }
+    }
+
+    /// Proposes `ControlledShutdown` for broker `id` until it is accepted
+    /// (true), refused or `deadline` passes (false).
+    async fn propose_shutdown(&self, id: i32, deadline: Instant) -> bool {
+        let mut pause = FIRST_RETRY_PAUSE;
+        loop {
+            let command = MetadataCommand::ControlledShutdown {
+                id,
+                epoch: self.broker_epoch(),
+            };
+            match tokio::time::timeout_at(deadline, self.write(command)).await {
+                Ok(Ok((_, CommandResult::Error { code, message }))) => {
+                    warn!(code, %message, "controlled shutdown refused");
+                    return false;
+                }
+                Ok(Ok(_)) => {
+                    info!("controlled shutdown accepted; waiting for leadership to move");
+                    return true;
+                }
+                Ok(Err(error)) if error.is_retriable() => {
+                    warn!(%error, "controlled shutdown not answered; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+                Ok(Err(error)) => {
+                    warn!(%error, "controlled shutdown failed");
+                    return false;
+                }
+                Err(_) => {
+                    warn!("controlled shutdown not accepted in time");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Resolves, with how many voters were up and how many there are, once
+    /// most voters have been down on [`QUORUM_GONE_PROBES`] probes in a row.
+    async fn quorum_gone(&self) -> (usize, usize) {
+        let mut in_a_row = 0;
+        loop {
+            let (up, voters) = self.inner.client.voters_accepting(PROBE_WAIT).await;
+            if up <= voters / 2 {
+                in_a_row += 1;
+                if in_a_row >= QUORUM_GONE_PROBES {
+                    return (up, voters);
+                }
+            } else {
+                in_a_row = 0;
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }
 

@@ -157,14 +157,18 @@ async fn converged(nodes: &[&Node], version: u64) -> Arc<ClusterImage> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_elect_fence_and_recover() {
-    init_tracing();
-    let dirs: Vec<tempfile::TempDir> = (0..3)
+/// `n` temporary data directories.
+fn temp_dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n)
         .map(|_| tempfile::tempdir().expect("temp dir"))
-        .collect();
+        .collect()
+}
+
+/// One voter per data directory, ids from 1, once they have elected a
+/// leader; and the voter list they were given.
+async fn start_voters(dirs: &[tempfile::TempDir]) -> (Vec<Node>, Vec<Voter>) {
     let mut listeners = Vec::new();
-    for _ in 0..3 {
+    for _ in dirs {
         listeners.push(bind("127.0.0.1:0").await);
     }
     let voters: Vec<Voter> = listeners
@@ -175,8 +179,6 @@ async fn three_voters_elect_fence_and_recover() {
             address: l.local_addr().expect("bound").to_string(),
         })
         .collect();
-
-    info!("phase: three voters start and elect a leader");
     let mut nodes = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         nodes.push(Node::start(i as i32 + 1, listener, &voters, dirs[i].path()).await);
@@ -188,6 +190,15 @@ async fn three_voters_elect_fence_and_recover() {
             .map(|n| n.id)
     })
     .await;
+    (nodes, voters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_fence_and_recover() {
+    init_tracing();
+    let dirs = temp_dirs(3);
+    info!("phase: three voters start and elect a leader");
+    let (mut nodes, voters) = start_voters(&dirs).await;
 
     info!("phase: three brokers register and heartbeat");
     let (e1, e2, e3) = tokio::join!(
@@ -413,6 +424,32 @@ async fn a_single_voter_leads_at_once_and_keeps_its_log() {
     assert_eq!(image.cluster_id, cluster_id);
     assert_eq!(image.next_producer_id, 1000);
     node.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_voter_does_not_wait_out_its_shutdown_for_a_gone_quorum() {
+    init_tracing();
+    let dirs = temp_dirs(3);
+    let (mut nodes, _) = start_voters(&dirs).await;
+    let (e1, e2, e3) = tokio::join!(
+        nodes[0].register(),
+        nodes[1].register(),
+        nodes[2].register()
+    );
+    assert!(e1 >= 0 && e2 >= 0 && e3 >= 0);
+
+    info!("phase: two of the three voters stop");
+    let last = nodes.remove(0);
+    for node in nodes {
+        node.kill().await;
+    }
+
+    info!("phase: the last one shuts down, with far more time than the test has");
+    let shutdown = last.controller.shutdown(Duration::from_secs(3600));
+    tokio::time::timeout(DEADLINE, shutdown)
+        .await
+        .expect("the shutdown stops waiting once most voters are gone");
+    last.kill().await;
 }
 
 #[tokio::test]

@@ -147,12 +147,22 @@ impl Metrics {
         &mut self.registry
     }
 
-    /// Updates the replica gauges from the topic table.
+    /// Updates the replica gauges from the topic table, and starts the
+    /// per-topic byte counters of topics led (bytes in) or hosted (bytes out)
+    /// here at 0, so that Prometheus's `rate()` counts a topic's first bytes
+    /// too (a counter first seen at its value has no increase to show).
     pub fn observe_replicas(&self, topics: &crate::topics::TopicTable) {
         let (led, under, offline) = topics.replica_counts();
         self.partitions_led.set(led);
         self.under_replicated_partitions.set(under);
         self.offline_partitions.set(offline);
+        let (led_topics, hosted_topics) = topics.local_topics();
+        for topic in led_topics {
+            drop(self.bytes_in.get_or_create(&TopicLabel { topic }));
+        }
+        for topic in hosted_topics {
+            drop(self.bytes_out.get_or_create(&TopicLabel { topic }));
+        }
     }
 
     /// Counts one handled request.

@@ -751,6 +751,24 @@ impl TopicTable {
         (led, under, offline)
     }
 
+    /// The topics with a partition led here, and with a replica here.
+    pub fn local_topics(&self) -> (Vec<String>, Vec<String>) {
+        let image = self.image();
+        let (mut led, mut hosted) = (Vec::new(), Vec::new());
+        for (name, t) in &image.topics {
+            if t.partitions.iter().any(|p| p.leader == self.node_id) {
+                led.push(name.clone());
+            }
+            if t.partitions
+                .iter()
+                .any(|p| p.replicas.contains(&self.node_id))
+            {
+                hosted.push(name.clone());
+            }
+        }
+        (led, hosted)
+    }
+
     /// The partitions this broker follows `leader` for:
     /// (partition, fetch offset, last fetched epoch, leader epoch).
     pub(crate) fn followed_from(&self, leader: i32) -> Vec<(Arc<Partition>, i64, i32, i32)> {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Runnel's end-to-end tests need, from the package registries:
 #   - kcat (Debian package), if `kcat` is not on PATH;
+#   - Prometheus and promtool (Debian package prometheus), if not on PATH, for
+#     the tests of the chart's dashboard and alert rules;
 #   - a Python venv with the pinned packages of e2e/requirements.txt;
 #   - Apache Kafka's jars (e2e/reference/setup-kafka.sh), for the tests that
 #     drive Kafka's own tools (kafka-reassign-partitions) against Runnel.
@@ -34,6 +36,19 @@ if ! command -v kcat >/dev/null 2>&1; then
 fi
 KCAT="$(command -v kcat)"
 
+# --- Prometheus ---------------------------------------------------------------
+# The package's service is not started here (no init system runs it); the
+# tests start their own server on a free port.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    log "prometheus not found; installing the Debian package"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y --no-install-recommends prometheus; then
+        log "apt-get install failed; running apt-get update and retrying"
+        as_root apt-get update
+        as_root apt-get install -y --no-install-recommends prometheus
+    fi
+fi
+
 # --- Python venv ------------------------------------------------------------
 mkdir -p "$CACHE_DIR"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -65,6 +80,7 @@ fi
 bash "$E2E_DIR/reference/setup-kafka.sh"
 
 echo "kcat:   $KCAT ($("$KCAT" -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'))"
+echo "prometheus: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n 1))"
 echo "venv:   $VENV"
 echo "python: $VENV/bin/python ($("$VENV/bin/python" --version 2>&1))"
 "$VENV/bin/python" - <<'PY'

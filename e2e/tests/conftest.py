@@ -110,3 +110,27 @@ def cluster_factory(tmp_path):
     factory = ClusterFactory(tmp_path)
     yield factory
     _teardown(factory)
+
+
+# `prometheus_factory({"job": ["HOST:PORT", ...]})` starts a real Prometheus
+# scraping those targets every second, with the chart's alert rules loaded;
+# stopped at teardown. Skips the test when Prometheus is not installed.
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path):
+    from prometheus import ALERT_RULES, Prometheus, prometheus_missing
+
+    started: list[Prometheus] = []
+
+    def start(jobs: dict[str, list[str]]) -> Prometheus:
+        why = prometheus_missing()
+        if why:
+            pytest.skip(why)
+        prom = Prometheus.start(tmp_path / f"prometheus{len(started)}", jobs, rules=[ALERT_RULES])
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.stop()

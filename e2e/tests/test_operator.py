@@ -25,6 +25,7 @@ import pytest
 from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
 from cluster import Cluster as RackCluster
 from harness import REPO_ROOT, Broker, confluent_producer, produce_confluent, wait_until
+from prometheus import DASHBOARD, dashboard_queries
 from operator_kube import (RECONCILE_TIMEOUT_S, KubeControlPlane, Operator, broker_racks,
                            have_go, set_topic_config, topic_config, topic_replicas)
 
@@ -337,7 +338,8 @@ def test_topic_ownership_conflicts_and_unmanaged(kube, operator, solo, solo_clus
 
 
 def test_a_consumer_group_reports_lag_and_resets_once_when_empty(kube, operator, solo,
-                                                                  solo_cluster):
+                                                                  solo_cluster,
+                                                                  prometheus_factory):
     bootstrap = solo.bootstrap
     topic = f"ledger-{suffix()}"
     group = f"readers-{suffix()}"
@@ -366,6 +368,16 @@ spec:
     assert (s["groupId"], s["members"]) == (group, 0)
     kube.wait_condition("consumergroup", "readers", NS, "True", "GroupObserved")
 
+    log.info("phase: the lag reaches the Grafana dashboard's panels through a real Prometheus")
+    prom = prometheus_factory({"runnel-operator": [f"127.0.0.1:{operator.metrics_port}"]})
+    panels = dashboard_queries()
+    [by_group], [by_partition] = panels["Lag by group"], panels["Lag by partition"]
+    wait_until(lambda: prom.series(by_group, "group").get(group) == 6, timeout=60,
+               what="lag 6 in the dashboard's lag-by-group panel")
+    lags = {(r["metric"]["group"], r["metric"]["topic"], r["metric"]["partition"]):
+            float(r["value"][1]) for r in prom.query(by_partition)}
+    assert lags.get((group, topic, "0")) == 6, lags
+
     log.info("phase: a reset waits while the group has a member")
     member = Member(bootstrap, group, [topic], "m1")
     try:
@@ -392,6 +404,8 @@ spec:
     log.info("phase: a later commit stands: the reset is not a standing state")
     commit_standalone(bootstrap, group, topic, {0: 7})
     wait_until(lambda: status().get("lag") == 3, timeout=RECONCILE_TIMEOUT_S, what="lag 3")
+    wait_until(lambda: prom.series(by_group, "group").get(group) == 3, timeout=60,
+               what="lag 3 on the dashboard")
     refreshes = set()
 
     def refreshed_twice_more() -> bool:
@@ -475,6 +489,15 @@ def test_helm_chart_lints_renders_and_installs(kube):
                        "--set", "watchNamespace=apps").stdout
     assert "kind: ClusterRole" not in scoped and "namespace: apps" in scoped
 
+    log.info("phase: the Grafana dashboard ships by default; alert rules and PodMonitor on request")
+    assert "grafana_dashboard: \"1\"" in rendered and "runnel-overview.json" in rendered
+    assert "kind: PrometheusRule" not in rendered and "kind: PodMonitor" not in rendered
+    monitored = kube.helm("template", "runnel-operator", chart, "-n", "runnel-system",
+                          "--set", "prometheusRule.enabled=true",
+                          "--set", "podMonitor.enabled=true").stdout
+    assert "kind: PrometheusRule" in monitored and "alert: RunnelUnderReplicatedPartitions" in monitored
+    assert "kind: PodMonitor" in monitored
+
     log.info("phase: manifests/install.yaml is the rendered chart")
     install = (REPO_ROOT / "manifests" / "install.yaml").read_text()
     full = kube.helm("template", "runnel-operator", chart, "-n", "runnel-system",
@@ -489,5 +512,8 @@ def test_helm_chart_lints_renders_and_installs(kube):
         assert kube.get("clusterrole", "runnel-operator") is not None
         sa = kube.get("serviceaccount", "runnel-operator", "runnel-system")
         assert sa is not None
+        dashboards = kube.get("configmap", "runnel-operator-dashboards", "runnel-system")
+        assert json.loads(dashboards["data"]["runnel-overview.json"]) == json.loads(
+            DASHBOARD.read_text())
     finally:
         kube.helm("uninstall", "runnel-operator", "-n", "runnel-system")

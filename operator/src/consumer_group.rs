@@ -30,8 +30,13 @@ use crate::admin::{Admin, AdminError, ClusterMetadata, OffsetSpec, TopicPartitio
 use crate::cluster::apply_status;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::metrics::ObservedLag;
 use crate::now;
 use lag::{partition_lags, reset_decision, ResetDecision};
+
+/// A group's lag series are dropped when not refreshed for this many refresh
+/// intervals: the resource was deleted or its brokers are out of reach.
+const LAG_SERIES_REFRESHES: u32 = 3;
 
 /// Why a reset could not be applied.
 #[derive(Debug)]
@@ -146,7 +151,21 @@ async fn reconcile_inner(group: &ConsumerGroup, ctx: &Context) -> Result<Action>
 
     let admin = ctx.admin(&ns, &group.spec.cluster);
     match observe_and_reset(group, &admin, &mut status, ctx).await {
-        Ok(()) => {}
+        Ok(()) => {
+            let lags: Vec<ObservedLag<'_>> = status
+                .partitions
+                .iter()
+                .map(|p| (p.topic.as_str(), p.partition, p.lag))
+                .collect();
+            ctx.metrics.observe_group(
+                &ns,
+                &group.name_any(),
+                group.group_id(),
+                i64::from(status.members),
+                &lags,
+                ctx.intervals.group_refresh * LAG_SERIES_REFRESHES,
+            );
+        }
         Err(e) => {
             let reason = if e.is_unreachable() {
                 reason::BROKERS_UNREACHABLE

@@ -230,6 +230,13 @@ pub fn statefulset(cluster: &Cluster, index: usize) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    // For annotation-based scrape configs; the chart's
+                    // PodMonitor finds the `metrics` port instead.
+                    annotations: Some(BTreeMap::from([
+                        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+                        ("prometheus.io/port".to_owned(), METRICS_PORT.to_string()),
+                        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+                    ])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

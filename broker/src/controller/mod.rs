@@ -391,8 +391,8 @@ impl Controller {
     /// When most voters refuse connections (or do not accept one within
     /// [`PROBE_WAIT`]) on [`QUORUM_GONE_PROBES`] probes in a row, no leader
     /// can be elected to take the proposal or move the partitions: the
-    /// shutdown stops waiting then instead of at `timeout`. That is the last brokers of a cluster whose
-    /// brokers all stop at once.
+    /// shutdown stops waiting then instead of at `timeout`. That happens to
+    /// the last brokers of a cluster whose brokers all stop at once.
     #[instrument(skip_all, fields(broker = self.inner.node_id))]
     pub async fn shutdown(&self, timeout: Duration) {
         self.inner.leaving.store(true, Ordering::SeqCst);
@@ -401,13 +401,13 @@ impl Controller {
         if let Some(registration) = registered {
             let id = registration.id;
             let moved = async {
-                // Without the quorum nothing will move: do not wait for it.
                 let mut image = self.image();
                 self.propose_shutdown(id, deadline).await
                     && tokio::time::timeout_at(deadline, image.wait_for(|i| !leads_any(i, id)))
                         .await
                         .is_ok_and(|r| r.is_ok())
             };
+            // Without the quorum nothing will move: do not wait for it.
             let moved = tokio::select! {
                 moved = moved => moved,
                 (up, voters) = self.quorum_gone() => {

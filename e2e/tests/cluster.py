@@ -322,22 +322,26 @@ def fetch_metadata(host: str, port: int, topics: Optional[Iterable[str]] = None,
 
 class Cluster(BrokerFactory):
     """N brokers, each a controller voter, racks zone-a, zone-b, zone-c, ...
-    Node ids are 1..N. Create with `Cluster.create(...)`, then `start()`."""
+    Node ids are 1..N unless `ids` names them. Create with `Cluster.create(...)`, then `start()`."""
 
     def __init__(self, basedir: Path, n: int = 3, settings: Optional[dict[str, Any]] = None,
-                 racks: Optional[Iterable[str]] = None, netns: bool = False):
+                 racks: Optional[Iterable[str]] = None, netns: bool = False,
+                 ids: Optional[Iterable[int]] = None):
         super().__init__(Path(basedir))
         self.basedir.mkdir(parents=True, exist_ok=True)
         racks = list(racks) if racks is not None else [RACKS[i % len(RACKS)] for i in range(n)]
         assert len(racks) == n, f"{n} brokers but racks {racks}"
+        # Node ids 1..n unless given (the operator's tests use its ids: 1000, 2000, ...).
+        ids = list(ids) if ids is not None else list(range(1, n + 1))
+        assert len(ids) == n, f"{n} brokers but ids {ids}"
         merged = dict(CLUSTER_SETTINGS)
         merged.update(settings or {})
         self.settings = merged
         self.net: Optional[NetnsRun] = NetnsRun(n) if netns else None
-        for i in range(1, n + 1):
+        for i, node_id in enumerate(ids, start=1):
             node = self.net.nodes[i] if self.net else None
-            self.brokers.append(ClusterBroker(self.basedir / f"node{i}", i, racks[i - 1], merged,
-                                              node))
+            self.brokers.append(ClusterBroker(self.basedir / f"node{node_id}", node_id,
+                                              racks[i - 1], merged, node))
         voters = ",".join(f"{b.node_id}@{b.rpc_addr}" for b in self.brokers)
         for b in self.brokers:
             b.voters = voters
@@ -1195,6 +1199,10 @@ def kafka_tools_missing() -> Optional[str]:
     if not list(kafka_libs().glob("kafka-tools-*.jar")):
         return f"needs Kafka's jars in {kafka_libs()}: run e2e/reference/setup-kafka.sh"
     return None
+
+
+# Kafka's kafka-reassign-partitions, for kafka_tool.
+REASSIGN_TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 
 
 def kafka_tool(workdir: Path, main_class: str, *args: str, timeout: float = 180.0,

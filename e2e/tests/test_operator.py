@@ -24,6 +24,7 @@ import pytest
 
 from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
 from cluster import Cluster as RackCluster
+from cluster import REASSIGN_TOOL, kafka_tool, kafka_tools_missing, read_all
 from harness import REPO_ROOT, Broker, confluent_producer, produce_confluent, wait_until
 from prometheus import DASHBOARD, dashboard_queries
 from operator_kube import (RECONCILE_TIMEOUT_S, KubeControlPlane, Operator, broker_racks,
@@ -89,11 +90,30 @@ def racks(rack_cluster):
     return rack_cluster.start()
 
 
+# The operator's node ids for four brokers over zone-a/b/c (slots 1000,
+# 2000, 3000, 1001), so that what it reads in Metadata matches its layout.
+SHRINK_IDS = [1000, 2000, 3000, 1001]
+
+
 @pytest.fixture(scope="module")
-def operator(kube, solo, rack_cluster, tmp_path_factory, request):
+def shrink_cluster(tmp_path_factory):
+    """Four voter brokers with the operator's node ids, constructed so that
+    their addresses are known when the operator starts; started by the
+    scale-down test."""
+    c = RackCluster(tmp_path_factory.mktemp("shrink"), n=4, ids=SHRINK_IDS,
+                    racks=["zone-a", "zone-b", "zone-c", "zone-a"],
+                    settings={"auto.create.topics.enable": "false"})
+    yield c
+    problems = c.close()
+    assert not problems, f"shrink cluster teardown: {problems}"
+
+
+@pytest.fixture(scope="module")
+def operator(kube, solo, rack_cluster, shrink_cluster, tmp_path_factory, request):
     op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
         f"{NS}/solo": [solo.bootstrap],
         f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
+        f"{NS}/shrink": [b.bootstrap for b in shrink_cluster.brokers],
     })
     failed_before = request.session.testsfailed
     op.start()
@@ -414,6 +434,54 @@ spec:
 
     wait_until(refreshed_twice_more, timeout=RECONCILE_TIMEOUT_S, what="two more refreshes")
     assert admin_committed(bootstrap, group) == {(topic, 0): 7}
+
+
+def test_a_scale_down_waits_until_the_leaving_broker_holds_no_replica(kube, operator,
+                                                                      shrink_cluster, tmp_path):
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(f"the replicas are moved with Kafka's kafka-reassign-partitions tool: {why}")
+    c = shrink_cluster.start()
+    topic = f"held-{suffix()}"
+    log.info("phase: Cluster shrink with 4 brokers; topic %s on brokers 1001 and 2000", topic)
+    kube.apply(CLUSTER.format(name="shrink", brokers=4, zones="[zone-a, zone-b, zone-c]"), NS)
+    kube.wait_condition("cluster", "shrink", NS, "True", "BrokersReady")
+
+    def zone_a_size() -> int:
+        return kube.get("statefulset", "shrink-zone-a", NS)["spec"]["replicas"]
+
+    assert zone_a_size() == 2
+    c.create_topic(topic, assignment=[[1001, 2000]])
+    reports = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"v%03d" % i} for i in range(100)])
+    acked = sorted((d.offset, d.value) for d in reports)
+
+    log.info("phase: brokers 4 -> 3: broker 1001 stays while it holds a replica of %s", topic)
+    kube.kubectl("patch", "cluster", "shrink", "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"brokers":3}}')
+    held = kube.wait_condition("cluster", "shrink", NS, "False", "BrokersHoldReplicas",
+                               type_="ScaleDown")
+    assert "1001" in held["message"] and f"{topic}/0" in held["message"], held["message"]
+    assert zone_a_size() == 2, "the StatefulSet shrank while its last broker held a replica"
+    assert c.broker(1001).alive()
+
+    log.info("phase: the replica moves to broker 3000 (kafka-reassign-partitions)")
+    target = [3000, 2000]
+    plan = tmp_path / "reassign.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": target, "log_dirs": ["any", "any"]}]}))
+    kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+               "--reassignment-json-file", str(plan), "--execute")
+    wait_until(lambda: (topic_replicas(c.bootstrap, topic) or {}).get(0) == target, timeout=120,
+               interval=0.5, what=f"partition 0 of {topic} on {target}")
+
+    log.info("phase: the scale-down proceeds: zone-a's StatefulSet shrinks to one broker")
+    wait_until(lambda: zone_a_size() == 1, timeout=RECONCILE_TIMEOUT_S,
+               what="StatefulSet shrink-zone-a at 1 replica")
+    wait_until(lambda: kube.condition("cluster", "shrink", NS, "ScaleDown") is None,
+               timeout=RECONCILE_TIMEOUT_S, what="the ScaleDown condition cleared")
+    records, _ = read_all(c, topic, 1)
+    assert sorted((r.offset, r.value) for r in records) == acked
 
 
 def test_three_racks_each_partition_spans_three_zones(kube, operator, racks):

@@ -18,9 +18,9 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cluster import (ERROR_NAMES, REFERENCE, StreamProducer, assert_history, deadline,
-                     fetch_once, kafka_tool, kafka_tools_missing, metric_sum, produce_to,
-                     read_all, read_replica)
+from cluster import (ERROR_NAMES, REASSIGN_TOOL, REFERENCE, StreamProducer, assert_history,
+                     deadline, fetch_once, kafka_tool, kafka_tools_missing, metric_sum,
+                     produce_to, read_all, read_replica)
 from harness import (WaitTimeout, confluent_producer, produce_confluent, unique_topic, wait_until,
                      watermarks)
 
@@ -459,7 +459,6 @@ def test_rolling_restart_under_load_returns_leadership_to_preferred_replicas(clu
 # f. partition reassignment with Kafka's own tool
 
 RACKS_F = ["zone-a", "zone-b", "zone-c", "zone-a"]
-REASSIGN_TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 RECORDS_F = 3000
 
 

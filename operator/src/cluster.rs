@@ -15,6 +15,7 @@
 pub mod config_map;
 pub mod names;
 pub mod pdb;
+pub mod scale;
 pub mod service;
 pub mod statefulset;
 pub mod status;
@@ -32,6 +33,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
+use runnel_operator_api::condition::{self, reason, Condition, SCALE_DOWN};
 use runnel_operator_api::Cluster;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -121,9 +123,37 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     apply(ctx, &ns, &config_map::config_map(cluster)).await?;
     apply(ctx, &ns, &service::headless_service(cluster)).await?;
     apply(ctx, &ns, &service::bootstrap_service(cluster)).await?;
+    // A scale-down waits while the brokers it removes hold replicas.
+    let current = statefulset_sizes(ctx, &ns, cluster).await?;
+    let removed = scale::removed_brokers(cluster, &current);
+    let held = if removed.is_empty() {
+        None
+    } else if let Some(why) = scale::removes_voters(cluster, &current) {
+        Some((reason::VOTERS_WOULD_LEAVE, why))
+    } else if scale::check_skipped(cluster) {
+        None
+    } else {
+        let message = match ctx.admin(&ns, &name).metadata().await {
+            Ok(meta) => {
+                let held = scale::partitions_held(&meta, &removed);
+                (!held.is_empty()).then(|| scale::held_message(&removed, &held))
+            }
+            Err(e) => Some(format!(
+                "brokers {removed:?} are not removed until the brokers answer, to tell whether \
+                 they hold replicas: {e}"
+            )),
+        };
+        message.map(|message| (reason::BROKERS_HOLD_REPLICAS, message))
+    };
     let mut ready_pods = 0;
-    for index in 0..cluster.spec.zones.len() {
-        let sts = apply(ctx, &ns, &statefulset::statefulset(cluster, index)).await?;
+    for (index, &size) in current.iter().enumerate() {
+        let mut wanted = statefulset::statefulset(cluster, index);
+        if held.is_some() {
+            if let Some(spec) = wanted.spec.as_mut() {
+                spec.replicas = Some(spec.replicas.unwrap_or(0).max(size));
+            }
+        }
+        let sts = apply(ctx, &ns, &wanted).await?;
         ready_pods += sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
     }
     apply(ctx, &ns, &pdb::pdb(cluster)).await?;
@@ -138,7 +168,24 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     } else {
         BrokerCount::Ready(ready_pods)
     };
-    let status = cluster_status(cluster, brokers, now());
+    let mut status = cluster_status(cluster, brokers, now());
+    let was_held = status.conditions.iter().any(|c| c.type_ == SCALE_DOWN);
+    match &held {
+        Some((why, message)) => {
+            let c = Condition::new(
+                SCALE_DOWN,
+                false,
+                why,
+                message.clone(),
+                cluster.metadata.generation,
+            );
+            condition::set(&mut status.conditions, c, now());
+            if !was_held {
+                ctx.event(cluster, true, why, message.clone()).await;
+            }
+        }
+        None => status.conditions.retain(|c| c.type_ != SCALE_DOWN),
+    }
     let ready = status
         .conditions
         .iter()
@@ -162,11 +209,30 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         ready_brokers = status.ready_brokers,
         ready, "cluster reconciled"
     );
-    Ok(Action::requeue(if ready {
+    Ok(Action::requeue(if ready && held.is_none() {
         ctx.intervals.resync
     } else {
         NOT_READY_REQUEUE
     }))
+}
+
+/// Each zone's StatefulSet's `spec.replicas` as it stands (0 where it does
+/// not exist yet).
+async fn statefulset_sizes(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<Vec<i32>> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let mut sizes = Vec::with_capacity(cluster.spec.zones.len());
+    for index in 0..cluster.spec.zones.len() {
+        let existing = api
+            .get_opt(&names::statefulset_name(cluster, index))
+            .await?;
+        sizes.push(
+            existing
+                .and_then(|s| s.spec)
+                .and_then(|s| s.replicas)
+                .unwrap_or(0),
+        );
+    }
+    Ok(sizes)
 }
 
 fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {

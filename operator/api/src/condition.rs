@@ -15,12 +15,21 @@ pub const READY: &str = "Ready";
 /// For a ConsumerGroup: whether its `resetOffsets` request is done.
 pub const OFFSETS_RESET: &str = "OffsetsReset";
 
+/// For a Cluster whose `spec.brokers` went down: False while the brokers to
+/// remove still hold partition replicas (they keep running until the
+/// replicas are moved); absent otherwise.
+pub const SCALE_DOWN: &str = "ScaleDown";
+
 /// The `reason`s the operator writes.
 pub mod reason {
     /// Cluster: every object is applied and every broker answers.
     pub const BROKERS_READY: &str = "BrokersReady";
     /// Cluster: objects applied; not every broker is ready yet.
     pub const BROKERS_STARTING: &str = "BrokersStarting";
+    /// Cluster: a scale-down waits: the brokers to remove hold replicas.
+    pub const BROKERS_HOLD_REPLICAS: &str = "BrokersHoldReplicas";
+    /// Cluster: a scale-down is refused: it would remove controller voters.
+    pub const VOTERS_WOULD_LEAVE: &str = "VotersWouldLeave";
     /// Topic: the topic exists in the brokers as the spec says.
     pub const TOPIC_READY: &str = "TopicReady";
     /// Topic: the topic was created by this reconcile.

@@ -24,8 +24,8 @@ import pytest
 
 from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
 from cluster import Cluster as RackCluster
-from cluster import REASSIGN_TOOL, kafka_tool, kafka_tools_missing, read_all
-from harness import REPO_ROOT, Broker, confluent_producer, produce_confluent, wait_until
+from cluster import read_all
+from harness import REPO_ROOT, Broker, admin, confluent_producer, produce_confluent, wait_until
 from prometheus import DASHBOARD, dashboard_queries
 from operator_kube import (RECONCILE_TIMEOUT_S, KubeControlPlane, Operator, broker_racks,
                            have_go, set_topic_config, topic_config, topic_replicas)
@@ -436,14 +436,12 @@ spec:
     assert admin_committed(bootstrap, group) == {(topic, 0): 7}
 
 
-def test_a_scale_down_waits_until_the_leaving_broker_holds_no_replica(kube, operator,
-                                                                      shrink_cluster, tmp_path):
-    why = kafka_tools_missing()
-    if why:
-        pytest.skip(f"the replicas are moved with Kafka's kafka-reassign-partitions tool: {why}")
+def test_a_scale_down_moves_replicas_off_the_leaving_broker_first(kube, operator,
+                                                                   shrink_cluster):
     c = shrink_cluster.start()
-    topic = f"held-{suffix()}"
-    log.info("phase: Cluster shrink with 4 brokers; topic %s on brokers 1001 and 2000", topic)
+    topic, stuck = f"held-{suffix()}", f"stuck-{suffix()}"
+    log.info("phase: Cluster shrink with 4 brokers; %s on brokers 1001 and 2000, %s on all four",
+             topic, stuck)
     kube.apply(CLUSTER.format(name="shrink", brokers=4, zones="[zone-a, zone-b, zone-c]"), NS)
     kube.wait_condition("cluster", "shrink", NS, "True", "BrokersReady")
 
@@ -452,30 +450,31 @@ def test_a_scale_down_waits_until_the_leaving_broker_holds_no_replica(kube, oper
 
     assert zone_a_size() == 2
     c.create_topic(topic, assignment=[[1001, 2000]])
+    c.create_topic(stuck, assignment=[[1000, 2000, 3000, 1001]])
     reports = produce_confluent(confluent_producer(c.bootstrap), topic,
                                 [{"value": b"v%03d" % i} for i in range(100)])
     acked = sorted((d.offset, d.value) for d in reports)
 
-    log.info("phase: brokers 4 -> 3: broker 1001 stays while it holds a replica of %s", topic)
+    log.info("phase: brokers 4 -> 3: broker 1001 stays: three brokers cannot hold %s's four "
+             "replicas", stuck)
     kube.kubectl("patch", "cluster", "shrink", "-n", NS, "--type=merge", "-p",
                  '{"spec":{"brokers":3}}')
     held = kube.wait_condition("cluster", "shrink", NS, "False", "BrokersHoldReplicas",
                                type_="ScaleDown")
-    assert "1001" in held["message"] and f"{topic}/0" in held["message"], held["message"]
+    assert f"{stuck}/0 (4 replicas)" in held["message"] and "1001" in held["message"], \
+        held["message"]
     assert zone_a_size() == 2, "the StatefulSet shrank while its last broker held a replica"
     assert c.broker(1001).alive()
+    assert (topic_replicas(c.bootstrap, topic) or {}).get(0) == [1001, 2000], \
+        "nothing is moved while some replica cannot be"
 
-    log.info("phase: the replica moves to broker 3000 (kafka-reassign-partitions)")
-    target = [3000, 2000]
-    plan = tmp_path / "reassign.json"
-    plan.write_text(json.dumps({"version": 1, "partitions": [
-        {"topic": topic, "partition": 0, "replicas": target, "log_dirs": ["any", "any"]}]}))
-    kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
-               "--reassignment-json-file", str(plan), "--execute")
-    wait_until(lambda: (topic_replicas(c.bootstrap, topic) or {}).get(0) == target, timeout=120,
-               interval=0.5, what=f"partition 0 of {topic} on {target}")
-
-    log.info("phase: the scale-down proceeds: zone-a's StatefulSet shrinks to one broker")
+    log.info("phase: %s is deleted: the operator moves %s's replica from 1001 to 1000 "
+             "(same zone), then shrinks zone-a's StatefulSet", stuck, topic)
+    deleter = admin(c.bootstrap)  # alive until the future completes
+    deleter.delete_topics([stuck])[stuck].result(30)
+    wait_until(lambda: (topic_replicas(c.bootstrap, topic) or {}).get(0) == [1000, 2000],
+               timeout=RECONCILE_TIMEOUT_S, interval=0.5,
+               what=f"partition 0 of {topic} moved to [1000, 2000]")
     wait_until(lambda: zone_a_size() == 1, timeout=RECONCILE_TIMEOUT_S,
                what="StatefulSet shrink-zone-a at 1 replica")
     wait_until(lambda: kube.condition("cluster", "shrink", NS, "ScaleDown") is None,

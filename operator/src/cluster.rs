@@ -133,17 +133,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     } else if scale::check_skipped(cluster) {
         None
     } else {
-        let message = match ctx.admin(&ns, &name).metadata().await {
-            Ok(meta) => {
-                let held = scale::partitions_held(&meta, &removed);
-                (!held.is_empty()).then(|| scale::held_message(&removed, &held))
-            }
-            Err(e) => Some(format!(
-                "brokers {removed:?} are not removed until the brokers answer, to tell whether \
-                 they hold replicas: {e}"
-            )),
-        };
-        message.map(|message| (reason::BROKERS_HOLD_REPLICAS, message))
+        drain(ctx, cluster, &ns, &name, &removed).await
     };
     let mut ready_pods = 0;
     for (index, &size) in current.iter().enumerate() {
@@ -214,6 +204,73 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     } else {
         NOT_READY_REQUEUE
     }))
+}
+
+/// Moves replicas off the brokers a scale-down `removed`; `None` once they
+/// hold none (the scale-down may proceed), else why it waits.
+async fn drain(
+    ctx: &Context,
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    removed: &[i32],
+) -> Option<(&'static str, String)> {
+    let admin = ctx.admin(ns, name);
+    let unreachable = |e: crate::admin::AdminError| {
+        Some((
+            reason::BROKERS_HOLD_REPLICAS,
+            format!(
+                "brokers {removed:?} are not removed until the brokers answer, to tell whether \
+                 they hold replicas: {e}"
+            ),
+        ))
+    };
+    let meta = match admin.metadata().await {
+        Ok(meta) => meta,
+        Err(e) => return unreachable(e),
+    };
+    let held = scale::partitions_held(&meta, removed);
+    if held.is_empty() {
+        return None;
+    }
+    let holding = scale::held_message(removed, &held);
+    let in_progress = match admin.reassignments_in_progress().await {
+        Ok(in_progress) => in_progress,
+        Err(e) => return unreachable(e),
+    };
+    let moves = match scale::plan_drain(&meta, removed, &in_progress) {
+        Ok(moves) => moves,
+        Err(why) => {
+            return Some((
+                reason::BROKERS_HOLD_REPLICAS,
+                format!("{holding}, and they stay: {why}"),
+            ))
+        }
+    };
+    if !moves.is_empty() {
+        if let Err(e) = admin.reassign(&moves).await {
+            return Some((
+                reason::BROKERS_HOLD_REPLICAS,
+                format!("{holding}; moving them failed: {e}"),
+            ));
+        }
+        let listed: Vec<String> = moves
+            .iter()
+            .map(|(t, p, r)| format!("{t}/{p} to {r:?}"))
+            .collect();
+        info!(moves = ?listed, "moving replicas off brokers that leave");
+        ctx.event(
+            cluster,
+            false,
+            reason::MOVING_REPLICAS,
+            format!("moving {}", listed.join(", ")),
+        )
+        .await;
+    }
+    Some((
+        reason::MOVING_REPLICAS,
+        format!("{holding}: moving them to the remaining brokers before they are removed"),
+    ))
 }
 
 /// Each zone's StatefulSet's `spec.replicas` as it stands (0 where it does

@@ -16,8 +16,8 @@ pub const READY: &str = "Ready";
 pub const OFFSETS_RESET: &str = "OffsetsReset";
 
 /// For a Cluster whose `spec.brokers` went down: False while the brokers to
-/// remove still hold partition replicas (they keep running until the
-/// replicas are moved); absent otherwise.
+/// remove still hold partition replicas (they keep running while the
+/// operator moves the replicas); absent otherwise.
 pub const SCALE_DOWN: &str = "ScaleDown";
 
 /// The `reason`s the operator writes.
@@ -26,8 +26,12 @@ pub mod reason {
     pub const BROKERS_READY: &str = "BrokersReady";
     /// Cluster: objects applied; not every broker is ready yet.
     pub const BROKERS_STARTING: &str = "BrokersStarting";
-    /// Cluster: a scale-down waits: the brokers to remove hold replicas.
+    /// Cluster: a scale-down waits: the brokers to remove hold replicas that
+    /// cannot be moved (or the brokers cannot be asked).
     pub const BROKERS_HOLD_REPLICAS: &str = "BrokersHoldReplicas";
+    /// Cluster: a scale-down waits while the operator moves replicas off the
+    /// brokers it removes.
+    pub const MOVING_REPLICAS: &str = "MovingReplicas";
     /// Cluster: a scale-down is refused: it would remove controller voters.
     pub const VOTERS_WOULD_LEAVE: &str = "VotersWouldLeave";
     /// Topic: the topic exists in the brokers as the spec says.

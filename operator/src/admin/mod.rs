@@ -21,6 +21,9 @@ mod error;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
@@ -36,10 +39,10 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -62,6 +65,8 @@ mod version {
     pub(super) const OFFSET_FETCH: i16 = 7;
     pub(super) const OFFSET_COMMIT: i16 = 8;
     pub(super) const LIST_OFFSETS: i16 = 6;
+    pub(super) const ALTER_PARTITION_REASSIGNMENTS: i16 = 0;
+    pub(super) const LIST_PARTITION_REASSIGNMENTS: i16 = 0;
 }
 
 /// How long the brokers get for a topic operation before answering
@@ -409,6 +414,96 @@ impl Admin {
             )?;
         }
         Ok(())
+    }
+
+    /// Starts moving each partition to its new replica list
+    /// (AlterPartitionReassignments): `(topic, partition, replicas)`.
+    pub async fn reassign(&self, moves: &[(String, i32, Vec<i32>)]) -> Result<(), AdminError> {
+        let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for (topic, partition, replicas) in moves {
+            let mut p = ReassignablePartition::default();
+            p.partition_index = *partition;
+            p.replicas = Some(replicas.iter().copied().map(BrokerId).collect());
+            topics.entry(topic.as_str()).or_default().push(p);
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(BROKER_TIMEOUT_MS)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let mut t = ReassignableTopic::default();
+                        t.name = TopicName(s(name));
+                        t.partitions = partitions;
+                        t
+                    })
+                    .collect(),
+            );
+        let addrs = self.controller_first().await?;
+        let response = self
+            .call_any(
+                "AlterPartitionReassignments",
+                &addrs,
+                &request,
+                version::ALTER_PARTITION_REASSIGNMENTS,
+                |r| {
+                    ResponseError::try_from_code(r.error_code)
+                        .filter(|e| *e == ResponseError::NotController)
+                },
+            )
+            .await?;
+        kafka_error(
+            "AlterPartitionReassignments",
+            "the request",
+            response.error_code,
+            response.error_message.as_ref(),
+        )?;
+        for t in &response.responses {
+            for p in &t.partitions {
+                kafka_error(
+                    "AlterPartitionReassignments",
+                    &format!("{}-{}", t.name.0, p.partition_index),
+                    p.error_code,
+                    p.error_message.as_ref(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions being reassigned now, `(topic, partition)`.
+    pub async fn reassignments_in_progress(&self) -> Result<Vec<(String, i32)>, AdminError> {
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(BROKER_TIMEOUT_MS)
+            .with_topics(None);
+        let addrs = self.controller_first().await?;
+        let response = self
+            .call_any(
+                "ListPartitionReassignments",
+                &addrs,
+                &request,
+                version::LIST_PARTITION_REASSIGNMENTS,
+                |r| {
+                    ResponseError::try_from_code(r.error_code)
+                        .filter(|e| *e == ResponseError::NotController)
+                },
+            )
+            .await?;
+        kafka_error(
+            "ListPartitionReassignments",
+            "the request",
+            response.error_code,
+            response.error_message.as_ref(),
+        )?;
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index))
+            })
+            .collect())
     }
 
     /// The topic's configs, by name.

@@ -4,12 +4,16 @@
 //! StatefulSets. Removing a broker that still holds replicas would leave
 //! its partitions under-replicated for good, or offline (and their records
 //! out of reach) where it held the only replica. So while any broker to be
-//! removed holds a replica, its StatefulSet keeps its current size and the
-//! Cluster reports `ScaleDown=False` (`BrokersHoldReplicas`) naming the
-//! brokers and partitions; the user moves the replicas (for example with
-//! `kafka-reassign-partitions`) and the scale-down then proceeds. The
-//! annotation `runnel.dev/skip-scale-down-check: "true"` removes brokers
-//! regardless, as Strimzi's `strimzi.io/skip-broker-scaledown-check`.
+//! removed holds a replica, its StatefulSet keeps its current size, the
+//! operator moves the replicas to the remaining brokers
+//! (AlterPartitionReassignments, planned by [`plan_drain`]) and the Cluster
+//! reports `ScaleDown=False` (`MovingReplicas`); once the brokers hold
+//! nothing, the StatefulSets shrink and the condition goes. When the
+//! remaining brokers cannot hold every replica (a topic with more replicas
+//! than brokers would remain) nothing is moved and the reason is
+//! `BrokersHoldReplicas`, naming the partitions. The annotation
+//! `runnel.dev/skip-scale-down-check: "true"` removes brokers regardless, as
+//! Strimzi's `strimzi.io/skip-broker-scaledown-check`.
 //!
 //! The controller quorum's voters are the first [`MAX_VOTERS`] brokers and
 //! the voter set is fixed, so a scale-down that would remove a voter waits
@@ -75,7 +79,92 @@ pub fn partitions_held(meta: &ClusterMetadata, brokers: &[i32]) -> Vec<String> {
     held
 }
 
-/// The `ScaleDown=False` message: which brokers wait, on which partitions.
+/// A partition move: topic, partition, the replicas it should end up with.
+pub type Move = (String, i32, Vec<i32>);
+
+/// Plans moving every replica off `removed`, for partitions not in
+/// `in_progress`: a removed broker's place in a replica list goes to a
+/// remaining live broker not already in it, one in the removed broker's rack
+/// when there is one, else the one holding the fewest replicas (lowest id on
+/// a tie). Errs, naming them, when some partition has more replicas than
+/// brokers would remain.
+pub fn plan_drain(
+    meta: &ClusterMetadata,
+    removed: &[i32],
+    in_progress: &[(String, i32)],
+) -> Result<Vec<Move>, String> {
+    let remaining: Vec<&crate::admin::BrokerInfo> = meta
+        .brokers
+        .iter()
+        .filter(|b| !removed.contains(&b.id))
+        .collect();
+    let rack_of = |id: i32| {
+        meta.brokers
+            .iter()
+            .find(|b| b.id == id)
+            .and_then(|b| b.rack.clone())
+    };
+    let mut load: std::collections::BTreeMap<i32, usize> =
+        remaining.iter().map(|b| (b.id, 0)).collect();
+    for partitions in meta.topics.values() {
+        for p in partitions.values() {
+            for r in &p.replicas {
+                if let Some(n) = load.get_mut(r) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    let mut stuck = Vec::new();
+    for (topic, partitions) in &meta.topics {
+        for (&index, p) in partitions {
+            if !p.replicas.iter().any(|r| removed.contains(r))
+                || in_progress.iter().any(|(t, i)| t == topic && *i == index)
+            {
+                continue;
+            }
+            let mut target = p.replicas.clone();
+            let mut complete = true;
+            for slot in 0..target.len() {
+                let gone = target[slot];
+                if !removed.contains(&gone) {
+                    continue;
+                }
+                let rack = rack_of(gone);
+                let pick = remaining
+                    .iter()
+                    .filter(|b| !target.contains(&b.id))
+                    .min_by_key(|b| (rack.is_some() && b.rack != rack, load[&b.id], b.id));
+                match pick {
+                    Some(b) => {
+                        target[slot] = b.id;
+                        *load.entry(b.id).or_default() += 1;
+                    }
+                    None => complete = false,
+                }
+            }
+            if complete {
+                moves.push((topic.clone(), index, target));
+            } else {
+                stuck.push(format!("{topic}/{index} ({} replicas)", p.replicas.len()));
+            }
+        }
+    }
+    if stuck.is_empty() {
+        Ok(moves)
+    } else {
+        Err(format!(
+            "{} remaining brokers cannot hold every replica of {}: lower those topics' \
+             replicas or keep more brokers",
+            remaining.len(),
+            stuck.join(", ")
+        ))
+    }
+}
+
+/// Which brokers hold which partitions, for the `ScaleDown=False` message:
+/// "brokers 1001 hold replicas of 2 partitions (audit/0, orders/0)".
 pub fn held_message(brokers: &[i32], held: &[String]) -> String {
     let ids: Vec<String> = brokers.iter().map(i32::to_string).collect();
     let mut named = held
@@ -88,9 +177,7 @@ pub fn held_message(brokers: &[i32], held: &[String]) -> String {
         named.push_str(&format!(" and {} more", held.len() - NAMED_PARTITIONS));
     }
     format!(
-        "brokers {} are not removed while they hold replicas of {} partitions ({named}): \
-         move the replicas to other brokers (kafka-reassign-partitions), or annotate the \
-         Cluster {SKIP_CHECK_ANNOTATION}=true to remove them regardless",
+        "brokers {} hold replicas of {} partitions ({named})",
         ids.join(", "),
         held.len()
     )
@@ -158,7 +245,69 @@ mod tests {
         assert_eq!(held, vec!["audit/0", "orders/0"]);
         assert!(partitions_held(&meta, &[4000]).is_empty());
         let message = held_message(&[1001], &held);
-        assert!(message.starts_with("brokers 1001 are not removed while they hold replicas of 2 partitions (audit/0, orders/0)"), "{message}");
+        assert_eq!(
+            message,
+            "brokers 1001 hold replicas of 2 partitions (audit/0, orders/0)"
+        );
+    }
+
+    fn broker(id: i32, rack: &str) -> crate::admin::BrokerInfo {
+        crate::admin::BrokerInfo {
+            id,
+            addr: format!("b{id}:9092"),
+            rack: Some(rack.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_drain_moves_each_replica_to_its_rack_or_the_least_loaded_broker() {
+        let partition = |replicas: &[i32]| PartitionInfo {
+            leader: replicas[0],
+            replicas: replicas.to_vec(),
+        };
+        let meta = ClusterMetadata {
+            brokers: vec![
+                broker(1000, "zone-a"),
+                broker(2000, "zone-b"),
+                broker(3000, "zone-c"),
+                broker(1001, "zone-a"),
+            ],
+            topics: BTreeMap::from([
+                (
+                    "orders".to_owned(),
+                    BTreeMap::from([
+                        (0, partition(&[1001, 2000])),
+                        (1, partition(&[2000, 3000])),
+                        (2, partition(&[1000, 1001, 3000])),
+                    ]),
+                ),
+                (
+                    "audit".to_owned(),
+                    BTreeMap::from([(0, partition(&[1001]))]),
+                ),
+            ]),
+            ..ClusterMetadata::default()
+        };
+        let moves = plan_drain(&meta, &[1001], &[]).expect("a plan");
+        // 1001's place keeps its position; zone-a's 1000 is preferred where
+        // it is not a replica already, else the least-loaded broker.
+        assert_eq!(
+            moves,
+            vec![
+                ("audit".to_owned(), 0, vec![1000]),
+                ("orders".to_owned(), 0, vec![1000, 2000]),
+                ("orders".to_owned(), 2, vec![1000, 2000, 3000]),
+            ]
+        );
+        // A partition already being moved is not asked again.
+        let moves = plan_drain(&meta, &[1001], &[("orders".to_owned(), 0)]).expect("a plan");
+        assert!(
+            moves.iter().all(|(t, p, _)| !(t == "orders" && *p == 0)),
+            "{moves:?}"
+        );
+        // Three replicas cannot stay on two brokers.
+        let why = plan_drain(&meta, &[1001, 3000], &[]).expect_err("stuck");
+        assert!(why.contains("orders/2 (3 replicas)"), "{why}");
     }
 
     #[test]

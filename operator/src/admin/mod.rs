@@ -416,6 +416,28 @@ impl Admin {
         Ok(())
     }
 
+    /// Sends `request` to the controller (following NotController answers)
+    /// and turns the response's top-level error, as `top_level` reads it,
+    /// into an error.
+    async fn call_controller<R: Request>(
+        &self,
+        api: &'static str,
+        request: &R,
+        version: i16,
+        top_level: impl Fn(&R::Response) -> (i16, Option<StrBytes>),
+    ) -> Result<R::Response, AdminError> {
+        let addrs = self.controller_first().await?;
+        let response = self
+            .call_any(api, &addrs, request, version, |r| {
+                ResponseError::try_from_code(top_level(r).0)
+                    .filter(|e| *e == ResponseError::NotController)
+            })
+            .await?;
+        let (code, message) = top_level(&response);
+        kafka_error(api, "the request", code, message.as_ref())?;
+        Ok(response)
+    }
+
     /// Starts moving each partition to its new replica list
     /// (AlterPartitionReassignments): `(topic, partition, replicas)`.
     pub async fn reassign(&self, moves: &[(String, i32, Vec<i32>)]) -> Result<(), AdminError> {
@@ -439,25 +461,14 @@ impl Admin {
                     })
                     .collect(),
             );
-        let addrs = self.controller_first().await?;
         let response = self
-            .call_any(
+            .call_controller(
                 "AlterPartitionReassignments",
-                &addrs,
                 &request,
                 version::ALTER_PARTITION_REASSIGNMENTS,
-                |r| {
-                    ResponseError::try_from_code(r.error_code)
-                        .filter(|e| *e == ResponseError::NotController)
-                },
+                |r| (r.error_code, r.error_message.clone()),
             )
             .await?;
-        kafka_error(
-            "AlterPartitionReassignments",
-            "the request",
-            response.error_code,
-            response.error_message.as_ref(),
-        )?;
         for t in &response.responses {
             for p in &t.partitions {
                 kafka_error(
@@ -476,25 +487,14 @@ impl Admin {
         let request = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(BROKER_TIMEOUT_MS)
             .with_topics(None);
-        let addrs = self.controller_first().await?;
         let response = self
-            .call_any(
+            .call_controller(
                 "ListPartitionReassignments",
-                &addrs,
                 &request,
                 version::LIST_PARTITION_REASSIGNMENTS,
-                |r| {
-                    ResponseError::try_from_code(r.error_code)
-                        .filter(|e| *e == ResponseError::NotController)
-                },
+                |r| (r.error_code, r.error_message.clone()),
             )
             .await?;
-        kafka_error(
-            "ListPartitionReassignments",
-            "the request",
-            response.error_code,
-            response.error_message.as_ref(),
-        )?;
         Ok(response
             .topics
             .iter()

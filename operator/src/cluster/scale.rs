@@ -224,10 +224,6 @@ mod tests {
 
     #[test]
     fn partitions_with_a_replica_on_a_removed_broker_hold_it() {
-        let partition = |replicas: &[i32]| PartitionInfo {
-            leader: replicas[0],
-            replicas: replicas.to_vec(),
-        };
         let meta = ClusterMetadata {
             topics: BTreeMap::from([
                 (
@@ -251,6 +247,13 @@ mod tests {
         );
     }
 
+    fn partition(replicas: &[i32]) -> PartitionInfo {
+        PartitionInfo {
+            leader: replicas[0],
+            replicas: replicas.to_vec(),
+        }
+    }
+
     fn broker(id: i32, rack: &str) -> crate::admin::BrokerInfo {
         crate::admin::BrokerInfo {
             id,
@@ -261,10 +264,6 @@ mod tests {
 
     #[test]
     fn a_drain_moves_each_replica_to_its_rack_or_the_least_loaded_broker() {
-        let partition = |replicas: &[i32]| PartitionInfo {
-            leader: replicas[0],
-            replicas: replicas.to_vec(),
-        };
         let meta = ClusterMetadata {
             brokers: vec![
                 broker(1000, "zone-a"),

@@ -268,6 +268,20 @@ spec:
     wait_until(lambda: kube.get("statefulset", "layout-zone-c", NS)["spec"]["replicas"] == 2,
                timeout=RECONCILE_TIMEOUT_S, what="zone-c scaled to 2")
 
+    log.info("phase: the controller voters are fixed when a Cluster is created: a one-broker "
+             "Cluster grown to three keeps its one voter, the new brokers join as non-voters")
+    kube.apply(CLUSTER.format(name="tiny", brokers=1, zones="[zone-a, zone-b, zone-c]"), NS)
+    only = "1000@tiny-zone-a-0.tiny-brokers.e2e.svc:9093"
+    wait_until(lambda: (kube.get("configmap", "tiny-config", NS) or {}).get("data", {})
+               .get("controller.voters") == only, timeout=RECONCILE_TIMEOUT_S,
+               what="tiny's one voter")
+    kube.kubectl("patch", "cluster", "tiny", "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"brokers":3}}')
+    wait_until(lambda: all((kube.get("statefulset", f"tiny-{z}", NS) or {})
+                           .get("spec", {}).get("replicas") == 1 for z in ("zone-b", "zone-c")),
+               timeout=RECONCILE_TIMEOUT_S, what="tiny grown to three brokers")
+    assert kube.get("configmap", "tiny-config", NS)["data"]["controller.voters"] == only
+
 
 def test_a_topic_is_created_grown_kept_in_step_and_deleted(kube, operator, solo, solo_cluster):
     bootstrap = solo.bootstrap

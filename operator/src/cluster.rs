@@ -120,7 +120,17 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let name = cluster.name_any();
     let first_time = cluster.status.is_none();
 
-    apply(ctx, &ns, &config_map::config_map(cluster)).await?;
+    let voters = existing_voters(ctx, &ns, cluster).await?;
+    let config = apply(
+        ctx,
+        &ns,
+        &config_map::config_map(cluster, voters.as_deref()),
+    )
+    .await?;
+    let voters = config
+        .data
+        .and_then(|mut d| d.remove(config_map::VOTERS_KEY))
+        .unwrap_or_default();
     apply(ctx, &ns, &service::headless_service(cluster)).await?;
     apply(ctx, &ns, &service::bootstrap_service(cluster)).await?;
     // A scale-down waits while the brokers it removes hold replicas.
@@ -128,7 +138,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let removed = scale::removed_brokers(cluster, &current);
     let held = if removed.is_empty() {
         None
-    } else if let Some(why) = scale::removes_voters(cluster, &current) {
+    } else if let Some(why) = scale::removes_voters(&removed, &voters) {
         Some((reason::VOTERS_WOULD_LEAVE, why))
     } else if scale::check_skipped(cluster) {
         None
@@ -273,6 +283,17 @@ async fn drain(
     ))
 }
 
+/// The controller voters the Cluster's ConfigMap names, if it exists.
+async fn existing_voters(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<Option<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api
+        .get_opt(&names::config_map_name(cluster))
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|mut d| d.remove(config_map::VOTERS_KEY))
+        .filter(|v| !v.is_empty()))
+}
+
 /// Each zone's StatefulSet's `spec.replicas` as it stands (0 where it does
 /// not exist yet).
 async fn statefulset_sizes(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<Vec<i32>> {
@@ -371,7 +392,7 @@ pub(crate) mod tests {
                 assert_eq!(refs[0].kind, "Cluster");
                 assert_eq!(refs[0].controller, Some(true));
             };
-        owner(config_map::config_map(&c).metadata.owner_references);
+        owner(config_map::config_map(&c, None).metadata.owner_references);
         owner(service::headless_service(&c).metadata.owner_references);
         owner(service::bootstrap_service(&c).metadata.owner_references);
         owner(statefulset::statefulset(&c, 0).metadata.owner_references);

@@ -15,8 +15,11 @@ pub const SETTINGS_KEY: &str = "broker.settings";
 /// The key of `ID@HOST:PORT,...`.
 pub const VOTERS_KEY: &str = "controller.voters";
 
-/// `<cluster>-config`.
-pub fn config_map(cluster: &Cluster) -> ConfigMap {
+/// `<cluster>-config`. `voters` is the quorum the ConfigMap already names,
+/// if it exists: the voter set is fixed when the Cluster is created (the
+/// first brokers, zone by zone), and brokers added later join as
+/// non-voters.
+pub fn config_map(cluster: &Cluster, voters: Option<&str>) -> ConfigMap {
     let settings: String = cluster
         .spec
         .config
@@ -33,7 +36,10 @@ pub fn config_map(cluster: &Cluster) -> ConfigMap {
         },
         data: Some(BTreeMap::from([
             (SETTINGS_KEY.to_owned(), settings),
-            (VOTERS_KEY.to_owned(), controller_voters(cluster)),
+            (
+                VOTERS_KEY.to_owned(),
+                voters.map_or_else(|| controller_voters(cluster), str::to_owned),
+            ),
         ])),
         ..ConfigMap::default()
     }
@@ -45,12 +51,20 @@ mod tests {
     use crate::cluster::tests::cluster;
 
     #[test]
+    fn the_voters_stay_as_first_written() {
+        let grown = cluster(3, &["zone-a", "zone-b", "zone-c"]);
+        let first = "1000@events-zone-a-0.events-brokers.streams.svc:9093";
+        let data = config_map(&grown, Some(first)).data.expect("data");
+        assert_eq!(data[VOTERS_KEY], first);
+    }
+
+    #[test]
     fn settings_and_voters_in_distinct_zones() {
         let mut c = cluster(4, &["zone-a", "zone-b", "zone-c"]);
         c.spec
             .config
             .insert("min.insync.replicas".to_owned(), "2".to_owned());
-        let data = config_map(&c).data.expect("data");
+        let data = config_map(&c, None).data.expect("data");
         assert_eq!(data[SETTINGS_KEY], "min.insync.replicas=2\n");
         assert_eq!(
             data[VOTERS_KEY],
@@ -60,7 +74,7 @@ mod tests {
         );
         let small = cluster(1, &["zone-a", "zone-b"]);
         assert_eq!(
-            config_map(&small).data.expect("data")[VOTERS_KEY],
+            config_map(&small, None).data.expect("data")[VOTERS_KEY],
             "1000@events-zone-a-0.events-brokers.streams.svc:9093"
         );
     }

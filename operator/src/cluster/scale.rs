@@ -15,13 +15,13 @@
 //! `runnel.dev/skip-scale-down-check: "true"` removes brokers regardless, as
 //! Strimzi's `strimzi.io/skip-broker-scaledown-check`.
 //!
-//! The controller quorum's voters are the first [`MAX_VOTERS`] brokers and
-//! the voter set is fixed, so a scale-down that would remove a voter waits
-//! too (`VotersWouldLeave`), annotation or not.
+//! The controller quorum's voters are fixed when the Cluster is created
+//! (the ConfigMap's `controller.voters`), so a scale-down that would remove
+//! a voter waits too (`VotersWouldLeave`), annotation or not.
 
 use runnel_operator_api::Cluster;
 
-use super::names::{brokers_in_zone, MAX_VOTERS, NODE_ID_BASE};
+use super::names::{brokers_in_zone, NODE_ID_BASE};
 use crate::admin::ClusterMetadata;
 
 /// The annotation that skips the check.
@@ -52,18 +52,29 @@ pub fn removed_brokers(cluster: &Cluster, current: &[i32]) -> Vec<i32> {
     removed
 }
 
-/// Why a scale-down to `spec.brokers` would remove controller voters, if it
-/// would: fewer brokers than there are voters now.
-pub fn removes_voters(cluster: &Cluster, current: &[i32]) -> Option<String> {
-    let have: i32 = current.iter().sum();
-    let voters = have.min(i32::try_from(MAX_VOTERS).unwrap_or(i32::MAX));
-    (cluster.spec.brokers < voters).then(|| {
+/// Why removing `removed` would take controller voters away, if it would:
+/// `voters` is the quorum as the ConfigMap names it (`ID@HOST:PORT,...`).
+pub fn removes_voters(removed: &[i32], voters: &str) -> Option<String> {
+    let leaving: Vec<String> = voter_ids(voters)
+        .into_iter()
+        .filter(|id| removed.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    (!leaving.is_empty()).then(|| {
         format!(
-            "spec.brokers {} would remove controller voters: the first {voters} brokers form \
-             the controller quorum, whose voters are fixed; keep spec.brokers at {voters} or more",
-            cluster.spec.brokers
+            "brokers {} are controller voters, and the voter set is fixed when the Cluster is \
+             created: keep spec.brokers high enough to keep them",
+            leaving.join(", ")
         )
     })
+}
+
+/// The node ids of `ID@HOST:PORT,...`.
+pub fn voter_ids(voters: &str) -> Vec<i32> {
+    voters
+        .split(',')
+        .filter_map(|v| v.split('@').next()?.trim().parse().ok())
+        .collect()
 }
 
 /// The partitions (`topic/partition`) with a replica on one of `brokers`.
@@ -205,21 +216,16 @@ mod tests {
     }
 
     #[test]
-    fn a_scale_down_below_the_voters_is_refused() {
-        let three = cluster(3, &["zone-a", "zone-b", "zone-c"]);
-        assert!(removes_voters(&three, &[2, 1, 1]).is_none());
-        let two = cluster(2, &["zone-a", "zone-b", "zone-c"]);
-        let why = removes_voters(&two, &[1, 1, 1]).expect("refused");
+    fn a_scale_down_that_removes_a_voter_is_refused() {
+        let voters = "1000@a-0.b.ns.svc:9093,2000@b-0.b.ns.svc:9093,3000@c-0.b.ns.svc:9093";
+        assert_eq!(voter_ids(voters), vec![1000, 2000, 3000]);
+        assert!(removes_voters(&[1001], voters).is_none());
+        let why = removes_voters(&[1001, 3000], voters).expect("refused");
         assert!(
-            why.starts_with("spec.brokers 2 would remove controller voters"),
+            why.starts_with("brokers 3000 are controller voters"),
             "{why}"
         );
-        // A single broker growing, or a first start: no voter leaves.
-        assert!(removes_voters(&three, &[1, 0, 0]).is_none());
-        assert!(removes_voters(&two, &[0, 0, 0]).is_none());
-        // Two brokers down to one: one of the two voters would leave.
-        let one = cluster(1, &["zone-a"]);
-        assert!(removes_voters(&one, &[2]).is_some());
+        assert!(removes_voters(&[], voters).is_none());
     }
 
     #[test]

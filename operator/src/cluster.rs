@@ -120,17 +120,11 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let name = cluster.name_any();
     let first_time = cluster.status.is_none();
 
-    let voters = existing_voters(ctx, &ns, cluster).await?;
-    let config = apply(
-        ctx,
-        &ns,
-        &config_map::config_map(cluster, voters.as_deref()),
-    )
-    .await?;
-    let voters = config
-        .data
-        .and_then(|mut d| d.remove(config_map::VOTERS_KEY))
-        .unwrap_or_default();
+    // The voters are fixed once the ConfigMap names them.
+    let voters = existing_voters(ctx, &ns, cluster)
+        .await?
+        .unwrap_or_else(|| names::controller_voters(cluster));
+    apply(ctx, &ns, &config_map::config_map(cluster, &voters)).await?;
     apply(ctx, &ns, &service::headless_service(cluster)).await?;
     apply(ctx, &ns, &service::bootstrap_service(cluster)).await?;
     // A scale-down waits while the brokers it removes hold replicas.
@@ -392,7 +386,11 @@ pub(crate) mod tests {
                 assert_eq!(refs[0].kind, "Cluster");
                 assert_eq!(refs[0].controller, Some(true));
             };
-        owner(config_map::config_map(&c, None).metadata.owner_references);
+        owner(
+            config_map::config_map(&c, &names::controller_voters(&c))
+                .metadata
+                .owner_references,
+        );
         owner(service::headless_service(&c).metadata.owner_references);
         owner(service::bootstrap_service(&c).metadata.owner_references);
         owner(statefulset::statefulset(&c, 0).metadata.owner_references);

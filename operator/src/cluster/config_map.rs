@@ -8,18 +8,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use runnel_operator_api::Cluster;
 
-use super::names::{config_map_name, controller_voters, labels};
+use super::names::{config_map_name, labels};
 
 /// The key of the settings file.
 pub const SETTINGS_KEY: &str = "broker.settings";
 /// The key of `ID@HOST:PORT,...`.
 pub const VOTERS_KEY: &str = "controller.voters";
 
-/// `<cluster>-config`. `voters` is the quorum the ConfigMap already names,
-/// if it exists: the voter set is fixed when the Cluster is created (the
-/// first brokers, zone by zone), and brokers added later join as
+/// `<cluster>-config` naming `voters` (`ID@HOST:PORT,...`): the voter set is
+/// fixed when the Cluster is created ([`super::names::controller_voters`], the first
+/// brokers zone by zone) and kept after, so brokers added later join as
 /// non-voters.
-pub fn config_map(cluster: &Cluster, voters: Option<&str>) -> ConfigMap {
+pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
     let settings: String = cluster
         .spec
         .config
@@ -36,10 +36,7 @@ pub fn config_map(cluster: &Cluster, voters: Option<&str>) -> ConfigMap {
         },
         data: Some(BTreeMap::from([
             (SETTINGS_KEY.to_owned(), settings),
-            (
-                VOTERS_KEY.to_owned(),
-                voters.map_or_else(|| controller_voters(cluster), str::to_owned),
-            ),
+            (VOTERS_KEY.to_owned(), voters.to_owned()),
         ])),
         ..ConfigMap::default()
     }
@@ -47,6 +44,7 @@ pub fn config_map(cluster: &Cluster, voters: Option<&str>) -> ConfigMap {
 
 #[cfg(test)]
 mod tests {
+    use super::super::names::controller_voters;
     use super::*;
     use crate::cluster::tests::cluster;
 
@@ -54,7 +52,7 @@ mod tests {
     fn the_voters_stay_as_first_written() {
         let grown = cluster(3, &["zone-a", "zone-b", "zone-c"]);
         let first = "1000@events-zone-a-0.events-brokers.streams.svc:9093";
-        let data = config_map(&grown, Some(first)).data.expect("data");
+        let data = config_map(&grown, first).data.expect("data");
         assert_eq!(data[VOTERS_KEY], first);
     }
 
@@ -64,7 +62,7 @@ mod tests {
         c.spec
             .config
             .insert("min.insync.replicas".to_owned(), "2".to_owned());
-        let data = config_map(&c, None).data.expect("data");
+        let data = config_map(&c, &controller_voters(&c)).data.expect("data");
         assert_eq!(data[SETTINGS_KEY], "min.insync.replicas=2\n");
         assert_eq!(
             data[VOTERS_KEY],
@@ -74,7 +72,9 @@ mod tests {
         );
         let small = cluster(1, &["zone-a", "zone-b"]);
         assert_eq!(
-            config_map(&small, None).data.expect("data")[VOTERS_KEY],
+            config_map(&small, &controller_voters(&small))
+                .data
+                .expect("data")[VOTERS_KEY],
             "1000@events-zone-a-0.events-brokers.streams.svc:9093"
         );
     }

@@ -18,6 +18,7 @@ use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producers::ProducerIdManager;
 use crate::topics::{Topic, TopicTable};
+use crate::txn::TransactionCoordinator;
 
 /// How long an admin request waits for this broker to see its own change.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +55,8 @@ pub struct Broker {
     pub(crate) groups: GroupCoordinator,
     /// Producer ids for idempotent producers.
     pub(crate) producer_ids: ProducerIdManager,
+    /// Transactional ids and their transactions.
+    pub(crate) txns: TransactionCoordinator,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -75,6 +78,7 @@ impl Broker {
         check_node_id(data_dir, identity.node_id)?;
         let topics = TopicTable::open(data_dir, settings.clone(), identity.node_id)?;
         let groups = GroupCoordinator::new(&settings);
+        let txns = TransactionCoordinator::new(&settings);
         info!(node_id = identity.node_id, data_dir = %data_dir.display(), "broker opened");
         Ok(Broker {
             identity,
@@ -85,6 +89,7 @@ impl Broker {
             voters,
             groups,
             producer_ids: ProducerIdManager::default(),
+            txns,
         })
     }
 

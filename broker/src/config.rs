@@ -375,6 +375,21 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "262144",
     },
     BrokerSettingDef {
+        name: "transaction.max.timeout.ms",
+        kind: Kind::Int(1),
+        default: "900000",
+    },
+    BrokerSettingDef {
+        name: "transaction.state.log.num.partitions",
+        kind: Kind::Int(1),
+        default: "50",
+    },
+    BrokerSettingDef {
+        name: "transaction.state.log.replication.factor",
+        kind: Kind::Int(1),
+        default: "3",
+    },
+    BrokerSettingDef {
         name: "unclean.leader.election.enable",
         kind: Kind::Choice(&["false"]),
         default: "false",

@@ -43,6 +43,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod reassignments;
 mod sync_group;
+mod txn;
 
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,12 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::AddPartitionsToTxn, txn::ADD_PARTITIONS_VERSIONS),
+    (ApiKey::AddOffsetsToTxn, txn::ADD_OFFSETS_VERSIONS),
+    (ApiKey::EndTxn, txn::END_TXN_VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn::TXN_OFFSET_COMMIT_VERSIONS),
+    (ApiKey::DescribeTransactions, txn::DESCRIBE_VERSIONS),
+    (ApiKey::ListTransactions, txn::LIST_VERSIONS),
     (
         ApiKey::OffsetForLeaderEpoch,
         offset_for_leader_epoch::VERSIONS,
@@ -311,6 +318,20 @@ async fn handle(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, v, r).await)
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(broker, v, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(broker, v, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(broker, v, r).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(broker, v, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe(broker, r))
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(broker, v, r)),
         other => {
             // dispatch() only lets through the APIs in SUPPORTED, all matched above.
             warn!(request = ?std::mem::discriminant(&other), "request routed without a handler");

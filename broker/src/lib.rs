@@ -26,6 +26,7 @@ mod records;
 pub mod replication;
 pub mod server;
 pub mod topics;
+mod txn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,12 +288,14 @@ async fn follow_image(broker: Arc<Broker>, shutdown: CancellationToken) {
         match tokio::task::spawn_blocking(move || {
             let changes = b.topics.sync(&image);
             b.groups.on_role_changes(&b.topics, &changes);
+            let resume = b.txns.on_role_changes(&b.topics, &changes);
             b.topics.mark_synced(image.version);
             b.metrics.observe_replicas(&b.topics);
+            resume
         })
         .await
         {
-            Ok(()) => {}
+            Ok(resume) => txn::resume(&broker, resume),
             Err(error) => warn!(%error, "applying cluster metadata failed"),
         }
         tokio::select! {
@@ -331,6 +334,7 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         broker.groups.tick(clock::now_ms());
+        txn::abort_timed_out(&broker, clock::now_ms());
         replication::shrink_lagging(&broker, clock::now_ms());
         if last_offsets_expiry.elapsed() >= offsets_every {
             last_offsets_expiry = tokio::time::Instant::now();

@@ -9,8 +9,14 @@
 //!   close / housekeeping ─▶ producer_state.snapshot beside the log (JSON),
 //!   open ─▶ snapshot + replay of the batches after its offset
 //! ```
+//!
+//! The same table follows transactions on the partition: a transactional
+//! batch opens its producer's transaction (its first offset bounds the last
+//! stable offset), a commit or abort marker (a control batch the
+//! transaction coordinator has the leader write) closes it, and an aborted
+//! transaction's offsets are kept for read_committed fetches.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,6 +52,39 @@ struct BatchMeta {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// The first offset of the producer's open transaction on this partition.
+    #[serde(default)]
+    txn_first_offset: Option<i64>,
+}
+
+/// What a transaction marker (control batch) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// The transaction aborted: read_committed consumers skip its records.
+    Abort,
+    /// The transaction committed.
+    Commit,
+}
+
+impl Marker {
+    /// The control record type Kafka writes in the marker's key.
+    pub(crate) fn control_type(self) -> i16 {
+        match self {
+            Marker::Abort => 0,
+            Marker::Commit => 1,
+        }
+    }
+}
+
+/// An aborted transaction on one partition, as Fetch reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AbortedTxn {
+    /// The producer.
+    pub(crate) producer_id: i64,
+    /// Its first record on the partition.
+    pub(crate) first_offset: i64,
+    /// The offset of its abort marker.
+    pub(crate) last_offset: i64,
 }
 
 /// What to do with an incoming batch.
@@ -70,6 +109,10 @@ static TABLE_IDS: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id.
+    ongoing: BTreeMap<i64, i64>,
+    /// Aborted transactions, in the order of their markers.
+    aborted: Vec<AbortedTxn>,
     /// This table's identity (see `TABLE_IDS`).
     id: u64,
     /// Changes recorded so far, and how many of them the snapshot on disk holds.
@@ -81,6 +124,8 @@ impl Default for ProducerStateTable {
     fn default() -> Self {
         Self {
             producers: HashMap::new(),
+            ongoing: BTreeMap::new(),
+            aborted: Vec::new(),
             id: TABLE_IDS.fetch_add(1, Ordering::Relaxed),
             changes: 0,
             snapshotted: 0,
@@ -191,9 +236,20 @@ impl ProducerStateTable {
         }
     }
 
-    /// Remembers an appended batch (its header carries the assigned offsets).
-    pub(crate) fn record(&mut self, h: &BatchHeader) {
-        if h.producer_id < 0 || h.base_sequence < 0 {
+    /// Remembers an appended batch (its header carries the assigned offsets);
+    /// `marker` is what a control batch says (see [`control_marker`]).
+    pub(crate) fn record(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        if h.producer_id < 0 {
+            return;
+        }
+        if h.is_control() {
+            if let Some(marker) = marker {
+                self.complete_txn(h, marker);
+            }
+            return;
+        }
+        let sequenced = h.base_sequence >= 0;
+        if !sequenced && !h.is_transactional() {
             return;
         }
         let entry = self
@@ -202,21 +258,100 @@ impl ProducerStateTable {
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
+                txn_first_offset: None,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
-        entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
-            first_offset: h.base_offset,
-            last_offset: h.last_offset(),
-        });
-        while entry.batches.len() > CACHED_BATCHES {
-            entry.batches.pop_front();
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
+        if sequenced {
+            entry.batches.push_back(BatchMeta {
+                first_seq: h.base_sequence,
+                last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+                first_offset: h.base_offset,
+                last_offset: h.last_offset(),
+            });
+            while entry.batches.len() > CACHED_BATCHES {
+                entry.batches.pop_front();
+            }
         }
         self.changes += 1;
+    }
+
+    /// Remembers every batch of `bytes` (whose headers are `headers`, in
+    /// order), reading what each control batch says.
+    pub(crate) fn record_all(&mut self, bytes: &[u8], headers: &[BatchHeader]) {
+        let mut position = 0usize;
+        for h in headers {
+            let size = h.total_size();
+            let marker = if h.is_control() {
+                bytes
+                    .get(position..position + size)
+                    .and_then(control_marker)
+            } else {
+                None
+            };
+            self.record(h, marker);
+            position += size;
+        }
+    }
+
+    /// A marker closes the producer's open transaction. A marker at a newer
+    /// epoch (the coordinator fenced the producer) restarts its sequences.
+    fn complete_txn(&mut self, h: &BatchHeader, marker: Marker) {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                txn_first_offset: None,
+            });
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if let Some(first) = entry.txn_first_offset.take() {
+            self.ongoing.remove(&first);
+            if marker == Marker::Abort {
+                self.aborted.push(AbortedTxn {
+                    producer_id: h.producer_id,
+                    first_offset: first,
+                    last_offset: h.base_offset,
+                });
+            }
+        }
+        self.changes += 1;
+    }
+
+    /// The first offset of the oldest open transaction: the last stable
+    /// offset cannot pass it.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, to)` must
+    /// be told about: those with records in that range.
+    pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly before the log start (retention).
+    pub(crate) fn prune_aborted(&mut self, log_start_offset: i64) {
+        let before = self.aborted.len();
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+        if self.aborted.len() != before {
+            self.changes += 1;
+        }
     }
 
     /// Whether anything changed since the snapshot on disk.
@@ -239,6 +374,7 @@ impl ProducerStateTable {
             snapshot: Snapshot {
                 end_offset,
                 producers: self.producers.clone(),
+                aborted: self.aborted.clone(),
             },
         }
     }
@@ -284,7 +420,13 @@ impl ProducerStateTable {
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(s) if s.end_offset <= end && s.end_offset >= from => {
+                    table.ongoing = s
+                        .producers
+                        .iter()
+                        .filter_map(|(pid, e)| e.txn_first_offset.map(|first| (first, *pid)))
+                        .collect();
                     table.producers = s.producers;
+                    table.aborted = s.aborted;
                     from = s.end_offset;
                 }
                 // Past the log end it describes records since truncated: were
@@ -313,10 +455,21 @@ impl ProducerStateTable {
             if read.records.is_empty() {
                 break;
             }
-            for header in runnel_storage::validate_batches(&read.records)? {
+            let headers = runnel_storage::validate_batches(&read.records)?;
+            let mut position = 0usize;
+            for header in headers {
+                let size = header.total_size();
                 if header.last_offset() >= from {
-                    table.record(&header);
+                    let marker = if header.is_control() {
+                        read.records
+                            .get(position..position + size)
+                            .and_then(control_marker)
+                    } else {
+                        None
+                    };
+                    table.record(&header, marker);
                 }
+                position += size;
                 from = from.max(header.next_offset());
             }
         }
@@ -331,6 +484,43 @@ impl ProducerStateTable {
 struct Snapshot {
     end_offset: i64,
     producers: HashMap<i64, ProducerEntry>,
+    #[serde(default)]
+    aborted: Vec<AbortedTxn>,
+}
+
+/// What a control batch says: the type in its first record's key
+/// (version i16, type i16; 0 abort, 1 commit). `None` for anything else.
+pub(crate) fn control_marker(batch: &[u8]) -> Option<Marker> {
+    let mut r = batch.get(runnel_storage::BATCH_HEADER_LEN..)?;
+    let _length = read_varint(&mut r)?;
+    let (_attributes, rest) = r.split_first()?;
+    r = rest;
+    let _timestamp_delta = read_varint(&mut r)?;
+    let _offset_delta = read_varint(&mut r)?;
+    let key_len = read_varint(&mut r)?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = r.get(..4)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
+    }
+}
+
+/// A zigzag varint (as record fields are encoded).
+fn read_varint(r: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = r.split_first()?;
+        *r = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
 }
 
 /// Hands out producer ids that are never reused anywhere in the cluster:
@@ -397,7 +587,7 @@ mod tests {
         let mut t = ProducerStateTable::default();
         let first = header(7, 0, 0, 3, 10);
         assert_eq!(t.check(&first), SequenceCheck::Append);
-        t.record(&first);
+        t.record(&first, None);
         assert_eq!(
             t.check(&header(7, 0, 0, 3, 0)),
             SequenceCheck::Duplicate { base_offset: 10 }
@@ -417,7 +607,7 @@ mod tests {
     #[test]
     fn epochs_fence_and_reset_sequences() {
         let mut t = ProducerStateTable::default();
-        t.record(&header(7, 2, 0, 1, 0));
+        t.record(&header(7, 2, 0, 1, 0), None);
         assert_eq!(
             t.check(&header(7, 1, 1, 1, 0)),
             SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
@@ -434,10 +624,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(SNAPSHOT_FILE);
         let mut t = ProducerStateTable::default();
-        t.record(&header(7, 0, 0, 3, 0));
+        t.record(&header(7, 0, 0, 3, 0), None);
         let taken = t.snapshot_due(dir.path(), 3).expect("dirty");
         // Appends go on while the snapshot is being written.
-        t.record(&header(7, 0, 3, 1, 3));
+        t.record(&header(7, 0, 3, 1, 3), None);
         let staged = taken.stage().expect("stage");
         assert!(!path.exists(), "staged, not yet in place");
         assert!(t.install(&staged, 4).expect("install"));
@@ -469,11 +659,85 @@ mod tests {
         assert!(!dir.path().join("producer_state.staged").exists());
     }
 
+    fn txn_header(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..header(pid, epoch, seq, count, offset)
+        }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            base_sequence: -1,
+            ..header(pid, epoch, -1, 1, offset)
+        }
+    }
+
+    #[test]
+    fn open_transactions_bound_the_stable_offset_and_aborts_are_remembered() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 0, 0, 2, 0), None); // idempotent, not transactional
+        assert_eq!(t.first_unstable_offset(), None);
+        t.record(&txn_header(7, 0, 0, 2, 2), None);
+        t.record(&txn_header(8, 0, 0, 1, 4), None);
+        t.record(&txn_header(7, 0, 2, 1, 5), None);
+        assert_eq!(t.first_unstable_offset(), Some(2));
+        t.record(&marker(7, 0, 6), Some(Marker::Abort));
+        assert_eq!(t.first_unstable_offset(), Some(4), "8 is still open");
+        t.record(&marker(8, 0, 7), Some(Marker::Commit));
+        assert_eq!(t.first_unstable_offset(), None);
+        let aborted = AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+            last_offset: 6,
+        };
+        assert_eq!(t.aborted_between(0, 8), vec![aborted]);
+        assert_eq!(t.aborted_between(6, 8), vec![aborted]);
+        assert!(
+            t.aborted_between(7, 8).is_empty(),
+            "wholly before the fetch"
+        );
+        assert!(t.aborted_between(0, 2).is_empty(), "wholly after the fetch");
+        // The next transaction of 7 starts at its next batch.
+        t.record(&txn_header(7, 0, 3, 1, 8), None);
+        assert_eq!(t.first_unstable_offset(), Some(8));
+
+        // Both survive a snapshot, and retention forgets old aborts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staged = t.snapshot(dir.path(), 9).stage().expect("stage");
+        assert!(t.install(&staged, 9).expect("install"));
+        let on_disk: Snapshot =
+            serde_json::from_slice(&std::fs::read(dir.path().join(SNAPSHOT_FILE)).expect("read"))
+                .expect("decode");
+        assert_eq!(on_disk.aborted, vec![aborted]);
+        assert_eq!(on_disk.producers[&7].txn_first_offset, Some(8));
+        t.prune_aborted(7);
+        assert!(t.aborted_between(0, 9).is_empty());
+    }
+
+    #[test]
+    fn a_marker_at_a_newer_epoch_fences_the_old_producer() {
+        let mut t = ProducerStateTable::default();
+        t.record(&txn_header(7, 0, 0, 3, 0), None);
+        // The coordinator aborted it on a timeout, bumping the epoch.
+        t.record(&marker(7, 1, 3), Some(Marker::Abort));
+        assert_eq!(
+            t.check(&txn_header(7, 0, 3, 1, 0)),
+            SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(t.check(&txn_header(7, 1, 0, 1, 0)), SequenceCheck::Append);
+        assert_eq!(
+            t.check(&txn_header(7, 1, 3, 1, 0)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+    }
+
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let mut t = ProducerStateTable::default();
         for i in 0..7 {
-            t.record(&header(1, 0, i, 1, i64::from(i)));
+            t.record(&header(1, 0, i, 1, i64::from(i)), None);
         }
         assert_eq!(
             t.check(&header(1, 0, 6, 1, 0)),

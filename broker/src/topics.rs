@@ -77,6 +77,16 @@ impl PartitionData {
             .max(self.log.log_start_offset())
     }
 
+    /// The last stable offset: read_committed consumers read up to it,
+    /// the high watermark or the first offset of the oldest open
+    /// transaction, whichever is lower.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.producers
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
     /// Whether this replica leads.
     pub(crate) fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader(_))
@@ -218,6 +228,10 @@ impl Partition {
         }
         let checked = runnel_storage::CheckedBatches::check(records)?;
         for (i, header) in checked.headers().iter().enumerate() {
+            if header.is_control() {
+                // Only the transaction coordinator writes markers.
+                return Err(BrokerError::Producer(ResponseError::InvalidRecord));
+            }
             match data.producers.check(header) {
                 SequenceCheck::Append => {}
                 // A retried request: its batches are in the log already.
@@ -244,7 +258,7 @@ impl Partition {
             .log
             .append_batches(checked, data.leader_epoch, now_ms())?;
         for header in &info.batches {
-            data.producers.record(header);
+            data.producers.record(header, None);
         }
         data.advance_high_watermark();
         Ok((
@@ -256,6 +270,38 @@ impl Partition {
             },
             data.high_watermark(),
         ))
+    }
+
+    /// Appends a transaction marker as leader; the offset after it, and the
+    /// high watermark.
+    fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: crate::producers::Marker,
+        coordinator_epoch: i32,
+    ) -> Result<(i64, i64), BrokerError> {
+        let batch = crate::records::encode_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            now_ms(),
+        )?;
+        let mut guard = self.lock();
+        let data = guard.as_mut().ok_or(BrokerError::NotLeaderOrFollower)?;
+        if !data.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        let checked = runnel_storage::CheckedBatches::check(&batch)?;
+        let info = data
+            .log
+            .append_batches(checked, data.leader_epoch, now_ms())?;
+        for header in &info.batches {
+            data.producers.record(header, Some(marker));
+        }
+        data.advance_high_watermark();
+        Ok((info.last_offset + 1, data.high_watermark()))
     }
 
     /// Writes the producer state snapshot if it changed. It is taken under
@@ -639,6 +685,23 @@ impl TopicTable {
         Ok(appended)
     }
 
+    /// Appends a transaction marker as leader and wakes waiting fetches;
+    /// the offset after it (acks=all waits for the high watermark to reach it).
+    pub(crate) fn append_marker(
+        &self,
+        partition: &Partition,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: crate::producers::Marker,
+        coordinator_epoch: i32,
+    ) -> Result<i64, BrokerError> {
+        let (end, hw) =
+            partition.append_marker(producer_id, producer_epoch, marker, coordinator_epoch)?;
+        partition.publish_high_watermark(hw);
+        self.notify();
+        Ok(end)
+    }
+
     /// Waits until the partition's high watermark reaches `offset`, the
     /// replica stops leading, or `timeout` passes.
     pub async fn wait_for_high_watermark(
@@ -704,6 +767,7 @@ impl TopicTable {
                         if deleted > 0 {
                             info!(topic = %topic.name, partition = partition.index, deleted,
                                 log_start_offset = data.log.log_start_offset(), "retention deleted segments");
+                            data.producers.prune_aborted(data.log.log_start_offset());
                         }
                     }
                     Ok(())

@@ -45,6 +45,15 @@ pub(crate) struct CommitEntry {
     pub(crate) committed: Committed,
 }
 
+/// An offset committed in a transaction still open.
+#[derive(Debug, Clone)]
+struct PendingCommit {
+    group: String,
+    topic: String,
+    partition: i32,
+    committed: Committed,
+}
+
 /// A group as ListGroups shows it.
 #[derive(Debug, Clone)]
 pub(crate) struct ListedGroup {
@@ -63,6 +72,9 @@ pub(crate) struct GroupCoordinator {
     owned: Mutex<HashSet<i32>>,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<OffsetTable>,
+    /// Offsets committed in open transactions, by producer id: they count
+    /// once the transaction's commit marker is written.
+    pending: Mutex<HashMap<i64, Vec<PendingCommit>>>,
     config: GroupConfig,
     offsets_partitions: i32,
     offsets_retention_ms: i64,
@@ -80,6 +92,7 @@ impl GroupCoordinator {
             owned: Mutex::new(HashSet::new()),
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(OffsetTable::default()),
+            pending: Mutex::new(HashMap::new()),
             config: GroupConfig {
                 min_session_timeout_ms: settings.get_i64("group.min.session.timeout.ms") as i32,
                 max_session_timeout_ms: settings.get_i64("group.max.session.timeout.ms") as i32,
@@ -151,6 +164,9 @@ impl GroupCoordinator {
     fn unload_partition(&self, partition: i32) {
         let n = self.offsets_partitions;
         lock(&self.groups).retain(|id, _| offsets::partition_for(id, n) != partition);
+        for commits in lock(&self.pending).values_mut() {
+            commits.retain(|c| offsets::partition_for(&c.group, n) != partition);
+        }
         let mut table = lock(&self.offsets);
         for id in table.group_ids() {
             if offsets::partition_for(&id, n) == partition {
@@ -184,7 +200,34 @@ impl GroupCoordinator {
             for batch in batches {
                 for record in batch.records {
                     offset = record.offset + 1;
-                    if let Some(key) = &record.key {
+                    let Some(key) = &record.key else {
+                        continue;
+                    };
+                    if record.control {
+                        // A transaction's marker: its offsets count, or never will.
+                        let commit = key.len() >= 4 && key[2..4] == [0, 1];
+                        if let Some(commits) = lock(&self.pending).remove(&record.producer_id) {
+                            for c in commits {
+                                if commit {
+                                    table.put(&c.group, &c.topic, c.partition, c.committed);
+                                }
+                            }
+                        }
+                    } else if record.transactional {
+                        if let Some((group, topic, partition, committed)) =
+                            offsets::decode_commit(key, record.value.as_ref())
+                        {
+                            lock(&self.pending)
+                                .entry(record.producer_id)
+                                .or_default()
+                                .push(PendingCommit {
+                                    group,
+                                    topic,
+                                    partition,
+                                    committed,
+                                });
+                        }
+                    } else {
                         table.apply_record(key, record.value.as_ref());
                         records += 1;
                     }
@@ -428,6 +471,120 @@ impl GroupCoordinator {
         )?;
         topics.append(&partition, &buf, None)?;
         Ok(())
+    }
+
+    /// TxnOffsetCommit: writes the offsets as part of producer
+    /// `(producer_id, producer_epoch)`'s transaction; they count once its
+    /// commit marker is written (`complete_txn`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn txn_commit(
+        &self,
+        topics: &TopicTable,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member: Option<(&str, Option<&str>, i32)>,
+        entries: Vec<CommitEntry>,
+    ) -> Result<Vec<(CommitEntry, Option<ResponseError>)>, ResponseError> {
+        self.owns(group_id)?;
+        if let Some((member_id, instance_id, generation_id)) = member {
+            // v3: a member of a live group must be of its current generation.
+            if generation_id >= 0 {
+                let known = self.with_group(group_id, false, |g| {
+                    g.accept_offset_commit(
+                        member_id,
+                        instance_id,
+                        generation_id,
+                        crate::clock::now_ms(),
+                    )
+                });
+                match known {
+                    Some(result) => result?,
+                    None => return Err(ResponseError::IllegalGeneration),
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(entries.len());
+        let mut records = Vec::new();
+        for entry in entries {
+            let error = if entry.committed.metadata.len() > self.metadata_max_bytes {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else if topics.partition(&entry.topic, entry.partition).is_err() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                records.push((
+                    Some(offsets::encode_key(group_id, &entry.topic, entry.partition)),
+                    Some(offsets::encode_value(&entry.committed)),
+                ));
+                None
+            };
+            results.push((entry, error));
+        }
+        let mut pending = lock(&self.pending);
+        if !records.is_empty() {
+            let batch = crate::records::encode_transactional_batch(
+                records,
+                crate::clock::now_ms(),
+                producer_id,
+                producer_epoch,
+            )
+            .map_err(|e| e.kafka())?;
+            let partition = topics
+                .partition(OFFSETS_TOPIC, self.partition_of(group_id))
+                .map_err(|_| ResponseError::NotCoordinator)?;
+            if let Err(e) = topics.append(&partition, &batch, None) {
+                warn!(group = %group_id, error = %e, "writing a transactional offset commit failed");
+                return Err(e.kafka());
+            }
+        }
+        let commits = pending.entry(producer_id).or_default();
+        for (entry, error) in &results {
+            if error.is_none() {
+                commits.push(PendingCommit {
+                    group: group_id.to_string(),
+                    topic: entry.topic.clone(),
+                    partition: entry.partition,
+                    committed: entry.committed.clone(),
+                });
+            }
+        }
+        Ok(results)
+    }
+
+    /// A transaction's marker was written to `__consumer_offsets`
+    /// partition `partition`: its offsets there count (commit) or are
+    /// dropped (abort).
+    pub(crate) fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let n = self.offsets_partitions;
+        let done: Vec<PendingCommit> = {
+            let mut pending = lock(&self.pending);
+            let Some(commits) = pending.get_mut(&producer_id) else {
+                return;
+            };
+            let (done, rest): (Vec<_>, Vec<_>) = commits
+                .drain(..)
+                .partition(|c| offsets::partition_for(&c.group, n) == partition);
+            *commits = rest;
+            if commits.is_empty() {
+                pending.remove(&producer_id);
+            }
+            done
+        };
+        if commit {
+            let mut table = lock(&self.offsets);
+            for c in done {
+                table.put(&c.group, &c.topic, c.partition, c.committed);
+            }
+        }
+    }
+
+    /// Whether an open transaction has committed an offset for a group's
+    /// partition (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
+    pub(crate) fn has_pending(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        lock(&self.pending)
+            .values()
+            .flatten()
+            .any(|c| c.group == group_id && c.topic == topic && c.partition == partition)
     }
 
     /// OffsetFetch: the committed offsets of the wanted partitions (all when `None`).

@@ -127,6 +127,16 @@ pub(crate) fn encode_value(c: &Committed) -> Bytes {
     buf.freeze()
 }
 
+/// An offset commit record: (group, topic, partition, what was committed).
+pub(crate) fn decode_commit(
+    key: &Bytes,
+    value: Option<&Bytes>,
+) -> Option<(String, String, i32, Committed)> {
+    let (group, topic, partition) = decode_key(key)?;
+    let committed = decode_value(value?)?;
+    Some((group, topic, partition, committed))
+}
+
 fn decode_key(key: &Bytes) -> Option<(String, String, i32)> {
     let mut buf = key.clone();
     if buf.remaining() < 2 {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, VersionRange};
 use kafka_protocol::ResponseError;
@@ -128,12 +130,25 @@ fn resolve(
 
 /// What one partition of a fetch gets.
 enum Served {
-    /// Records (ranges of segment files, possibly none), their length, the
-    /// log start offset, the high watermark.
-    Records(Vec<FileSlice>, usize, i64, i64),
+    /// Records (ranges of segment files, possibly none), their length, and
+    /// where the log stands.
+    Records(Vec<FileSlice>, usize, Offsets),
     /// KIP-392: read from this replica instead.
-    Preferred(i32, i64, i64),
+    Preferred(i32, Offsets),
 }
+
+/// Where a partition's log stands, for a fetch response.
+struct Offsets {
+    log_start: i64,
+    high_watermark: i64,
+    last_stable: i64,
+    /// For read_committed fetches: the aborted transactions in what is read.
+    aborted: Option<Vec<AbortedTransaction>>,
+}
+
+/// Isolation level 1: consumers see only committed transactions, up to
+/// the last stable offset.
+const READ_COMMITTED: i8 = 1;
 
 /// An in-sync replica in the consumer's rack, when the leader is not in it.
 fn preferred_replica(broker: &Broker, isr: &[i32], rack: &str) -> Option<i32> {
@@ -162,6 +177,7 @@ fn read_once(broker: &Broker, version: i16, request: &FetchRequest) -> (FetchAns
     } else {
         ""
     };
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let mut total = 0usize;
     let mut errors = false;
     let mut responses = Vec::with_capacity(request.topics.len());
@@ -188,9 +204,16 @@ fn read_once(broker: &Broker, version: i16, request: &FetchRequest) -> (FetchAns
                         }
                         let start = d.log.log_start_offset();
                         let hw = d.high_watermark();
+                        let lso = d.last_stable_offset();
+                        let offsets = |aborted| Offsets {
+                            log_start: start,
+                            high_watermark: hw,
+                            last_stable: lso,
+                            aborted,
+                        };
                         if leader {
                             if let Some(replica) = preferred_replica(broker, &d.isr, rack) {
-                                return Ok(Served::Preferred(replica, start, hw));
+                                return Ok(Served::Preferred(replica, offsets(None)));
                             }
                         }
                         let end = d.log.log_end_offset();
@@ -202,46 +225,64 @@ fn read_once(broker: &Broker, version: i16, request: &FetchRequest) -> (FetchAns
                             }
                             .into());
                         }
+                        // read_committed consumers stop at the last stable offset.
+                        let upto = if read_committed { lso } else { hw };
+                        let nothing = || {
+                            let aborted = read_committed.then(Vec::new);
+                            Ok(Served::Records(Vec::new(), 0, offsets(aborted)))
+                        };
                         // A follower may be behind the offset the consumer reached at
                         // the leader: nothing to read yet.
-                        if p.fetch_offset >= hw {
-                            return Ok(Served::Records(Vec::new(), 0, start, hw));
+                        if p.fetch_offset >= upto {
+                            return nothing();
                         }
                         let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                         if limit == 0 {
-                            return Ok(Served::Records(Vec::new(), 0, start, hw));
+                            return nothing();
                         }
-                        let read = d.log.read_slices(p.fetch_offset, limit, hw)?;
+                        let read = d.log.read_slices(p.fetch_offset, limit, upto)?;
                         // Only the first partition with data may exceed the limits (KIP-74).
                         if total > 0 && read.len > limit {
-                            return Ok(Served::Records(Vec::new(), 0, start, hw));
+                            return nothing();
                         }
-                        Ok(Served::Records(read.slices, read.len, start, hw))
+                        let aborted = read_committed.then(|| {
+                            d.producers
+                                .aborted_between(p.fetch_offset, upto)
+                                .into_iter()
+                                .map(|a| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(a.producer_id))
+                                        .with_first_offset(a.first_offset)
+                                })
+                                .collect()
+                        });
+                        Ok(Served::Records(read.slices, read.len, offsets(aborted)))
                     })
                     .map_err(|e| e.code())
             });
             let mut slices = Vec::new();
             partitions.push(match result {
-                Ok(Served::Records(records, len, log_start, hw)) => {
+                Ok(Served::Records(records, len, offsets)) => {
                     total += len;
                     budget = budget.saturating_sub(len);
                     slices = records;
                     let base = base
-                        .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_high_watermark(offsets.high_watermark)
+                        .with_last_stable_offset(offsets.last_stable)
+                        .with_aborted_transactions(offsets.aborted)
                         .with_records(Some(Bytes::new()));
                     if version >= 5 {
-                        base.with_log_start_offset(log_start)
+                        base.with_log_start_offset(offsets.log_start)
                     } else {
                         base
                     }
                 }
-                Ok(Served::Preferred(replica, log_start, hw)) => {
+                Ok(Served::Preferred(replica, offsets)) => {
                     // An answer to act on: end the long poll.
                     errors = true;
-                    base.with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(log_start)
+                    base.with_high_watermark(offsets.high_watermark)
+                        .with_last_stable_offset(offsets.last_stable)
+                        .with_log_start_offset(offsets.log_start)
                         .with_preferred_read_replica(BrokerId(replica))
                         .with_records(Some(Bytes::new()))
                 }

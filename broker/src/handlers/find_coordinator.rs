@@ -1,5 +1,6 @@
 //! FindCoordinator (key 10): a group's coordinator is the leader of its
-//! `__consumer_offsets` partition.
+//! `__consumer_offsets` partition, a transactional id's the leader of its
+//! `__transaction_state` partition.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::broker::Broker;
 use crate::cluster::Assignment;
 use crate::error::BrokerError;
 use crate::groups::offsets::OFFSETS_TOPIC;
+use crate::txn::log::TXN_TOPIC;
 
 /// v4+ batches keys (KIP-699).
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
@@ -27,16 +29,19 @@ async fn locate(
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), ResponseError> {
-    if key_type == KEY_TYPE_TRANSACTION {
-        // Transactions are refused at InitProducerId; any broker answers that.
-        let id = &broker.identity;
-        return Ok((id.node_id, id.host.clone(), id.port));
-    }
-    ensure_offsets_topic(broker).await?;
+    let (topic, partition) = if key_type == KEY_TYPE_TRANSACTION {
+        if key.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        ensure_txn_topic(broker).await?;
+        (TXN_TOPIC, broker.txns.partition_of(key))
+    } else {
+        ensure_offsets_topic(broker).await?;
+        (OFFSETS_TOPIC, broker.groups.partition_of(key))
+    };
     let image = broker.image();
-    let partition = broker.groups.partition_of(key);
     let leader = image
-        .partition(OFFSETS_TOPIC, partition)
+        .partition(topic, partition)
         .map(|p| p.leader)
         .unwrap_or(-1);
     match image.brokers.get(&leader).filter(|b| !b.fenced) {
@@ -47,16 +52,43 @@ async fn locate(
 
 /// Creates `__consumer_offsets` on first use, replicated like Kafka's
 /// (`offsets.topic.replication.factor`, capped by the cluster size).
-async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
-    if broker.topics.get(OFFSETS_TOPIC).is_some() {
+pub(crate) async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
+    ensure_internal_topic(
+        broker,
+        OFFSETS_TOPIC,
+        broker.groups.offsets_partitions(),
+        "offsets.topic.replication.factor",
+        crate::groups::GroupCoordinator::offsets_topic_configs(),
+    )
+    .await
+}
+
+/// Creates `__transaction_state` on first use
+/// (`transaction.state.log.replication.factor`, capped by the cluster size).
+async fn ensure_txn_topic(broker: &Broker) -> Result<(), ResponseError> {
+    ensure_internal_topic(
+        broker,
+        TXN_TOPIC,
+        broker.txns.partitions(),
+        "transaction.state.log.replication.factor",
+        crate::txn::TransactionCoordinator::topic_configs(),
+    )
+    .await
+}
+
+async fn ensure_internal_topic(
+    broker: &Broker,
+    name: &str,
+    partitions: i32,
+    replication_setting: &str,
+    configs: crate::config::TopicConfigs,
+) -> Result<(), ResponseError> {
+    if broker.topics.get(name).is_some() {
         return Ok(());
     }
     let image = broker.image();
     let live = image.live_brokers().count();
-    let wanted = broker
-        .settings
-        .get_i64("offsets.topic.replication.factor")
-        .max(1) as usize;
+    let wanted = broker.settings.get_i64(replication_setting).max(1) as usize;
     // Wait for the expected cluster (the controller voters) to register
     // rather than create the topic with too few replicas.
     let factor = wanted.min(broker.voters.max(live));
@@ -64,21 +96,17 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
         return Err(ResponseError::CoordinatorNotAvailable);
     }
     let assignment = Assignment::Auto {
-        partitions: broker.groups.offsets_partitions(),
+        partitions,
         replication_factor: factor as i16,
     };
-    let configs = crate::groups::GroupCoordinator::offsets_topic_configs().0;
-    match broker
-        .create_topic(OFFSETS_TOPIC, assignment, configs)
-        .await
-    {
+    match broker.create_topic(name, assignment, configs.0).await {
         Ok(_) => Ok(()),
         Err(BrokerError::Refused {
             code: ResponseError::TopicAlreadyExists,
             ..
         }) => Ok(()),
         Err(error) => {
-            warn!(%error, "creating the offsets topic failed");
+            warn!(topic = name, %error, "creating an internal topic failed");
             Err(ResponseError::CoordinatorNotAvailable)
         }
     }

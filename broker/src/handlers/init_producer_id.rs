@@ -1,4 +1,4 @@
-//! InitProducerId (key 22): ids for idempotent producers.
+//! InitProducerId (key 22): ids for idempotent and transactional producers.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::broker::Broker;
 /// only error handling; v6 (KIP-939, two-phase commit) is not served.
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
-/// Answers InitProducerId for idempotent (non-transactional) producers.
+/// Answers InitProducerId; a transactional id goes to its coordinator.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
@@ -25,9 +25,29 @@ pub(crate) async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request.transactional_id.is_some() {
-        // Transactions are not implemented yet; say so rather than pretend.
-        return refused(ResponseError::TransactionalIdAuthorizationFailed);
+    if let Some(transactional_id) = &request.transactional_id {
+        if transactional_id.0.is_empty() {
+            return refused(ResponseError::InvalidRequest);
+        }
+        let expected = (version >= 3 && request.producer_id.0 >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        return match crate::txn::init_producer_id(
+            broker,
+            transactional_id.0.as_str(),
+            request.transaction_timeout_ms,
+            expected,
+        )
+        .await
+        {
+            Ok((id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+            // PRODUCER_FENCED is new in v4; older clients know INVALID_PRODUCER_EPOCH.
+            Err(ResponseError::ProducerFenced) if version < 4 => {
+                refused(ResponseError::InvalidProducerEpoch)
+            }
+            Err(error) => refused(error),
+        };
     }
     // KIP-360: a producer that knows its id asks for the next epoch.
     if version >= 3

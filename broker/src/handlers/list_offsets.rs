@@ -27,14 +27,20 @@ fn lookup(
     partition: &Partition,
     timestamp: i64,
     current_leader_epoch: i32,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), BrokerError> {
     partition.with_data(|d| {
         if !d.is_leader() {
             return Err(BrokerError::NotLeaderOrFollower);
         }
         d.check_epoch(current_leader_epoch)?;
-        let hw = d.high_watermark();
-        lookup_in(&d.log, timestamp, hw).map(|(o, t)| (o, t, d.leader_epoch))
+        // read_committed consumers see up to the last stable offset.
+        let visible = if read_committed {
+            d.last_stable_offset()
+        } else {
+            d.high_watermark()
+        };
+        lookup_in(&d.log, timestamp, visible).map(|(o, t)| (o, t, d.leader_epoch))
     })
 }
 
@@ -44,7 +50,8 @@ fn lookup_in(
     high_watermark: i64,
 ) -> Result<(i64, i64), BrokerError> {
     match timestamp {
-        // Consumers see up to the high watermark (read_uncommitted).
+        // Consumers see up to the high watermark (read_uncommitted) or
+        // the last stable offset (read_committed).
         LATEST => Ok((high_watermark, -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => Ok(log
@@ -80,6 +87,7 @@ pub(crate) fn handle(
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let read_committed = version >= 2 && request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -106,7 +114,7 @@ pub(crate) fn handle(
                                 } else {
                                     -1
                                 };
-                                lookup(&part, p.timestamp, epoch)
+                                lookup(&part, p.timestamp, epoch, read_committed)
                             });
                     match result {
                         Ok((offset, timestamp, epoch)) => {

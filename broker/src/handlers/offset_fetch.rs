@@ -20,8 +20,10 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
 
 type Found = Vec<(String, i32, Option<Committed>)>;
 
-/// Offsets grouped by topic, in the order first seen.
-type ByTopic = Vec<(String, Vec<(i32, Committed)>)>;
+/// Offsets grouped by topic, in the order first seen; the error code is
+/// UNSTABLE_OFFSET_COMMIT where an open transaction commits the partition
+/// and the client asked for stable offsets only.
+type ByTopic = Vec<(String, Vec<(i32, Committed, i16)>)>;
 
 /// What OffsetFetch reports for a partition without a commit.
 fn no_commit() -> Committed {
@@ -41,13 +43,18 @@ fn group_offsets(
     broker.groups.fetch(group_id, wanted)
 }
 
-fn by_topic(found: Found) -> ByTopic {
+fn by_topic(broker: &Broker, group_id: &str, require_stable: bool, found: Found) -> ByTopic {
     let mut topics: ByTopic = Vec::new();
     for (topic, partition, committed) in found {
-        let committed = committed.unwrap_or_else(no_commit);
+        let unstable = require_stable && broker.groups.has_pending(group_id, &topic, partition);
+        let (committed, code) = if unstable {
+            (no_commit(), ResponseError::UnstableOffsetCommit.code())
+        } else {
+            (committed.unwrap_or_else(no_commit), 0)
+        };
         match topics.iter_mut().find(|(t, _)| *t == topic) {
-            Some((_, ps)) => ps.push((partition, committed)),
-            None => topics.push((topic, vec![(partition, committed)])),
+            Some((_, ps)) => ps.push((partition, committed, code)),
+            None => topics.push((topic, vec![(partition, committed, code)])),
         }
     }
     topics
@@ -77,7 +84,7 @@ pub(crate) fn handle(
                             .with_error_code(error.code())
                     }
                 };
-                let topics = by_topic(found)
+                let topics = by_topic(broker, g.group_id.0.as_str(), request.require_stable, found)
                     .into_iter()
                     .map(|(topic, partitions)| {
                         OffsetFetchResponseTopics::default()
@@ -85,9 +92,10 @@ pub(crate) fn handle(
                             .with_partitions(
                                 partitions
                                     .into_iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, code)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(c.offset)
                                             .with_committed_leader_epoch(c.leader_epoch)
                                             .with_metadata(Some(StrBytes::from_string(c.metadata)))
@@ -117,7 +125,8 @@ pub(crate) fn handle(
         }
         Err(error) => return OffsetFetchResponse::default().with_error_code(error.code()),
     };
-    let topics = by_topic(found)
+    let require_stable = version >= 7 && request.require_stable;
+    let topics = by_topic(broker, request.group_id.0.as_str(), require_stable, found)
         .into_iter()
         .map(|(topic, partitions)| {
             OffsetFetchResponseTopic::default()
@@ -125,9 +134,10 @@ pub(crate) fn handle(
                 .with_partitions(
                     partitions
                         .into_iter()
-                        .map(|(p, c)| {
+                        .map(|(p, c, code)| {
                             let entry = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(code)
                                 .with_committed_offset(c.offset)
                                 .with_metadata(Some(StrBytes::from_string(c.metadata)));
                             if version >= 5 {

@@ -163,7 +163,24 @@ async fn call(
 
 use kafka_protocol::protocol::Decodable;
 
+/// The transactional id the sample transactional requests use.
+const SAMPLE_TXN: &str = "versions-txn";
+
 fn request_for(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, now: i64) -> RequestKind {
+    request_with_producer(key, version, topic, id, now, (-1, -1))
+}
+
+/// A sample request; transactional ones come from producer `(id, epoch)`
+/// of [`SAMPLE_TXN`].
+fn request_with_producer(
+    key: ApiKey,
+    version: i16,
+    topic: &str,
+    id: uuid::Uuid,
+    now: i64,
+    producer: (i64, i16),
+) -> RequestKind {
+    let txn_id = || TransactionalId(s(SAMPLE_TXN));
     match key {
         ApiKey::Produce => RequestKind::Produce(
             ProduceRequest::default()
@@ -398,6 +415,54 @@ fn request_for(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, now: i64)
         ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
             ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
         ),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn_id())
+                .with_v3_and_below_producer_id(ProducerId(producer.0))
+                .with_v3_and_below_producer_epoch(producer.1)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![0]),
+                ]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_group_id(GroupId(s("versions-group"))),
+        ),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id())
+                .with_group_id(GroupId(s("versions-group")))
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_committed(version % 2 == 0),
+        ),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id()]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_duration_filter(-1),
+        ),
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -446,6 +511,14 @@ fn first_error(response: &ResponseKind) -> i16 {
             r.error_code.max(r.responses[0].partitions[0].error_code)
         }
         ResponseKind::ListPartitionReassignments(r) => r.error_code,
+        ResponseKind::AddPartitionsToTxn(r) => {
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+        }
+        ResponseKind::AddOffsetsToTxn(r) => r.error_code,
+        ResponseKind::TxnOffsetCommit(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::EndTxn(r) => r.error_code,
+        ResponseKind::DescribeTransactions(r) => r.transaction_states[0].error_code,
+        ResponseKind::ListTransactions(r) => r.error_code,
         _ => -1,
     }
 }
@@ -476,7 +549,29 @@ async fn every_advertised_version_is_served() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // Produce first so fetches and lookups have data.
+    // The same for the transaction coordinator, then a transactional producer.
+    let producer = loop {
+        let request = RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(s(SAMPLE_TXN)),
+        );
+        let response = call(&broker, ApiKey::FindCoordinator, 3, request).await;
+        if matches!(&response, Some(r) if first_error(r) == 0) {
+            if let Ok(producer) =
+                crate::txn::init_producer_id(&broker, SAMPLE_TXN, 60_000, None).await
+            {
+                break producer;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no transaction coordinator: {response:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Produce first so fetches and lookups have data; a transaction is
+    // open before EndTxn.
     let mut order: Vec<_> = SUPPORTED.to_vec();
     order.sort_by_key(|(k, _)| match k {
         ApiKey::Produce => 0,
@@ -484,15 +579,39 @@ async fn every_advertised_version_is_served() {
         ApiKey::DeleteTopics => 2,
         ApiKey::OffsetCommit => 3,
         ApiKey::JoinGroup => 4,
-        ApiKey::DeleteGroups => 6,
-        _ => 5,
+        ApiKey::AddPartitionsToTxn => 5,
+        ApiKey::AddOffsetsToTxn => 6,
+        ApiKey::TxnOffsetCommit => 7,
+        ApiKey::EndTxn => 8,
+        ApiKey::DeleteGroups => 10,
+        _ => 9,
     });
     for (key, range) in order {
         for version in range.min..=range.max {
             if key == ApiKey::Produce && version < 3 {
                 continue; // message format v0/v1: refused at dispatch, tested below
             }
-            let request = request_for(key, version, topic, created.id, now);
+            if key == ApiKey::EndTxn && version > 0 {
+                // Open the next transaction once the last one's markers are written.
+                let reopen = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                while crate::txn::add_partitions(
+                    &broker,
+                    SAMPLE_TXN,
+                    producer.0,
+                    producer.1,
+                    vec![(topic.to_string(), 0)],
+                )
+                .await
+                    == Err(ResponseError::ConcurrentTransactions)
+                {
+                    assert!(
+                        tokio::time::Instant::now() < reopen,
+                        "markers never written"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            let request = request_with_producer(key, version, topic, created.id, now, producer);
             let response = call(&broker, key, version, request)
                 .await
                 .expect("a response");
@@ -512,15 +631,25 @@ async fn every_advertised_version_is_served() {
             );
         }
     }
-    // Records produced by every Produce version are all there, in order.
-    let end = broker
-        .topics
-        .partition(topic, 0)
-        .expect("partition")
-        .with_log(|l| Ok(l.log_end_offset()))
-        .expect("log");
+    // Records produced by every Produce version are all there, in order,
+    // and each EndTxn's marker after them.
+    let log_end = || {
+        broker
+            .topics
+            .partition(topic, 0)
+            .expect("partition")
+            .with_log(|l| Ok(l.log_end_offset()))
+            .expect("log")
+    };
     let produce_versions = i64::from(super::produce::VERSIONS.max - 3 + 1);
-    assert_eq!(end, 2 * produce_versions);
+    let end_txn = super::txn::END_TXN_VERSIONS;
+    let expected = 2 * produce_versions + i64::from(end_txn.max - end_txn.min + 1);
+    // The last marker is written after its EndTxn answered.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log_end() < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(log_end(), expected);
 }
 
 #[tokio::test]

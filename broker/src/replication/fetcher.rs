@@ -199,9 +199,7 @@ fn apply(
                     return Ok((true, None));
                 }
             };
-            for header in &info.batches {
-                d.producers.record(header);
-            }
+            d.producers.record_all(&fetched.records, &info.batches);
         }
         let moved = d.set_follower_high_watermark(fetched.high_watermark);
         Ok((true, moved.then(|| d.high_watermark())))

@@ -12,7 +12,10 @@ use super::{propose, IsrProposal};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::proto::replication::replica_server::Replica;
-use crate::proto::replication::{FetchPartition, FetchRequest, FetchResponse, FetchedPartition};
+use crate::proto::replication::{
+    FetchPartition, FetchRequest, FetchResponse, FetchedPartition, MarkerResult,
+    WriteMarkersRequest, WriteMarkersResponse,
+};
 use crate::topics::Role;
 
 /// The longest a follower's fetch waits for records.
@@ -56,9 +59,64 @@ impl Replica for ReplicaService {
             }
         }
     }
+
+    async fn write_markers(
+        &self,
+        request: Request<WriteMarkersRequest>,
+    ) -> Result<Response<WriteMarkersResponse>, Status> {
+        Ok(Response::new(
+            self.write_markers_here(request.into_inner()).await,
+        ))
+    }
 }
 
 impl ReplicaService {
+    /// Writes a transaction coordinator's markers (see `txn::write_markers_locally`).
+    async fn write_markers_here(&self, request: WriteMarkersRequest) -> WriteMarkersResponse {
+        let marker = if request.commit {
+            crate::producers::Marker::Commit
+        } else {
+            crate::producers::Marker::Abort
+        };
+        let Ok(epoch) = i16::try_from(request.producer_epoch) else {
+            return WriteMarkersResponse {
+                results: request
+                    .partitions
+                    .into_iter()
+                    .map(|p| MarkerResult {
+                        topic: p.topic,
+                        partition: p.partition,
+                        error_code: i32::from(ResponseError::InvalidProducerEpoch.code()),
+                    })
+                    .collect(),
+            };
+        };
+        let partitions = request
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
+        let results = crate::txn::write_markers_locally(
+            &self.broker,
+            request.producer_id,
+            epoch,
+            marker,
+            request.coordinator_epoch,
+            partitions,
+        )
+        .await;
+        WriteMarkersResponse {
+            results: results
+                .into_iter()
+                .map(|((topic, partition), code)| MarkerResult {
+                    topic,
+                    partition,
+                    error_code: i32::from(code),
+                })
+                .collect(),
+        }
+    }
+
     fn read_once(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
         let now = crate::clock::now_ms();
         let mut budget = request.max_bytes.max(1) as usize;

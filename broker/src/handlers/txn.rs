@@ -1,0 +1,332 @@
+//! The transactional APIs: AddPartitionsToTxn (24), AddOffsetsToTxn (25),
+//! EndTxn (26), TxnOffsetCommit (28), DescribeTransactions (65) and
+//! ListTransactions (66). The coordinator itself is `crate::txn`.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{
+    TopicData, TransactionState as DescribedTxn,
+};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTxn;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::groups::offsets::{Committed, OFFSETS_TOPIC};
+use crate::groups::CommitEntry;
+use crate::txn::log::TxnState;
+
+/// v4+ is the broker-to-broker batch form (KIP-890), not served.
+pub(crate) const ADD_PARTITIONS_VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
+/// v4 adds TRANSACTION_ABORTABLE (KIP-890), not served.
+pub(crate) const ADD_OFFSETS_VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
+/// v4 adds TRANSACTION_ABORTABLE, v5 the epoch bump of KIP-890; not served.
+pub(crate) const END_TXN_VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
+/// v3 carries the group member (KIP-447); v4+ belongs to KIP-890.
+pub(crate) const TXN_OFFSET_COMMIT_VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
+pub(crate) const DESCRIBE_VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+/// v1 adds the duration filter; v2 (the id pattern) is not served.
+pub(crate) const LIST_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
+
+/// PRODUCER_FENCED is new in the given version of an API; older versions
+/// are told INVALID_PRODUCER_EPOCH, as Kafka does.
+fn for_version(error: ResponseError, version: i16, fenced_since: i16) -> ResponseError {
+    if error == ResponseError::ProducerFenced && version < fenced_since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        error
+    }
+}
+
+/// Answers AddPartitionsToTxn (v0-3: one transaction per request).
+pub(crate) async fn add_partitions(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let transactional_id = request.v3_and_below_transactional_id.0.to_string();
+    let wanted: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect();
+    let results = match crate::txn::add_partitions(
+        broker,
+        &transactional_id,
+        request.v3_and_below_producer_id.0,
+        request.v3_and_below_producer_epoch,
+        wanted.clone(),
+    )
+    .await
+    {
+        Ok(results) => results,
+        Err(error) => {
+            let error = for_version(error, version, 2);
+            wanted.into_iter().map(|tp| (tp, Some(error))).collect()
+        }
+    };
+    let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    for ((topic, partition), error) in results {
+        let result = AddPartitionsToTxnPartitionResult::default()
+            .with_partition_index(partition)
+            .with_partition_error_code(error.map_or(0, |e| e.code()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.results_by_partition.push(result),
+            None => topics.push(
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_string(topic)))
+                    .with_results_by_partition(vec![result]),
+            ),
+        }
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}
+
+/// Answers AddOffsetsToTxn: the group's `__consumer_offsets` partition
+/// joins the transaction.
+pub(crate) async fn add_offsets(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
+    let result = async {
+        if request.group_id.0.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        super::find_coordinator::ensure_offsets_topic(broker).await?;
+        let partition = broker.groups.partition_of(request.group_id.0.as_str());
+        let results = crate::txn::add_partitions(
+            broker,
+            request.transactional_id.0.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            vec![(OFFSETS_TOPIC.to_string(), partition)],
+        )
+        .await?;
+        match results.into_iter().find_map(|(_, e)| e) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+    .await;
+    AddOffsetsToTxnResponse::default().with_error_code(
+        result
+            .err()
+            .map_or(0, |e| for_version(e, version, 2).code()),
+    )
+}
+
+/// Answers EndTxn.
+pub(crate) async fn end_txn(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: EndTxnRequest,
+) -> EndTxnResponse {
+    let result = crate::txn::end_txn(
+        broker,
+        request.transactional_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        request.committed,
+    )
+    .await;
+    EndTxnResponse::default().with_error_code(
+        result
+            .err()
+            .map_or(0, |e| for_version(e, version, 2).code()),
+    )
+}
+
+/// Answers TxnOffsetCommit: offsets that count when the transaction commits.
+pub(crate) async fn txn_offset_commit(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let now = crate::clock::now_ms();
+    let group_id = request.group_id.0.to_string();
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| CommitEntry {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                committed: Committed {
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 2 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    commit_timestamp: now,
+                },
+            })
+        })
+        .collect();
+    let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let member = (version >= 3).then(|| {
+        (
+            request.member_id.as_str(),
+            instance_id.as_deref(),
+            request.generation_id,
+        )
+    });
+    let results: Vec<(CommitEntry, Option<ResponseError>)> = if group_id.is_empty() {
+        entries
+            .into_iter()
+            .map(|e| (e, Some(ResponseError::InvalidGroupId)))
+            .collect()
+    } else {
+        match broker.groups.txn_commit(
+            &broker.topics,
+            &group_id,
+            request.producer_id.0,
+            request.producer_epoch,
+            member,
+            entries.clone(),
+        ) {
+            Ok(results) => match broker
+                .groups
+                .wait_replicated(&broker.topics, &group_id)
+                .await
+            {
+                Ok(()) => results,
+                Err(error) => results.into_iter().map(|(e, _)| (e, Some(error))).collect(),
+            },
+            Err(error) => entries.into_iter().map(|e| (e, Some(error))).collect(),
+        }
+    };
+    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
+    for (entry, error) in results {
+        let partition = TxnOffsetCommitResponsePartition::default()
+            .with_partition_index(entry.partition)
+            .with_error_code(error.map_or(0, |e| for_version(e, version, 3).code()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == entry.topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(entry.topic)))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Answers DescribeTransactions for the ids this broker coordinates.
+pub(crate) fn describe(
+    broker: &Arc<Broker>,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let states = request
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let entry = DescribedTxn::default().with_transactional_id(id.clone());
+            match broker.txns.describe(id.0.as_str()) {
+                Err(error) => entry.with_error_code(error.code()),
+                Ok(None) => entry.with_error_code(ResponseError::TransactionalIdNotFound.code()),
+                Ok(Some(m)) => {
+                    let mut topics: Vec<TopicData> = Vec::new();
+                    for (topic, p) in &m.partitions {
+                        match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+                            Some(t) => t.partitions.push(*p),
+                            None => topics.push(
+                                TopicData::default()
+                                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                                    .with_partitions(vec![*p]),
+                            ),
+                        }
+                    }
+                    entry
+                        .with_transaction_state(StrBytes::from_static_str(m.state.name()))
+                        .with_transaction_timeout_ms(m.timeout_ms)
+                        .with_transaction_start_time_ms(m.start_ms)
+                        .with_producer_id(ProducerId(m.producer_id))
+                        .with_producer_epoch(m.producer_epoch)
+                        .with_topics(topics)
+                }
+            }
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// Answers ListTransactions: the transactions this broker coordinates.
+pub(crate) fn list(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    const STATES: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::Dead,
+        TxnState::PrepareEpochFence,
+    ];
+    let unknown: Vec<StrBytes> = request
+        .state_filters
+        .iter()
+        .filter(|f| !STATES.iter().any(|s| s.name() == f.as_str()))
+        .cloned()
+        .collect();
+    let now = crate::clock::now_ms();
+    let states = broker
+        .txns
+        .list()
+        .into_iter()
+        .filter(|t| {
+            request.state_filters.is_empty()
+                || request
+                    .state_filters
+                    .iter()
+                    .any(|f| f.as_str() == t.metadata.state.name())
+        })
+        .filter(|t| {
+            request.producer_id_filters.is_empty()
+                || request
+                    .producer_id_filters
+                    .contains(&ProducerId(t.metadata.producer_id))
+        })
+        .filter(|t| {
+            // v1: only transactions running longer than the filter.
+            version < 1
+                || request.duration_filter < 0
+                || (t.metadata.state == TxnState::Ongoing
+                    && now - t.metadata.start_ms > request.duration_filter)
+        })
+        .map(|t| {
+            ListedTxn::default()
+                .with_transactional_id(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_string(t.transactional_id),
+                ))
+                .with_producer_id(ProducerId(t.metadata.producer_id))
+                .with_transaction_state(StrBytes::from_static_str(t.metadata.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(states)
+}

@@ -165,6 +165,11 @@ pub struct Controller {
 struct Inner {
     node_id: i32,
     heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: the leader fences a broker whose
+    /// heartbeats it has not seen for this long.
+    session_timeout: Duration,
+    /// When the controller last answered a heartbeat (`None` before the first).
+    last_answered: Mutex<Option<tokio::time::Instant>>,
     /// The Raft member when this broker is a voter.
     member: Option<Arc<Member>>,
     client: QuorumClient,
@@ -248,6 +253,8 @@ impl Controller {
             inner: Arc::new(Inner {
                 node_id: config.node_id,
                 heartbeat_interval: config.heartbeat_interval,
+                session_timeout: config.session_timeout,
+                last_answered: Mutex::new(None),
                 client: QuorumClient::new(me, voters, member.clone()),
                 member,
                 image,
@@ -528,6 +535,17 @@ impl Inner {
     }
 }
 
+impl Controller {
+    /// Whether a whole session timeout has passed since the controller last
+    /// answered this broker's heartbeat. By then the controller has fenced
+    /// this broker and moved its leaderships elsewhere, so what it leads in
+    /// its own (stale) image is not to be served: a client sent elsewhere
+    /// finds the new leader sooner than one whose writes time out here.
+    pub fn session_lapsed(&self) -> bool {
+        lock(&self.inner.last_answered).is_some_and(|at| at.elapsed() > self.inner.session_timeout)
+    }
+}
+
 /// Heartbeats every `heartbeat_interval`; registers again when told to.
 async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(inner.heartbeat_interval);
@@ -545,6 +563,9 @@ async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
             .client
             .call(&Call::Heartbeat { id, epoch }, inner.heartbeat_interval)
             .await;
+        if matches!(result, Ok(Answer::Heartbeat(_))) {
+            *lock(&inner.last_answered) = Some(tokio::time::Instant::now());
+        }
         match result {
             Ok(Answer::Heartbeat(Verdict::Alive)) => {
                 if failing {

@@ -61,6 +61,10 @@ fn broker_entry(
 
 fn topic_entry(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponseTopic {
     let image = broker.image();
+    // A broker the controller has fenced by now does not know who leads what
+    // it led: it says "no leader" so the client asks another broker.
+    let fenced = broker.controller.session_lapsed();
+    let me = broker.identity.node_id;
     let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = image
         .topics
@@ -76,9 +80,14 @@ fn topic_entry(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponse
                         .copied()
                         .filter(|r| !image.is_live(*r))
                         .collect();
+                    let leader = if fenced && p.leader == me {
+                        -1
+                    } else {
+                        p.leader
+                    };
                     let entry = MetadataResponsePartition::default()
                         .with_partition_index(i as i32)
-                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
                         .with_replica_nodes(ids(&p.replicas))
                         .with_isr_nodes(ids(&p.isr))
@@ -87,7 +96,7 @@ fn topic_entry(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponse
                         } else {
                             Vec::new()
                         });
-                    if p.leader < 0 {
+                    if leader < 0 {
                         entry.with_error_code(ResponseError::LeaderNotAvailable.code())
                     } else {
                         entry

@@ -59,6 +59,8 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
     let acks = request.acks;
     let invalid_acks = !matches!(acks, -1..=1);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    // Fenced by the controller by now: this broker leads nothing.
+    let fenced = broker.controller.session_lapsed();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic response index, partition response index, partition, end offset)
     let mut waits = Vec::new();
@@ -75,6 +77,9 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
             let result = (|| {
                 if invalid_acks {
                     return Err(BrokerError::InvalidRequiredAcks(acks));
+                }
+                if fenced {
+                    return Err(BrokerError::NotLeaderOrFollower);
                 }
                 let topic = topic.as_ref().ok_or(BrokerError::UnknownTopicOrPartition)?;
                 let partition = usize::try_from(data.index)

@@ -778,3 +778,136 @@ async fn replication_throttles_can_be_deleted_but_not_set() {
         }
     }
 }
+
+/// The transaction coordinator's answers along a producer's life: epochs
+/// bumped by InitProducerId (a lost answer's retry gets the same epoch, an
+/// older producer is fenced), an open transaction aborted by a new instance
+/// and by its timeout, and the errors for requests out of turn.
+#[tokio::test]
+async fn the_transaction_coordinator_fences_and_aborts_as_kafka_does() {
+    use crate::txn::{self, log::TxnState};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker(dir.path()).await;
+    let topic = "txn-states";
+    broker
+        .create_topic(topic, broker.default_assignment(1), Default::default())
+        .await
+        .expect("topic created");
+    let tid = "life";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (pid, epoch) = loop {
+        let request = RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(s(tid)),
+        );
+        call(&broker, ApiKey::FindCoordinator, 3, request).await;
+        if let Ok(found) = txn::init_producer_id(&broker, tid, 60_000, None).await {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no coordinator");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let state = || {
+        broker
+            .txns
+            .describe(tid)
+            .expect("coordinated here")
+            .expect("known")
+    };
+    let partition = || vec![(topic.to_string(), 0)];
+    let settle = |want: TxnState| {
+        let broker = broker.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let m = broker.txns.describe(tid).expect("ours").expect("known");
+                if m.state == want {
+                    return m;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "stuck in {:?}",
+                    m.state
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    assert_eq!(
+        txn::init_producer_id(&broker, tid, i32::MAX, None).await,
+        Err(ResponseError::InvalidTransactionTimeout)
+    );
+    assert_eq!(
+        txn::end_txn(&broker, tid, pid, epoch, true).await,
+        Err(ResponseError::InvalidTxnState),
+        "nothing to commit"
+    );
+    assert_eq!(
+        txn::add_partitions(&broker, tid, pid + 1, epoch, partition()).await,
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+    txn::add_partitions(&broker, tid, pid, epoch, partition())
+        .await
+        .expect("added");
+    assert_eq!(state().state, TxnState::Ongoing);
+    txn::end_txn(&broker, tid, pid, epoch, true)
+        .await
+        .expect("committing");
+    settle(TxnState::CompleteCommit).await;
+    assert_eq!(
+        txn::end_txn(&broker, tid, pid, epoch, true).await,
+        Ok(()),
+        "a retried commit"
+    );
+
+    // KIP-360: the producer bumps its own epoch; a retry of that gets the same answer.
+    let bumped = txn::init_producer_id(&broker, tid, 60_000, Some((pid, epoch)))
+        .await
+        .expect("bumped");
+    assert_eq!(bumped, (pid, epoch + 1));
+    assert_eq!(
+        txn::init_producer_id(&broker, tid, 60_000, Some((pid, epoch))).await,
+        Ok(bumped)
+    );
+    assert_eq!(
+        txn::add_partitions(&broker, tid, pid, epoch, partition()).await,
+        Err(ResponseError::ProducerFenced),
+        "the old epoch is fenced"
+    );
+
+    // A new instance aborts the open transaction, then gets the next epoch.
+    txn::add_partitions(&broker, tid, pid, bumped.1, partition())
+        .await
+        .expect("added");
+    assert_eq!(
+        txn::init_producer_id(&broker, tid, 60_000, None).await,
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    let aborted = settle(TxnState::CompleteAbort).await;
+    assert_eq!(aborted.producer_epoch, bumped.1 + 1, "fenced by the abort");
+    let fresh = txn::init_producer_id(&broker, tid, 100, None)
+        .await
+        .expect("new instance");
+    assert_eq!(fresh, (pid, bumped.1 + 2));
+
+    // Open past its 100 ms timeout: aborted with the epoch bumped.
+    txn::add_partitions(&broker, tid, pid, fresh.1, partition())
+        .await
+        .expect("added");
+    let timed_out = settle(TxnState::CompleteAbort).await;
+    assert_eq!(timed_out.producer_epoch, fresh.1 + 1);
+    assert_eq!(
+        txn::end_txn(&broker, tid, pid, fresh.1, true).await,
+        Err(ResponseError::ProducerFenced)
+    );
+    // Every marker is in the log: one commit and two aborts.
+    let markers = broker
+        .topics
+        .partition(topic, 0)
+        .expect("partition")
+        .with_log(|l| Ok(l.log_end_offset()))
+        .expect("log");
+    assert_eq!(markers, 3);
+}

@@ -323,9 +323,16 @@ pub(crate) async fn init_producer_id(
                 },
                 Some(m) => {
                     if let Some((id, epoch)) = expected {
-                        // KIP-360: only the current producer may bump its epoch.
-                        if id != m.producer_id || epoch != m.producer_epoch {
+                        // KIP-360: only the current producer may bump its
+                        // epoch. One epoch behind is a retry of a bump that
+                        // happened (its answer was lost) or of a request
+                        // that fenced an open transaction first.
+                        let retried = epoch.checked_add(1) == Some(m.producer_epoch);
+                        if id != m.producer_id || (epoch != m.producer_epoch && !retried) {
                             return Err(ResponseError::ProducerFenced);
+                        }
+                        if retried && m.state == TxnState::Empty {
+                            return Ok((m.producer_id, m.producer_epoch));
                         }
                     }
                     if m.state.is_preparing() {

@@ -15,6 +15,7 @@
 pub mod config_map;
 pub mod names;
 pub mod pdb;
+pub mod roll;
 pub mod scale;
 pub mod service;
 pub mod statefulset;
@@ -26,19 +27,20 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use runnel_operator_api::condition::{self, reason, Condition, SCALE_DOWN};
+use runnel_operator_api::condition::{self, reason, Condition, ROLLING_RESTART, SCALE_DOWN};
 use runnel_operator_api::Cluster;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::admin::ClusterMetadata;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::{now, FIELD_MANAGER};
@@ -46,6 +48,9 @@ use status::{cluster_status, BrokerCount};
 
 /// How soon a Cluster whose brokers are not all ready is looked at again.
 const NOT_READY_REQUEUE: Duration = Duration::from_secs(10);
+
+/// How soon a Cluster in a rolling restart is looked at again.
+const ROLLING_REQUEUE: Duration = Duration::from_secs(3);
 
 /// Applies `obj` with server-side apply, taking ownership of its fields.
 pub(crate) async fn apply<K>(ctx: &Context, namespace: &str, obj: &K) -> Result<K>
@@ -124,7 +129,8 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let voters = existing_voters(ctx, &ns, cluster)
         .await?
         .unwrap_or_else(|| names::controller_voters(cluster));
-    apply(ctx, &ns, &config_map::config_map(cluster, &voters)).await?;
+    let config = config_map::config_map(cluster, &voters);
+    apply(ctx, &ns, &config).await?;
     apply(ctx, &ns, &service::headless_service(cluster)).await?;
     apply(ctx, &ns, &service::bootstrap_service(cluster)).await?;
     // A scale-down waits while the brokers it removes hold replicas.
@@ -140,6 +146,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         drain(ctx, cluster, &ns, &name, &removed).await
     };
     let mut ready_pods = 0;
+    let mut revisions = Vec::with_capacity(current.len());
     for (index, &size) in current.iter().enumerate() {
         let mut wanted = statefulset::statefulset(cluster, index);
         if held.is_some() {
@@ -147,10 +154,17 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
                 spec.replicas = Some(spec.replicas.unwrap_or(0).max(size));
             }
         }
+        roll::stamp(&mut wanted, &config);
         let sts = apply(ctx, &ns, &wanted).await?;
+        revisions.push((
+            names::statefulset_name(cluster, index),
+            sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            roll::template_revision(&sts).unwrap_or_default().to_owned(),
+        ));
         ready_pods += sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
     }
     apply(ctx, &ns, &pdb::pdb(cluster)).await?;
+    let rolling = rolling_restart(ctx, cluster, &ns, &name, &revisions).await?;
 
     // From outside the Kubernetes network the brokers' own metadata says
     // who is up; inside, the pods' readiness does.
@@ -180,6 +194,19 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         }
         None => status.conditions.retain(|c| c.type_ != SCALE_DOWN),
     }
+    match &rolling {
+        Some((why, message)) => {
+            let c = Condition::new(
+                ROLLING_RESTART,
+                true,
+                why,
+                message.clone(),
+                cluster.metadata.generation,
+            );
+            condition::set(&mut status.conditions, c, now());
+        }
+        None => status.conditions.retain(|c| c.type_ != ROLLING_RESTART),
+    }
     let ready = status
         .conditions
         .iter()
@@ -203,11 +230,62 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         ready_brokers = status.ready_brokers,
         ready, "cluster reconciled"
     );
-    Ok(Action::requeue(if ready && held.is_none() {
+    Ok(Action::requeue(if rolling.is_some() {
+        ROLLING_REQUEUE
+    } else if ready && held.is_none() {
         ctx.intervals.resync
     } else {
         NOT_READY_REQUEUE
     }))
+}
+
+/// Restarts the next stale broker pod when it is safe (see [`roll`]);
+/// `None` once every pod runs its StatefulSet's revision, else the
+/// condition's reason and message.
+async fn rolling_restart(
+    ctx: &Context,
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    statefulsets: &[(String, i32, String)],
+) -> Result<Option<(&'static str, String)>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = names::selector_labels(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listed = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    // Asked only when a restart is otherwise due.
+    let meta = match roll::plan(statefulsets, &listed, || Ok(ClusterMetadata::default())) {
+        roll::Step::Restart { .. } => ctx
+            .admin(ns, name)
+            .metadata()
+            .await
+            .map_err(|e| e.to_string()),
+        _ => Ok(ClusterMetadata::default()),
+    };
+    Ok(match roll::plan(statefulsets, &listed, || meta) {
+        roll::Step::UpToDate => None,
+        roll::Step::Wait { stale, why } => Some((
+            reason::WAITING_TO_RESTART,
+            format!("{stale} broker pods run an old revision; waiting: {why}"),
+        )),
+        roll::Step::Restart { pod, stale } => {
+            pods.delete(&pod, &DeleteParams::default()).await?;
+            let message = format!(
+                "restarting pod {pod} for its new revision ({} more to go after it)",
+                stale - 1
+            );
+            info!(%pod, left = stale - 1, "rolling restart: deleted a stale broker pod");
+            ctx.event(cluster, false, reason::RESTARTING_BROKER, message.clone())
+                .await;
+            Some((reason::RESTARTING_BROKER, message))
+        }
+    })
 }
 
 /// Moves replicas off the brokers a scale-down `removed`; `None` once they

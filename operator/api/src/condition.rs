@@ -20,8 +20,17 @@ pub const OFFSETS_RESET: &str = "OffsetsReset";
 /// operator moves the replicas); absent otherwise.
 pub const SCALE_DOWN: &str = "ScaleDown";
 
+/// For a Cluster: True while broker pods are restarted one at a time to
+/// run a new revision (a changed `spec.config`, image or pod template);
+/// absent otherwise.
+pub const ROLLING_RESTART: &str = "RollingRestart";
+
 /// The `reason`s the operator writes.
 pub mod reason {
+    /// Cluster: a stale broker pod was deleted to restart on the new revision.
+    pub const RESTARTING_BROKER: &str = "RestartingBroker";
+    /// Cluster: stale broker pods wait until restarting one is safe.
+    pub const WAITING_TO_RESTART: &str = "WaitingToRestart";
     /// Cluster: every object is applied and every broker answers.
     pub const BROKERS_READY: &str = "BrokersReady";
     /// Cluster: objects applied; not every broker is ready yet.

@@ -97,6 +97,8 @@ pub struct PartitionInfo {
     pub leader: i32,
     /// The replicas, preferred leader first.
     pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
 }
 
 /// What Metadata says about the cluster.
@@ -280,6 +282,7 @@ impl Admin {
                         PartitionInfo {
                             leader: p.leader_id.0,
                             replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                            isr: p.isr_nodes.iter().map(|r| r.0).collect(),
                         },
                     )
                 })

@@ -257,6 +257,7 @@ mod tests {
         PartitionInfo {
             leader: replicas[0],
             replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
         }
     }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Optional
 import logging
 import signal
 import uuid
@@ -108,12 +109,30 @@ def shrink_cluster(tmp_path_factory):
     assert not problems, f"shrink cluster teardown: {problems}"
 
 
+# The operator's node ids for three brokers over zone-a/b/c.
+ROLL_IDS = [1000, 2000, 3000]
+
+
 @pytest.fixture(scope="module")
-def operator(kube, solo, rack_cluster, shrink_cluster, tmp_path_factory, request):
+def roll_cluster(tmp_path_factory):
+    """Three voter brokers with the operator's node ids, constructed so that
+    their addresses are known when the operator starts; started by the
+    rolling-restart test."""
+    c = RackCluster(tmp_path_factory.mktemp("roll"), n=3, ids=ROLL_IDS,
+                    racks=["zone-a", "zone-b", "zone-c"],
+                    settings={"auto.create.topics.enable": "false"})
+    yield c
+    problems = c.close()
+    assert not problems, f"roll cluster teardown: {problems}"
+
+
+@pytest.fixture(scope="module")
+def operator(kube, solo, rack_cluster, shrink_cluster, roll_cluster, tmp_path_factory, request):
     op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
         f"{NS}/solo": [solo.bootstrap],
         f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
         f"{NS}/shrink": [b.bootstrap for b in shrink_cluster.brokers],
+        f"{NS}/roll": [b.bootstrap for b in roll_cluster.brokers],
     })
     failed_before = request.session.testsfailed
     op.start()
@@ -495,6 +514,111 @@ def test_a_scale_down_moves_replicas_off_the_leaving_broker_first(kube, operator
                timeout=RECONCILE_TIMEOUT_S, what="the ScaleDown condition cleared")
     records, _ = read_all(c, topic, 1)
     assert sorted((r.offset, r.value) for r in records) == acked
+
+
+REVISION = "runnel.dev/revision"
+
+
+class StatefulSetStandIn:
+    """What the StatefulSet controller and the kubelet would do, as far as a
+    rolling restart needs (neither runs here): a pod object per broker, made
+    from its StatefulSet's current template and marked Ready while its broker
+    answers; when the operator deletes a pod, the broker process restarts
+    (a pod's restart) and the pod comes back from the current template. It
+    records, at each deletion, which pods were missing and whether every
+    ISR was full."""
+
+    def __init__(self, kube: KubeControlPlane, c: RackCluster, cluster: str, topic: str):
+        self.kube, self.c, self.cluster, self.topic = kube, c, cluster, topic
+        self.zones = {1000: "zone-a", 2000: "zone-b", 3000: "zone-c"}
+        self.deleted: list[tuple[str, int, list[int]]] = []  # (pod, missing pods, ISR sizes)
+
+    def pod_name(self, node_id: int) -> str:
+        return f"{self.cluster}-{self.zones[node_id]}-0"
+
+    def create(self, node_id: int) -> str:
+        sts = self.kube.get("statefulset", f"{self.cluster}-{self.zones[node_id]}", NS)
+        template = sts["spec"]["template"]
+        name = self.pod_name(node_id)
+        spec = dict(template["spec"])
+        spec["volumes"] = list(spec.get("volumes") or []) + [
+            {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}"}}]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": NS, "labels": template["metadata"]["labels"],
+                            "annotations": template["metadata"]["annotations"]},
+               "spec": spec}
+        self.kube.kubectl("create", "-f", "-", input=json.dumps(pod))
+        self.kube.kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge",
+                          "-p", json.dumps({"status": {"conditions": [
+                              {"type": "Ready", "status": "True"}]}}))
+        return template["metadata"]["annotations"][REVISION]
+
+    def revision(self, node_id: int) -> Optional[str]:
+        pod = self.kube.get("pod", self.pod_name(node_id), NS)
+        return pod["metadata"]["annotations"].get(REVISION) if pod else None
+
+    def step(self) -> None:
+        """Bring back any pod the operator deleted."""
+        for node_id in ROLL_IDS:
+            if self.kube.get("pod", self.pod_name(node_id), NS) is not None:
+                continue
+            missing = [i for i in ROLL_IDS
+                       if self.kube.get("pod", self.pod_name(i), NS) is None]
+            isr = [len(p.isr) for p in self.c.metadata(topics=[self.topic])
+                   .partitions(self.topic).values()]
+            log.info("the operator deleted pod %s (pods missing: %s, ISR sizes %s); "
+                     "restarting broker %d", self.pod_name(node_id), missing, isr, node_id)
+            self.deleted.append((self.pod_name(node_id), len(missing), isr))
+            self.c.restart(node_id)
+            self.create(node_id)
+
+
+def test_a_config_change_rolls_the_brokers_one_at_a_time(kube, operator, roll_cluster):
+    c = roll_cluster.start()
+    topic = f"rolled-{suffix()}"
+    c.create_topic(topic, partitions=3, replication_factor=3)
+    reports = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"r%03d" % i} for i in range(90)])
+    acked = sorted((d.partition, d.offset, d.value) for d in reports)
+    log.info("phase: Cluster roll with 3 brokers; pods made from its StatefulSets' templates")
+    kube.apply(CLUSTER.format(name="roll", brokers=3, zones="[zone-a, zone-b, zone-c]"), NS)
+    kube.wait_condition("cluster", "roll", NS, "True", "BrokersReady")
+    standin = StatefulSetStandIn(kube, c, "roll", topic)
+    first = {i: standin.create(i) for i in ROLL_IDS}
+    assert len(set(first.values())) == 3, "each zone's template has its own revision"
+    assert kube.condition("cluster", "roll", NS, "RollingRestart") is None
+    assert not standin.deleted
+
+    log.info("phase: spec.config changes: every broker is restarted, one at a time, each only "
+             "while the others run and every ISR is full")
+    kube.kubectl("patch", "cluster", "roll", "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"config":{"log.retention.ms":"7200000"}}}')
+    wait_until(lambda: "log.retention.ms=7200000" in kube.get("configmap", "roll-config", NS)
+               ["data"]["broker.settings"], timeout=RECONCILE_TIMEOUT_S,
+               what="the ConfigMap with the new setting")
+    rolling = kube.wait_condition("cluster", "roll", NS, "True", type_="RollingRestart")
+    log.info("RollingRestart: %s: %s", rolling["reason"], rolling["message"])
+
+    def rolled() -> bool:
+        standin.step()
+        now = {i: standin.revision(i) for i in ROLL_IDS}
+        return all(now[i] not in (None, first[i]) for i in ROLL_IDS)
+
+    wait_until(rolled, timeout=RECONCILE_TIMEOUT_S * 3, interval=0.5,
+               what="every broker pod on its new revision")
+    wait_until(lambda: kube.condition("cluster", "roll", NS, "RollingRestart") is None,
+               timeout=RECONCILE_TIMEOUT_S, what="the RollingRestart condition cleared")
+    assert sorted(p for p, _, _ in standin.deleted) == sorted(standin.pod_name(i) for i in ROLL_IDS), \
+        f"each pod restarted exactly once: {standin.deleted}"
+    for pod, missing, isr in standin.deleted:
+        assert missing == 1 and all(n == 3 for n in isr), (
+            f"pod {pod} was deleted with {missing} pods missing and ISR sizes {isr}")
+    events = kube.kubectl("get", "events", "-n", NS, "-o", "json").stdout
+    assert "RestartingBroker" in events
+
+    log.info("phase: every acknowledged record is still there")
+    records, _ = read_all(c, topic, 3)
+    assert sorted((r.partition, r.offset, r.value) for r in records) == acked
 
 
 def test_three_racks_each_partition_spans_three_zones(kube, operator, racks):

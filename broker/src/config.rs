@@ -390,6 +390,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "3",
     },
     BrokerSettingDef {
+        name: "transactional.id.expiration.ms",
+        kind: Kind::Long(1),
+        default: "604800000",
+    },
+    BrokerSettingDef {
         name: "unclean.leader.election.enable",
         kind: Kind::Choice(&["false"]),
         default: "false",

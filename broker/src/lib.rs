@@ -334,7 +334,7 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         broker.groups.tick(clock::now_ms());
-        txn::abort_timed_out(&broker, clock::now_ms());
+        txn::housekeeping(&broker, clock::now_ms());
         replication::shrink_lagging(&broker, clock::now_ms());
         if last_offsets_expiry.elapsed() >= offsets_every {
             last_offsets_expiry = tokio::time::Instant::now();

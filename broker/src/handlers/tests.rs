@@ -49,6 +49,11 @@ fn topic_name(text: &str) -> TopicName {
 /// A single-node broker (its own controller quorum) with its gRPC listener
 /// on a free port; the background tasks stop when the test's runtime ends.
 async fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
+    open_broker_with(dir, &[]).await
+}
+
+/// A one-broker cluster with `extra` settings (`key=value`).
+async fn open_broker_with(dir: &std::path::Path, extra: &[&str]) -> Arc<Broker> {
     use crate::controller::{Controller, ControllerConfig, Registration};
     use std::time::Duration;
     let identity = Identity {
@@ -57,8 +62,9 @@ async fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
         port: 9092,
         rack: Some("zone-a".into()),
     };
-    let settings = BrokerSettings::from_pairs(&["group.initial.rebalance.delay.ms=0".into()])
-        .expect("valid settings");
+    let mut pairs = vec!["group.initial.rebalance.delay.ms=0".to_string()];
+    pairs.extend(extra.iter().map(|s| s.to_string()));
+    let settings = BrokerSettings::from_pairs(&pairs).expect("valid settings");
     let rpc = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("rpc listener");
@@ -910,4 +916,41 @@ async fn the_transaction_coordinator_fences_and_aborts_as_kafka_does() {
         .with_log(|l| Ok(l.log_end_offset()))
         .expect("log");
     assert_eq!(markers, 3);
+}
+
+/// A transactional id idle for `transactional.id.expiration.ms` is
+/// forgotten: its next InitProducerId gets a new producer id.
+#[tokio::test]
+async fn idle_transactional_ids_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker_with(dir.path(), &["transactional.id.expiration.ms=300"]).await;
+    let tid = "short-lived";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (pid, _) = loop {
+        let request = RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(s(tid)),
+        );
+        call(&broker, ApiKey::FindCoordinator, 3, request).await;
+        if let Ok(found) = crate::txn::init_producer_id(&broker, tid, 60_000, None).await {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no coordinator");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    while broker
+        .txns
+        .describe(tid)
+        .expect("coordinated here")
+        .is_some()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (again, epoch) = crate::txn::init_producer_id(&broker, tid, 60_000, None)
+        .await
+        .expect("a new producer");
+    assert_ne!(again, pid);
+    assert_eq!(epoch, 0);
 }

@@ -56,6 +56,8 @@ pub(crate) struct TransactionCoordinator {
     completing: Mutex<BTreeSet<String>>,
     partitions: i32,
     max_timeout_ms: i64,
+    /// `transactional.id.expiration.ms`.
+    id_expiration_ms: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,6 +82,7 @@ impl TransactionCoordinator {
             completing: Mutex::new(BTreeSet::new()),
             partitions: settings.get_i64("transaction.state.log.num.partitions") as i32,
             max_timeout_ms: settings.get_i64("transaction.max.timeout.ms"),
+            id_expiration_ms: settings.get_i64("transactional.id.expiration.ms"),
         }
     }
 
@@ -200,18 +203,19 @@ impl TransactionCoordinator {
         Ok(epoch)
     }
 
-    /// Appends an id's new metadata to its partition; the partition and the
-    /// offset after the record, to wait for.
+    /// Appends an id's new metadata (`None`: a tombstone, the id expired)
+    /// to its partition; the partition and the offset after the record, to
+    /// wait for.
     fn append(
         &self,
         topics: &TopicTable,
         transactional_id: &str,
-        metadata: &TxnMetadata,
+        metadata: Option<&TxnMetadata>,
     ) -> Result<(Arc<Partition>, i64), BrokerError> {
         let batch = crate::records::encode_batch(
             vec![(
                 Some(log::encode_key(transactional_id)),
-                Some(log::encode_value(metadata)),
+                metadata.map(log::encode_value),
             )],
             crate::clock::now_ms(),
             None,
@@ -346,7 +350,7 @@ pub(crate) async fn init_producer_id(
                         next.state = TxnState::PrepareAbort;
                         next.last_update_ms = now;
                         let written = coordinator
-                            .append(&broker.topics, transactional_id, &next)
+                            .append(&broker.topics, transactional_id, Some(&next))
                             .map_err(|e| write_error(&e))?;
                         txns.insert(transactional_id.to_string(), next);
                         Err(InitStep::Aborting(written))
@@ -364,7 +368,7 @@ pub(crate) async fn init_producer_id(
                 Err(step) => step,
                 Ok(next) => {
                     let written = coordinator
-                        .append(&broker.topics, transactional_id, &next)
+                        .append(&broker.topics, transactional_id, Some(&next))
                         .map_err(|e| write_error(&e))?;
                     let answer = InitStep::Answer(written, next.producer_id, next.producer_epoch);
                     txns.insert(transactional_id.to_string(), next);
@@ -475,7 +479,7 @@ pub(crate) async fn add_partitions(
             next.partitions.extend(partitions.iter().cloned());
             next.last_update_ms = now;
             let written = coordinator
-                .append(&broker.topics, transactional_id, &next)
+                .append(&broker.topics, transactional_id, Some(&next))
                 .map_err(|e| write_error(&e))?;
             txns.insert(transactional_id.to_string(), next);
             Some(written)
@@ -511,7 +515,7 @@ pub(crate) async fn end_txn(
                 };
                 next.last_update_ms = crate::clock::now_ms();
                 let written = coordinator
-                    .append(&broker.topics, transactional_id, &next)
+                    .append(&broker.topics, transactional_id, Some(&next))
                     .map_err(|e| write_error(&e))?;
                 txns.insert(transactional_id.to_string(), next);
                 written
@@ -530,12 +534,37 @@ pub(crate) async fn end_txn(
 }
 
 /// Aborts, with the producer fenced, every transaction open longer than
-/// its timeout.
-pub(crate) fn abort_timed_out(broker: &Arc<Broker>, now_ms: i64) {
+/// its timeout, and forgets (with a tombstone) the transactional ids idle
+/// for `transactional.id.expiration.ms`, as Kafka does.
+pub(crate) fn housekeeping(broker: &Arc<Broker>, now_ms: i64) {
     let coordinator = &broker.txns;
     let mut aborted = Vec::new();
     {
         let mut txns = lock(&coordinator.txns);
+        let idle: Vec<String> = txns
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m.state,
+                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                ) && m
+                    .last_update_ms
+                    .saturating_add(coordinator.id_expiration_ms)
+                    < now_ms
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            match coordinator.append(&broker.topics, &id, None) {
+                Ok(_) => {
+                    info!(transactional_id = %id, "transactional id expired");
+                    txns.remove(&id);
+                }
+                Err(error) => {
+                    warn!(transactional_id = %id, %error, "expiring a transactional id failed")
+                }
+            }
+        }
         let expired: Vec<String> = txns
             .iter()
             .filter(|(_, m)| {
@@ -552,7 +581,7 @@ pub(crate) fn abort_timed_out(broker: &Arc<Broker>, now_ms: i64) {
             bump(&mut next, &mut None);
             next.state = TxnState::PrepareAbort;
             next.last_update_ms = now_ms;
-            match coordinator.append(&broker.topics, &id, &next) {
+            match coordinator.append(&broker.topics, &id, Some(&next)) {
                 Ok(written) => {
                     info!(transactional_id = %id, producer_id = next.producer_id,
                         epoch = next.producer_epoch, "aborting a transaction past its timeout");
@@ -666,7 +695,7 @@ async fn complete(broker: &Arc<Broker>, transactional_id: &str) {
                         next.state = done_state;
                         next.partitions.clear();
                         next.last_update_ms = crate::clock::now_ms();
-                        match coordinator.append(&broker.topics, transactional_id, &next) {
+                        match coordinator.append(&broker.topics, transactional_id, Some(&next)) {
                             Ok(written) => {
                                 txns.insert(transactional_id.to_string(), next);
                                 Some(written)

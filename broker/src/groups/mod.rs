@@ -403,37 +403,8 @@ impl GroupCoordinator {
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<(CommitEntry, Option<ResponseError>)>, ResponseError> {
         self.owns(group_id)?;
-        let known = self.with_group(group_id, false, |g| {
-            g.accept_offset_commit(
-                member_id,
-                instance_id,
-                generation_id,
-                crate::clock::now_ms(),
-            )
-        });
-        match known {
-            Some(result) => result?,
-            // Kafka accepts commits for a group it does not know only from
-            // standalone consumers (generation -1).
-            None if generation_id < 0 => {}
-            None => return Err(ResponseError::IllegalGeneration),
-        }
-        let mut results = Vec::with_capacity(entries.len());
-        let mut records = Vec::new();
-        for entry in entries {
-            let error = if entry.committed.metadata.len() > self.metadata_max_bytes {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else if topics.partition(&entry.topic, entry.partition).is_err() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else {
-                records.push((
-                    offsets::encode_key(group_id, &entry.topic, entry.partition),
-                    Some(offsets::encode_value(&entry.committed)),
-                ));
-                None
-            };
-            results.push((entry, error));
-        }
+        self.check_member(group_id, member_id, instance_id, generation_id)?;
+        let (results, records) = self.commit_records(topics, group_id, entries);
         let mut table = lock(&self.offsets);
         if !records.is_empty() {
             if let Err(e) = self.write(topics, group_id, records) {
@@ -452,6 +423,61 @@ impl GroupCoordinator {
             }
         }
         Ok(results)
+    }
+
+    /// Checks that a commit comes from a member of the group's current
+    /// generation. Kafka accepts commits for a group it does not know only
+    /// from standalone consumers (generation -1).
+    fn check_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        let known = self.with_group(group_id, false, |g| {
+            g.accept_offset_commit(
+                member_id,
+                instance_id,
+                generation_id,
+                crate::clock::now_ms(),
+            )
+        });
+        match known {
+            Some(result) => result,
+            None if generation_id < 0 => Ok(()),
+            None => Err(ResponseError::IllegalGeneration),
+        }
+    }
+
+    /// Each entry's error (`None`: valid) and the records of the valid ones.
+    #[allow(clippy::type_complexity)]
+    fn commit_records(
+        &self,
+        topics: &TopicTable,
+        group_id: &str,
+        entries: Vec<CommitEntry>,
+    ) -> (
+        Vec<(CommitEntry, Option<ResponseError>)>,
+        Vec<(Bytes, Option<Bytes>)>,
+    ) {
+        let mut results = Vec::with_capacity(entries.len());
+        let mut records = Vec::new();
+        for entry in entries {
+            let error = if entry.committed.metadata.len() > self.metadata_max_bytes {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else if topics.partition(&entry.topic, entry.partition).is_err() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                records.push((
+                    offsets::encode_key(group_id, &entry.topic, entry.partition),
+                    Some(offsets::encode_value(&entry.committed)),
+                ));
+                None
+            };
+            results.push((entry, error));
+        }
+        (results, records)
     }
 
     fn write(
@@ -490,36 +516,12 @@ impl GroupCoordinator {
         if let Some((member_id, instance_id, generation_id)) = member {
             // v3: a member of a live group must be of its current generation.
             if generation_id >= 0 {
-                let known = self.with_group(group_id, false, |g| {
-                    g.accept_offset_commit(
-                        member_id,
-                        instance_id,
-                        generation_id,
-                        crate::clock::now_ms(),
-                    )
-                });
-                match known {
-                    Some(result) => result?,
-                    None => return Err(ResponseError::IllegalGeneration),
-                }
+                self.check_member(group_id, member_id, instance_id, generation_id)?;
             }
         }
-        let mut results = Vec::with_capacity(entries.len());
-        let mut records = Vec::new();
-        for entry in entries {
-            let error = if entry.committed.metadata.len() > self.metadata_max_bytes {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else if topics.partition(&entry.topic, entry.partition).is_err() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else {
-                records.push((
-                    Some(offsets::encode_key(group_id, &entry.topic, entry.partition)),
-                    Some(offsets::encode_value(&entry.committed)),
-                ));
-                None
-            };
-            results.push((entry, error));
-        }
+        let (results, records) = self.commit_records(topics, group_id, entries);
+        let records: Vec<(Option<Bytes>, Option<Bytes>)> =
+            records.into_iter().map(|(k, v)| (Some(k), v)).collect();
         let mut pending = lock(&self.pending);
         if !records.is_empty() {
             let batch = crate::records::encode_transactional_batch(

@@ -86,12 +86,14 @@ impl OffsetTable {
     }
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+/// A Kafka `STRING` (i16 length, bytes), as the internal topics' records use.
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
     buf.put_slice(s.as_bytes());
 }
 
-fn get_string(buf: &mut Bytes) -> Option<String> {
+/// Reads a Kafka `STRING`; a null (negative length) reads as empty.
+pub(crate) fn get_string(buf: &mut Bytes) -> Option<String> {
     if buf.remaining() < 2 {
         return None;
     }

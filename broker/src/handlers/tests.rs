@@ -169,6 +169,33 @@ async fn call(
 
 use kafka_protocol::protocol::Decodable;
 
+/// Finds the coordinator of `transactional_id` (which creates
+/// `__transaction_state`) and initialises a producer for it, retrying as a
+/// client would until the coordinator has loaded.
+async fn transactional_producer(broker: &Arc<Broker>, transactional_id: &str) -> (i64, i16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let request = RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(s(transactional_id)),
+        );
+        let response = call(broker, ApiKey::FindCoordinator, 3, request).await;
+        if matches!(&response, Some(r) if first_error(r) == 0) {
+            if let Ok(producer) =
+                crate::txn::init_producer_id(broker, transactional_id, 60_000, None).await
+            {
+                return producer;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no transaction coordinator: {response:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The transactional id the sample transactional requests use.
 const SAMPLE_TXN: &str = "versions-txn";
 
@@ -556,26 +583,7 @@ async fn every_advertised_version_is_served() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // The same for the transaction coordinator, then a transactional producer.
-    let producer = loop {
-        let request = RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_key(s(SAMPLE_TXN)),
-        );
-        let response = call(&broker, ApiKey::FindCoordinator, 3, request).await;
-        if matches!(&response, Some(r) if first_error(r) == 0) {
-            if let Ok(producer) =
-                crate::txn::init_producer_id(&broker, SAMPLE_TXN, 60_000, None).await
-            {
-                break producer;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no transaction coordinator: {response:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let producer = transactional_producer(&broker, SAMPLE_TXN).await;
     // Produce first so fetches and lookups have data; a transaction is
     // open before EndTxn.
     let mut order: Vec<_> = SUPPORTED.to_vec();
@@ -800,20 +808,7 @@ async fn the_transaction_coordinator_fences_and_aborts_as_kafka_does() {
         .await
         .expect("topic created");
     let tid = "life";
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (pid, epoch) = loop {
-        let request = RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_key(s(tid)),
-        );
-        call(&broker, ApiKey::FindCoordinator, 3, request).await;
-        if let Ok(found) = txn::init_producer_id(&broker, tid, 60_000, None).await {
-            break found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no coordinator");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let (pid, epoch) = transactional_producer(&broker, tid).await;
     let state = || {
         broker
             .txns
@@ -926,19 +921,7 @@ async fn idle_transactional_ids_expire() {
     let broker = open_broker_with(dir.path(), &["transactional.id.expiration.ms=300"]).await;
     let tid = "short-lived";
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (pid, _) = loop {
-        let request = RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_key(s(tid)),
-        );
-        call(&broker, ApiKey::FindCoordinator, 3, request).await;
-        if let Ok(found) = crate::txn::init_producer_id(&broker, tid, 60_000, None).await {
-            break found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no coordinator");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let (pid, _) = transactional_producer(&broker, tid).await;
     while broker
         .txns
         .describe(tid)

@@ -23,8 +23,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
+use super::offset_commit::{by_topic, commit_entry, settle};
 use crate::broker::Broker;
-use crate::groups::offsets::{Committed, OFFSETS_TOPIC};
+use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::groups::CommitEntry;
 use crate::txn::log::TxnState;
 
@@ -161,23 +162,21 @@ pub(crate) async fn txn_offset_commit(
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(move |p| CommitEntry {
-                topic: t.name.0.to_string(),
-                partition: p.partition_index,
-                committed: Committed {
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 2 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                },
+            t.partitions.iter().map(move |p| {
+                let epoch = if version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                };
+                let metadata = p.committed_metadata.as_ref();
+                commit_entry(
+                    &t.name.0,
+                    p.partition_index,
+                    p.committed_offset,
+                    epoch,
+                    metadata,
+                    now,
+                )
             })
         })
         .collect();
@@ -189,45 +188,34 @@ pub(crate) async fn txn_offset_commit(
             request.generation_id,
         )
     });
-    let results: Vec<(CommitEntry, Option<ResponseError>)> = if group_id.is_empty() {
-        entries
-            .into_iter()
-            .map(|e| (e, Some(ResponseError::InvalidGroupId)))
-            .collect()
-    } else {
-        match broker.groups.txn_commit(
+    let results = settle(broker, &group_id, entries, |entries| {
+        broker.groups.txn_commit(
             &broker.topics,
             &group_id,
             request.producer_id.0,
             request.producer_epoch,
             member,
-            entries.clone(),
-        ) {
-            Ok(results) => match broker
-                .groups
-                .wait_replicated(&broker.topics, &group_id)
-                .await
-            {
-                Ok(()) => results,
-                Err(error) => results.into_iter().map(|(e, _)| (e, Some(error))).collect(),
-            },
-            Err(error) => entries.into_iter().map(|e| (e, Some(error))).collect(),
-        }
-    };
-    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
-    for (entry, error) in results {
-        let partition = TxnOffsetCommitResponsePartition::default()
-            .with_partition_index(entry.partition)
-            .with_error_code(error.map_or(0, |e| for_version(e, version, 3).code()));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == entry.topic) {
-            Some(t) => t.partitions.push(partition),
-            None => topics.push(
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(entry.topic)))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+            entries,
+        )
+    })
+    .await;
+    // PRODUCER_FENCED is new in v3.
+    let results = results
+        .into_iter()
+        .map(|(entry, error)| (entry, error.map(|e| for_version(e, version, 3))))
+        .collect();
+    let topics = by_topic(results, |index, code| {
+        TxnOffsetCommitResponsePartition::default()
+            .with_partition_index(index)
+            .with_error_code(code)
+    })
+    .into_iter()
+    .map(|(name, partitions)| {
+        TxnOffsetCommitResponseTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name)))
+            .with_partitions(partitions)
+    })
+    .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 

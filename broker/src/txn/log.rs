@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::groups::offsets::{get_string, put_string};
+
 /// The internal topic holding transaction metadata.
 pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 
@@ -106,22 +108,6 @@ pub(crate) struct TxnMetadata {
     pub(crate) last_update_ms: i64,
     /// When the open transaction started (ms), -1 if none.
     pub(crate) start_ms: i64,
-}
-
-fn put_string(buf: &mut BytesMut, s: &str) {
-    buf.put_i16(s.len() as i16);
-    buf.put_slice(s.as_bytes());
-}
-
-fn get_string(buf: &mut Bytes) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = usize::try_from(buf.get_i16()).ok()?;
-    if buf.remaining() < len {
-        return None;
-    }
-    String::from_utf8(buf.split_to(len).to_vec()).ok()
 }
 
 /// The record key of a transactional id.

@@ -96,15 +96,10 @@ impl TransactionCoordinator {
         self.partitions
     }
 
-    /// The configs `__transaction_state` is created with.
+    /// The configs `__transaction_state` is created with: those of
+    /// `__consumer_offsets` (kept forever until compaction exists).
     pub(crate) fn topic_configs() -> TopicConfigs {
-        // The metadata must outlive time-based retention until compaction exists.
-        let mut configs = TopicConfigs::default();
-        configs.0.insert("retention.ms".into(), "-1".into());
-        configs
-            .0
-            .insert("segment.bytes".into(), (100 * 1024 * 1024).to_string());
-        configs
+        crate::groups::GroupCoordinator::offsets_topic_configs()
     }
 
     /// The coordinator epoch, or NOT_COORDINATOR unless this broker leads

@@ -79,6 +79,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::TxnOffsetCommit, txn::TXN_OFFSET_COMMIT_VERSIONS),
     (ApiKey::DescribeTransactions, txn::DESCRIBE_VERSIONS),
     (ApiKey::ListTransactions, txn::LIST_VERSIONS),
+    (ApiKey::DescribeProducers, txn::DESCRIBE_PRODUCERS_VERSIONS),
+    (ApiKey::WriteTxnMarkers, txn::WRITE_MARKERS_VERSIONS),
     (
         ApiKey::OffsetForLeaderEpoch,
         offset_for_leader_epoch::VERSIONS,
@@ -332,6 +334,12 @@ async fn handle(
             ResponseKind::DescribeTransactions(txn::describe(broker, r))
         }
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(broker, v, r)),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers(broker, r))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(txn::write_txn_markers(broker, r).await)
+        }
         other => {
             // dispatch() only lets through the APIs in SUPPORTED, all matched above.
             warn!(request = ?std::mem::discriminant(&other), "request routed without a handler");

@@ -55,6 +55,28 @@ struct ProducerEntry {
     /// The first offset of the producer's open transaction on this partition.
     #[serde(default)]
     txn_first_offset: Option<i64>,
+    /// The largest timestamp of its last batch (-1 before the first).
+    #[serde(default = "no_timestamp")]
+    last_timestamp: i64,
+}
+
+fn no_timestamp() -> i64 {
+    -1
+}
+
+/// A producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerView {
+    /// The producer id.
+    pub(crate) producer_id: i64,
+    /// Its epoch.
+    pub(crate) epoch: i16,
+    /// The sequence of its last record, -1 if none.
+    pub(crate) last_sequence: i32,
+    /// The largest timestamp of its last batch, -1 if none.
+    pub(crate) last_timestamp: i64,
+    /// The first offset of its open transaction, -1 if none.
+    pub(crate) txn_start_offset: i64,
 }
 
 /// What a transaction marker (control batch) says.
@@ -259,11 +281,13 @@ impl ProducerStateTable {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
                 txn_first_offset: None,
+                last_timestamp: -1,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = h.max_timestamp;
         if h.is_transactional() && entry.txn_first_offset.is_none() {
             entry.txn_first_offset = Some(h.base_offset);
             self.ongoing.insert(h.base_offset, h.producer_id);
@@ -310,6 +334,7 @@ impl ProducerStateTable {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
                 txn_first_offset: None,
+                last_timestamp: -1,
             });
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
@@ -326,6 +351,23 @@ impl ProducerStateTable {
             }
         }
         self.changes += 1;
+    }
+
+    /// Every producer this partition knows, by id (DescribeProducers).
+    pub(crate) fn describe(&self) -> Vec<ProducerView> {
+        let mut views: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerView {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        views.sort_by_key(|v| v.producer_id);
+        views
     }
 
     /// The first offset of the oldest open transaction: the last stable

@@ -284,3 +284,58 @@ def test_an_open_transaction_commits_after_its_coordinator_is_killed(cluster_fac
     assert sorted(seen) == sorted(first + second), f"{len(seen)} records: {sorted(seen)[:5]}"
     c.restart(coordinator)
     c.wait_isr(topic, 3)
+
+
+@pytest.mark.timeout(deadline(300))
+def test_kafka_transactions_finds_and_aborts_a_hanging_transaction(txn_broker, topic, tmp_path):
+    """A transactional batch whose transaction no coordinator knows (as a
+    produce that arrives after its transaction was aborted would leave)
+    holds read_committed readers back; `kafka-transactions.sh find-hanging`
+    finds it through DescribeProducers and the coordinators, and `abort`
+    ends it with WriteTxnMarkers."""
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(why)
+    from kafka.record.memory_records import MemoryRecordsBuilder
+
+    from group_helpers import Wire
+    from test_idempotence import init_producer_id, send_produce
+
+    b = txn_broker
+    create_topic(b.bootstrap, topic, partitions=1)
+    w = Wire(b.host, b.port, client_id="e2e-hanging")
+    try:
+        pid, epoch = init_producer_id(w)
+        builder = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20,
+                                       transactional=True, producer_id=pid,
+                                       producer_epoch=epoch, base_sequence=0)
+        assert builder.append(timestamp=None, key=None, value=b"hanging") is not None
+        builder.close()
+        assert send_produce(w, topic, 0, bytes(builder.buffer())) == (0, 0)
+    finally:
+        w.close()
+    produce_in_txn(confluent_producer(b.bootstrap), topic, ["after"], 1)
+    assert offsets(b.bootstrap, topic, 1, "read_committed") == {0: 0}
+    assert offsets(b.bootstrap, topic, 1, "read_uncommitted") == {0: 2}
+
+    described = kafka_tool(tmp_path, "org.apache.kafka.tools.TransactionsCommand",
+                           "--bootstrap-server", b.bootstrap, "describe-producers",
+                           "--topic", topic, "--partition", "0").stdout
+    log.info("describe-producers:\n%s", described)
+    rows = [line.split() for line in described.splitlines()[1:] if line.strip()]
+    # ProducerId, ProducerEpoch, ..., CurrentTransactionStartOffset
+    assert [(r[0], r[1], r[-1]) for r in rows] == [(str(pid), str(epoch), "0")], described
+    hanging = kafka_tool(tmp_path, "org.apache.kafka.tools.TransactionsCommand",
+                         "--bootstrap-server", b.bootstrap, "find-hanging",
+                         "--broker-id", "1", "--max-transaction-timeout", "0").stdout
+    log.info("find-hanging:\n%s", hanging)
+    rows = [line.split() for line in hanging.splitlines()[1:] if line.strip()]
+    # Topic, Partition, ProducerId, ProducerEpoch, CoordinatorEpoch, StartOffset, ...
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [(topic, "0", str(pid), "0")], hanging
+
+    kafka_tool(tmp_path, "org.apache.kafka.tools.TransactionsCommand",
+               "--bootstrap-server", b.bootstrap, "abort", "--topic", topic,
+               "--partition", "0", "--start-offset", "0")
+    wait_until(lambda: offsets(b.bootstrap, topic, 1, "read_committed") == {0: 3},
+               timeout=OP_TIMEOUT_S, what="the last stable offset past the abort marker")
+    assert read_committed_until(b.bootstrap, topic, 1, {"after"}) == ["after"]

@@ -496,6 +496,28 @@ fn request_with_producer(
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(-1),
         ),
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(vec![0]),
+            ]))
+        }
+        // An abort marker for the sample producer, as `kafka-transactions.sh abort` sends.
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(producer.0))
+                    .with_producer_epoch(producer.1)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partition_indexes(vec![0]),
+                    ]),
+            ]))
+        }
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -552,6 +574,8 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::EndTxn(r) => r.error_code,
         ResponseKind::DescribeTransactions(r) => r.transaction_states[0].error_code,
         ResponseKind::ListTransactions(r) => r.error_code,
+        ResponseKind::DescribeProducers(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
         _ => -1,
     }
 }
@@ -656,8 +680,13 @@ async fn every_advertised_version_is_served() {
             .expect("log")
     };
     let produce_versions = i64::from(super::produce::VERSIONS.max - 3 + 1);
-    let end_txn = super::txn::END_TXN_VERSIONS;
-    let expected = 2 * produce_versions + i64::from(end_txn.max - end_txn.min + 1);
+    // One marker per EndTxn and per WriteTxnMarkers.
+    let (end_txn, write) = (
+        super::txn::END_TXN_VERSIONS,
+        super::txn::WRITE_MARKERS_VERSIONS,
+    );
+    let markers = end_txn.max - end_txn.min + 1 + write.max - write.min + 1;
+    let expected = 2 * produce_versions + i64::from(markers);
     // The last marker is written after its EndTxn answered.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while log_end() < expected && tokio::time::Instant::now() < deadline {

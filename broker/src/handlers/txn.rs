@@ -7,6 +7,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState as DescribedProducer, TopicResponse as DescribedTopic,
+};
 use kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState as DescribedTxn,
 };
@@ -14,11 +17,16 @@ use kafka_protocol::messages::list_transactions_response::TransactionState as Li
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
-    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
-    TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
@@ -27,6 +35,7 @@ use super::offset_commit::{by_topic, commit_entry, settle};
 use crate::broker::Broker;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::groups::CommitEntry;
+use crate::producers::Marker;
 use crate::txn::log::TxnState;
 
 /// v4+ is the broker-to-broker batch form (KIP-890), not served.
@@ -40,6 +49,9 @@ pub(crate) const TXN_OFFSET_COMMIT_VERSIONS: VersionRange = VersionRange { min: 
 pub(crate) const DESCRIBE_VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 /// v1 adds the duration filter; v2 (the id pattern) is not served.
 pub(crate) const LIST_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
+pub(crate) const DESCRIBE_PRODUCERS_VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+/// v0 was removed from Kafka (KIP-896); v1 is flexible.
+pub(crate) const WRITE_MARKERS_VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
 
 /// PRODUCER_FENCED is new in the given version of an API; older versions
 /// are told INVALID_PRODUCER_EPOCH, as Kafka does.
@@ -317,4 +329,113 @@ pub(crate) fn list(
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(states)
+}
+
+/// Answers DescribeProducers: the producers of each partition this broker
+/// leads, with their open transaction's first offset (what
+/// `kafka-transactions.sh describe-producers` and `find-hanging` read).
+pub(crate) fn describe_producers(
+    broker: &Arc<Broker>,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let entry = PartitionResponse::default().with_partition_index(index);
+                    let found = broker.topics.partition(&t.name.0, index).and_then(|p| {
+                        p.with_data(|d| {
+                            if !d.is_leader() {
+                                return Err(crate::error::BrokerError::NotLeaderOrFollower);
+                            }
+                            Ok(d.producers.describe())
+                        })
+                    });
+                    match found {
+                        Err(error) => entry
+                            .with_error_code(error.code())
+                            .with_error_message(Some(StrBytes::from_string(error.to_string()))),
+                        Ok(producers) => entry.with_active_producers(
+                            producers
+                                .into_iter()
+                                .map(|v| {
+                                    DescribedProducer::default()
+                                        .with_producer_id(ProducerId(v.producer_id))
+                                        .with_producer_epoch(i32::from(v.epoch))
+                                        .with_last_sequence(v.last_sequence)
+                                        .with_last_timestamp(v.last_timestamp)
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(v.txn_start_offset)
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect();
+            DescribedTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// Answers WriteTxnMarkers: a commit or abort marker for each producer on
+/// each partition this broker leads. Transaction coordinators send it to
+/// partition leaders; `kafka-transactions.sh abort` sends it to end a
+/// hanging transaction by hand.
+pub(crate) async fn write_txn_markers(
+    broker: &Arc<Broker>,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for m in request.markers {
+        let marker = if m.transaction_result {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let partitions: Vec<(String, i32)> = m
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), *p))
+            })
+            .collect();
+        let results = crate::txn::write_markers_locally(
+            broker,
+            m.producer_id.0,
+            m.producer_epoch,
+            marker,
+            m.coordinator_epoch,
+            partitions,
+        )
+        .await;
+        let mut topics: Vec<WritableTxnMarkerTopicResult> = Vec::new();
+        for ((topic, index), code) in results {
+            let result = WritableTxnMarkerPartitionResult::default()
+                .with_partition_index(index)
+                .with_error_code(code);
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(result),
+                None => topics.push(
+                    WritableTxnMarkerTopicResult::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(vec![result]),
+                ),
+            }
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }

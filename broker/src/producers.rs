@@ -56,12 +56,30 @@ struct ProducerEntry {
     #[serde(default)]
     txn_first_offset: Option<i64>,
     /// The largest timestamp of its last batch (-1 before the first).
-    #[serde(default = "no_timestamp")]
+    #[serde(default = "minus_one")]
     last_timestamp: i64,
+    /// The coordinator epoch of its last marker (-1 before the first).
+    #[serde(default = "minus_one_i32")]
+    coordinator_epoch: i32,
 }
 
-fn no_timestamp() -> i64 {
+fn minus_one() -> i64 {
     -1
+}
+
+fn minus_one_i32() -> i32 {
+    -1
+}
+
+/// A transaction marker as stored: what it says and the epoch of the
+/// coordinator that wrote it (the leader epoch of its `__transaction_state`
+/// partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ControlRecord {
+    /// Commit or abort.
+    pub(crate) marker: Marker,
+    /// The writer's coordinator epoch.
+    pub(crate) coordinator_epoch: i32,
 }
 
 /// A producer as DescribeProducers shows it.
@@ -77,6 +95,8 @@ pub(crate) struct ProducerView {
     pub(crate) last_timestamp: i64,
     /// The first offset of its open transaction, -1 if none.
     pub(crate) txn_start_offset: i64,
+    /// The coordinator epoch of its last marker, -1 if none.
+    pub(crate) coordinator_epoch: i32,
 }
 
 /// What a transaction marker (control batch) says.
@@ -260,7 +280,7 @@ impl ProducerStateTable {
 
     /// Remembers an appended batch (its header carries the assigned offsets);
     /// `marker` is what a control batch says (see [`control_marker`]).
-    pub(crate) fn record(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+    pub(crate) fn record(&mut self, h: &BatchHeader, marker: Option<ControlRecord>) {
         if h.producer_id < 0 {
             return;
         }
@@ -282,6 +302,7 @@ impl ProducerStateTable {
                 batches: VecDeque::new(),
                 txn_first_offset: None,
                 last_timestamp: -1,
+                coordinator_epoch: -1,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
@@ -326,7 +347,7 @@ impl ProducerStateTable {
 
     /// A marker closes the producer's open transaction. A marker at a newer
     /// epoch (the coordinator fenced the producer) restarts its sequences.
-    fn complete_txn(&mut self, h: &BatchHeader, marker: Marker) {
+    fn complete_txn(&mut self, h: &BatchHeader, control: ControlRecord) {
         let entry = self
             .producers
             .entry(h.producer_id)
@@ -335,14 +356,16 @@ impl ProducerStateTable {
                 batches: VecDeque::new(),
                 txn_first_offset: None,
                 last_timestamp: -1,
+                coordinator_epoch: -1,
             });
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(control.coordinator_epoch);
         if let Some(first) = entry.txn_first_offset.take() {
             self.ongoing.remove(&first);
-            if marker == Marker::Abort {
+            if control.marker == Marker::Abort {
                 self.aborted.push(AbortedTxn {
                     producer_id: h.producer_id,
                     first_offset: first,
@@ -351,6 +374,22 @@ impl ProducerStateTable {
             }
         }
         self.changes += 1;
+    }
+
+    /// TRANSACTION_COORDINATOR_FENCED for a marker from a coordinator older
+    /// than the one that wrote the producer's last marker (a deposed
+    /// coordinator's late marker), as Kafka checks.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if coordinator_epoch < e.coordinator_epoch => {
+                Err(ResponseError::TransactionCoordinatorFenced)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Every producer this partition knows, by id (DescribeProducers).
@@ -364,6 +403,7 @@ impl ProducerStateTable {
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
                 last_timestamp: e.last_timestamp,
                 txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+                coordinator_epoch: e.coordinator_epoch,
             })
             .collect();
         views.sort_by_key(|v| v.producer_id);
@@ -531,24 +571,37 @@ struct Snapshot {
 }
 
 /// What a control batch says: the type in its first record's key
-/// (version i16, type i16; 0 abort, 1 commit). `None` for anything else.
-pub(crate) fn control_marker(batch: &[u8]) -> Option<Marker> {
+/// (version i16, type i16; 0 abort, 1 commit) and the coordinator epoch in
+/// its value (version i16, epoch i32). `None` for anything else.
+pub(crate) fn control_marker(batch: &[u8]) -> Option<ControlRecord> {
     let mut r = batch.get(runnel_storage::BATCH_HEADER_LEN..)?;
     let _length = read_varint(&mut r)?;
     let (_attributes, rest) = r.split_first()?;
     r = rest;
     let _timestamp_delta = read_varint(&mut r)?;
     let _offset_delta = read_varint(&mut r)?;
-    let key_len = read_varint(&mut r)?;
+    let key_len = usize::try_from(read_varint(&mut r)?).ok()?;
     if key_len < 4 {
         return None;
     }
     let key = r.get(..4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(Marker::Abort),
-        1 => Some(Marker::Commit),
-        _ => None,
-    }
+    let marker = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Marker::Abort,
+        1 => Marker::Commit,
+        _ => return None,
+    };
+    r = r.get(key_len..)?;
+    let value_len = read_varint(&mut r)?;
+    let coordinator_epoch = match r.get(2..6) {
+        Some(epoch) if value_len >= 6 => {
+            i32::from_be_bytes([epoch[0], epoch[1], epoch[2], epoch[3]])
+        }
+        _ => -1,
+    };
+    Some(ControlRecord {
+        marker,
+        coordinator_epoch,
+    })
 }
 
 /// A zigzag varint (as record fields are encoded).
@@ -708,6 +761,13 @@ mod tests {
         }
     }
 
+    fn control(marker: Marker) -> ControlRecord {
+        ControlRecord {
+            marker,
+            coordinator_epoch: 0,
+        }
+    }
+
     fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
         BatchHeader {
             attributes: 0x30,
@@ -725,9 +785,9 @@ mod tests {
         t.record(&txn_header(8, 0, 0, 1, 4), None);
         t.record(&txn_header(7, 0, 2, 1, 5), None);
         assert_eq!(t.first_unstable_offset(), Some(2));
-        t.record(&marker(7, 0, 6), Some(Marker::Abort));
+        t.record(&marker(7, 0, 6), Some(control(Marker::Abort)));
         assert_eq!(t.first_unstable_offset(), Some(4), "8 is still open");
-        t.record(&marker(8, 0, 7), Some(Marker::Commit));
+        t.record(&marker(8, 0, 7), Some(control(Marker::Commit)));
         assert_eq!(t.first_unstable_offset(), None);
         let aborted = AbortedTxn {
             producer_id: 7,
@@ -763,12 +823,25 @@ mod tests {
         let mut t = ProducerStateTable::default();
         t.record(&txn_header(7, 0, 0, 3, 0), None);
         // The coordinator aborted it on a timeout, bumping the epoch.
-        t.record(&marker(7, 1, 3), Some(Marker::Abort));
+        t.record(&marker(7, 1, 3), Some(control(Marker::Abort)));
         assert_eq!(
             t.check(&txn_header(7, 0, 3, 1, 0)),
             SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
         );
         assert_eq!(t.check(&txn_header(7, 1, 0, 1, 0)), SequenceCheck::Append);
+        // A marker from a deposed coordinator (an older coordinator epoch) is refused.
+        let newer = ControlRecord {
+            marker: Marker::Commit,
+            coordinator_epoch: 3,
+        };
+        t.record(&marker(7, 1, 4), Some(newer));
+        assert_eq!(
+            t.check_marker(7, 2),
+            Err(ResponseError::TransactionCoordinatorFenced)
+        );
+        assert_eq!(t.check_marker(7, 3), Ok(()));
+        assert_eq!(t.check_marker(8, 0), Ok(()), "a producer never marked");
+        assert_eq!(t.describe()[0].coordinator_epoch, 3);
         assert_eq!(
             t.check(&txn_header(7, 1, 3, 1, 0)),
             SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)

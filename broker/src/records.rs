@@ -131,7 +131,8 @@ mod tests {
             assert!(header.is_control() && header.is_transactional());
             assert_eq!((header.producer_id, header.producer_epoch), (42, 3));
             assert_eq!(header.base_sequence, -1);
-            assert_eq!(control_marker(&batch), Some(marker));
+            let control = control_marker(&batch).expect("a marker");
+            assert_eq!((control.marker, control.coordinator_epoch), (marker, 7));
         }
         let data =
             encode_transactional_batch(vec![(None, Some(Bytes::from_static(b"v")))], 0, 9, 1)

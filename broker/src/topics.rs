@@ -293,12 +293,19 @@ impl Partition {
         if !data.is_leader() {
             return Err(BrokerError::NotLeaderOrFollower);
         }
+        data.producers
+            .check_marker(producer_id, coordinator_epoch)
+            .map_err(BrokerError::Kafka)?;
         let checked = runnel_storage::CheckedBatches::check(&batch)?;
         let info = data
             .log
             .append_batches(checked, data.leader_epoch, now_ms())?;
+        let control = crate::producers::ControlRecord {
+            marker,
+            coordinator_epoch,
+        };
         for header in &info.batches {
-            data.producers.record(header, Some(marker));
+            data.producers.record(header, Some(control));
         }
         data.advance_high_watermark();
         Ok((info.last_offset + 1, data.high_watermark()))

@@ -368,7 +368,7 @@ pub(crate) fn describe_producers(
                                         .with_producer_epoch(i32::from(v.epoch))
                                         .with_last_sequence(v.last_sequence)
                                         .with_last_timestamp(v.last_timestamp)
-                                        .with_coordinator_epoch(-1)
+                                        .with_coordinator_epoch(v.coordinator_epoch)
                                         .with_current_txn_start_offset(v.txn_start_offset)
                                 })
                                 .collect(),

@@ -212,6 +212,21 @@ spec:
         assert proc.returncode != 0, f"accepted:\n{manifest}"
         assert field in proc.stderr, f"the refusal does not name {field}: {proc.stderr}"
 
+    log.info("phase: zones may be appended to, not removed or reordered (node ids follow them)")
+    kube.apply(CLUSTER.format(name="zoned", brokers=2, zones="[a, b]"), NS)
+    try:
+        for zones, allowed in (('["b", "a"]', False), ('["a"]', False), ('["a", "c"]', False),
+                               ('["a", "b", "c"]', True)):
+            proc = kube.kubectl("patch", "cluster", "zoned", "-n", NS, "--type=merge", "-p",
+                                f'{{"spec":{{"zones":{zones}}}}}', check=False)
+            if allowed:
+                assert proc.returncode == 0, f"zones {zones} refused: {proc.stderr}"
+            else:
+                assert proc.returncode != 0, f"zones {zones} accepted"
+                assert "zones can only be appended to" in proc.stderr, proc.stderr
+    finally:
+        kube.kubectl("delete", "cluster", "zoned", "-n", NS, "--wait=false")
+
     log.info("phase: short names and printer columns")
     kube.kubectl("get", "rncluster,rntopic,rngroup", "-n", NS)
     crd = kube.get("crd", "topics.runnel.dev")

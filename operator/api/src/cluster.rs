@@ -69,11 +69,17 @@ pub struct ClusterSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub brokers: i32,
     /// The zones (values of the nodes' `topology.kubernetes.io/zone` label)
-    /// the brokers run in; each broker's rack is its zone.
+    /// the brokers run in; each broker's rack is its zone. Zones may be
+    /// appended, not removed or reordered: a broker's node id follows its
+    /// zone's place in the list, and its data stays with that id.
     #[schemars(
-        length(min = 1),
+        length(min = 1, max = 16),
         inner(length(min = 1, max = 63)),
-        extend("x-kubernetes-list-type" = "set")
+        extend("x-kubernetes-list-type" = "set"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "oldSelf.all(z, self.indexOf(z) == oldSelf.indexOf(z))",
+            "message": "zones can only be appended to: removing or reordering a zone would give its brokers other node ids than their data holds"
+        }])
     )]
     pub zones: Vec<String>,
     /// Each broker's persistent volume.

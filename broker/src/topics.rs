@@ -330,6 +330,38 @@ impl Partition {
         Ok(())
     }
 
+    /// Decodes every record of the log from its start, in order, and hands
+    /// each to `each` (the internal topics' coordinators rebuild their state
+    /// this way when they become leader).
+    pub(crate) fn replay(
+        &self,
+        mut each: impl FnMut(kafka_protocol::records::Record),
+    ) -> Result<(), BrokerError> {
+        /// Bytes read per step.
+        const READ_BYTES: usize = 1 << 20;
+        let mut offset = self.with_log(|log| Ok(log.log_start_offset()))?;
+        loop {
+            let read = self.with_log(|log| Ok(log.read(offset, READ_BYTES, i64::MAX)?))?;
+            if read.records.is_empty() {
+                return Ok(());
+            }
+            let mut buf = read.records.clone();
+            let batches = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
+                .map_err(|e| {
+                    BrokerError::InvalidRequest(format!(
+                        "{}-{} does not decode: {e}",
+                        self.topic, self.index
+                    ))
+                })?;
+            for batch in batches {
+                for record in batch.records {
+                    offset = record.offset + 1;
+                    each(record);
+                }
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<PartitionData>> {
         // A panic while holding the lock leaves the log as it was on disk;
         // carry on with it rather than poisoning the partition forever.

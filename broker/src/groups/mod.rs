@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
@@ -30,9 +29,6 @@ use state::{
 
 /// How long an offset commit waits for the ISR to have it.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Bytes read per step when replaying `__consumer_offsets` at start-up.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// One offset to commit.
 #[derive(Debug, Clone)]
@@ -186,54 +182,39 @@ impl GroupCoordinator {
         let partition = topics.partition(OFFSETS_TOPIC, index)?;
         let mut table = lock(&self.offsets);
         let mut records = 0usize;
-        let mut offset = partition.with_log(|log| Ok(log.log_start_offset()))?;
-        loop {
-            let read =
-                partition.with_log(|log| Ok(log.read(offset, REPLAY_READ_BYTES, i64::MAX)?))?;
-            if read.records.is_empty() {
-                break;
-            }
-            let mut buf = read.records.clone();
-            let batches = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-                BrokerError::InvalidRequest(format!("{OFFSETS_TOPIC}-{index} does not decode: {e}"))
-            })?;
-            for batch in batches {
-                for record in batch.records {
-                    offset = record.offset + 1;
-                    let Some(key) = &record.key else {
-                        continue;
-                    };
-                    if record.control {
-                        // A transaction's marker: its offsets count, or never will.
-                        let commit = key.len() >= 4 && key[2..4] == [0, 1];
-                        if let Some(commits) = lock(&self.pending).remove(&record.producer_id) {
-                            for c in commits {
-                                if commit {
-                                    table.put(&c.group, &c.topic, c.partition, c.committed);
-                                }
-                            }
+        partition.replay(|record| {
+            let Some(key) = &record.key else {
+                return;
+            };
+            if record.control {
+                // A transaction's marker: its offsets count, or never will.
+                let commit = key.len() >= 4 && key[2..4] == [0, 1];
+                if let Some(commits) = lock(&self.pending).remove(&record.producer_id) {
+                    for c in commits {
+                        if commit {
+                            table.put(&c.group, &c.topic, c.partition, c.committed);
                         }
-                    } else if record.transactional {
-                        if let Some((group, topic, partition, committed)) =
-                            offsets::decode_commit(key, record.value.as_ref())
-                        {
-                            lock(&self.pending)
-                                .entry(record.producer_id)
-                                .or_default()
-                                .push(PendingCommit {
-                                    group,
-                                    topic,
-                                    partition,
-                                    committed,
-                                });
-                        }
-                    } else {
-                        table.apply_record(key, record.value.as_ref());
-                        records += 1;
                     }
                 }
+            } else if record.transactional {
+                if let Some((group, topic, partition, committed)) =
+                    offsets::decode_commit(key, record.value.as_ref())
+                {
+                    lock(&self.pending)
+                        .entry(record.producer_id)
+                        .or_default()
+                        .push(PendingCommit {
+                            group,
+                            topic,
+                            partition,
+                            committed,
+                        });
+                }
+            } else {
+                table.apply_record(key, record.value.as_ref());
+                records += 1;
             }
-        }
+        })?;
         info!(
             partition = index,
             records, "coordinating the groups of this offsets partition"

@@ -24,7 +24,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
@@ -38,9 +37,6 @@ use log::{TxnMetadata, TxnState, TXN_TOPIC};
 
 /// How long a write to `__transaction_state` or a marker waits for the ISR.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Bytes read per step when replaying `__transaction_state`.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// The longest pause between attempts to deliver markers.
 const MAX_MARKER_BACKOFF: Duration = Duration::from_secs(1);
@@ -156,36 +152,21 @@ impl TransactionCoordinator {
     /// Replays one `__transaction_state` partition; its leader epoch.
     fn load_partition(&self, topics: &TopicTable, index: i32) -> Result<i32, BrokerError> {
         let partition = topics.partition(TXN_TOPIC, index)?;
-        let (mut offset, epoch) =
-            partition.with_data(|d| Ok((d.log.log_start_offset(), d.leader_epoch)))?;
+        let epoch = partition.with_data(|d| Ok(d.leader_epoch))?;
         let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
-        loop {
-            let read =
-                partition.with_log(|log| Ok(log.read(offset, REPLAY_READ_BYTES, i64::MAX)?))?;
-            if read.records.is_empty() {
-                break;
-            }
-            let mut buf = read.records.clone();
-            let batches = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-                BrokerError::InvalidRequest(format!("{TXN_TOPIC}-{index} does not decode: {e}"))
-            })?;
-            for batch in batches {
-                for record in batch.records {
-                    offset = record.offset + 1;
-                    let Some(id) = record.key.as_ref().and_then(log::decode_key) else {
-                        continue;
-                    };
-                    match record.value.as_ref().and_then(log::decode_value) {
-                        Some(m) => {
-                            loaded.insert(id, m);
-                        }
-                        None => {
-                            loaded.remove(&id);
-                        }
-                    }
+        partition.replay(|record| {
+            let Some(id) = record.key.as_ref().and_then(log::decode_key) else {
+                return;
+            };
+            match record.value.as_ref().and_then(log::decode_value) {
+                Some(m) => {
+                    loaded.insert(id, m);
+                }
+                None => {
+                    loaded.remove(&id);
                 }
             }
-        }
+        })?;
         let count = loaded.len();
         let mut txns = lock(&self.txns);
         txns.retain(|id, _| self.partition_of(id) != index);

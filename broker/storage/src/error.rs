@@ -45,8 +45,8 @@ pub enum Error {
         /// The log end offset.
         end: i64,
     },
-    /// A follower append did not start at the log end offset.
-    #[error("append at offset {offset} does not continue the log end offset {end}")]
+    /// A follower append went back below the log end offset.
+    #[error("append at offset {offset} is below the log end offset {end}")]
     NonContiguousAppend {
         /// The first offset of the batch.
         offset: i64,

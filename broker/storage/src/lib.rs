@@ -31,7 +31,8 @@
 //! - `index`: the offset and time indexes.
 //! - `segment`: one segment: its files, append, read, recovery.
 //! - `log`: [`PartitionLog`], the segments of one partition: roll, retention,
-//!   flush, lookup.
+//!   flush, lookup; `log::clean`, swapping in segments the cleaner rewrote
+//!   (log compaction), crash-safely.
 //! - `epoch`: [`LeaderEpochCache`], the leader epochs of a partition and
 //!   their start offsets (KIP-101/KIP-320), kept in `leader-epoch-checkpoint`.
 //! - `checkpoint`: Kafka-style text checkpoint files, rewritten atomically
@@ -56,6 +57,7 @@ pub use batch::{
 pub use epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT_FILE};
 pub use error::Error;
 pub use log::{
-    AppendInfo, CheckedBatches, FileSlice, HighWatermarkCheckpoint, LogConfig, PartitionLog,
-    ReadResult, SliceRead, TimestampMatch, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    AppendInfo, CheckedBatches, CleanedSegment, FileSlice, FinishedSegment,
+    HighWatermarkCheckpoint, LogConfig, PartitionLog, ReadResult, SealedSegment, SliceRead,
+    TimestampMatch, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
 };

@@ -43,6 +43,10 @@ use crate::error::io_error;
 use crate::segment::{self, Segment};
 use crate::Error;
 
+mod clean;
+
+pub use clean::{CleanedSegment, FinishedSegment, SealedSegment, CLEANER_OFFSET_FILE};
+
 /// Name of the marker file `close` leaves behind, telling the next `open`
 /// that the files are complete and need no recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
@@ -69,6 +73,9 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `index.interval.bytes`: add an index entry after this many bytes.
     pub index_interval_bytes: u32,
+    /// Whether `cleanup.policy` includes `delete`: without it (`compact`
+    /// alone) retention deletes nothing and only the cleaner shrinks the log.
+    pub delete_policy: bool,
 }
 
 impl Default for LogConfig {
@@ -83,6 +90,7 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             index_interval_bytes: 4096,
+            delete_policy: true,
         }
     }
 }
@@ -281,6 +289,8 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     /// The value in [`HIGH_WATERMARK_FILE`], if there is one.
     checkpointed_high_watermark: Option<i64>,
+    /// The cleaner's progress ([`CLEANER_OFFSET_FILE`]), if it has any.
+    cleaner_offset: Option<i64>,
 }
 
 impl PartitionLog {
@@ -308,6 +318,7 @@ impl PartitionLog {
             std::fs::remove_file(&marker).map_err(|e| io_error(&marker, e))?;
             sync_dir(dir)?;
         }
+        clean::finish_swaps(dir)?;
         let bases = scan_dir(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
@@ -329,6 +340,7 @@ impl PartitionLog {
             None => LeaderEpochCache::rebuild(dir, epochs_in(&segments)?)?,
         };
         let checkpointed_high_watermark = read_high_watermark(dir)?;
+        let cleaner_offset = clean::read_cleaner_offset(dir)?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -337,6 +349,7 @@ impl PartitionLog {
             first_unflushed_ms: None,
             epochs,
             checkpointed_high_watermark,
+            cleaner_offset,
         };
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_start(start)?;
@@ -445,9 +458,9 @@ impl PartitionLog {
     }
 
     /// Appends batches that already carry their offsets (a follower copying
-    /// its leader); the first batch must start at the log end offset.
-    ///
-    /// Every later batch must continue where the one before it ended, too.
+    /// its leader); the first batch must start at or after the log end
+    /// offset, and every later one at or after where the one before it
+    /// ended. A gap is a range the leader's cleaner compacted away.
     /// `max.message.bytes` is not applied: the leader already accepted the
     /// batches, and a follower must not diverge over a config change.
     ///
@@ -460,9 +473,11 @@ impl PartitionLog {
                 "no record batches to append".to_string(),
             ));
         }
+        // Offsets only grow; a gap is a range the leader's cleaner removed
+        // (log compaction), as Kafka allows.
         let mut expected = self.log_end_offset();
         for header in &headers {
-            if header.base_offset != expected {
+            if header.base_offset < expected {
                 return Err(Error::NonContiguousAppend {
                     offset: header.base_offset,
                     end: expected,
@@ -712,7 +727,11 @@ impl PartitionLog {
         now_ms: i64,
         high_watermark: i64,
     ) -> Result<usize, Error> {
-        let count = self.retention_count(now_ms, high_watermark);
+        let count = if self.config.delete_policy {
+            self.retention_count(now_ms, high_watermark)
+        } else {
+            0
+        };
         if count == 0 {
             return Ok(0);
         }
@@ -845,6 +864,7 @@ impl PartitionLog {
         self.active_mut().truncate_at(pos, offset)?;
         sync_dir(&self.dir)?;
         self.epochs.truncate_from_end(offset)?;
+        self.clamp_cleaner_offset(offset)?;
         info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(), "truncated log");
         Ok(())
     }
@@ -862,6 +882,7 @@ impl PartitionLog {
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
         self.epochs.clear()?;
+        self.clamp_cleaner_offset(offset)?;
         info!(dir = %self.dir.display(), offset, "truncated log fully");
         Ok(())
     }

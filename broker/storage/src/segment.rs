@@ -736,6 +736,15 @@ impl Segment {
         self.base_offset
     }
 
+    /// The `.log` file, shared.
+    pub(crate) fn log_file(&self) -> Arc<File> {
+        self.log.clone()
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset
     }

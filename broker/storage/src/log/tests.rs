@@ -16,6 +16,7 @@ fn config() -> LogConfig {
         flush_messages: i64::MAX,
         flush_ms: i64::MAX,
         index_interval_bytes: 64,
+        delete_policy: true,
     }
 }
 
@@ -717,20 +718,41 @@ fn replicated_appends_keep_offsets() {
     );
 
     assert!(matches!(
-        log.append_replicated(&batch(6, 1, 0, 0), 0),
-        Err(Error::NonContiguousAppend { offset: 6, end: 5 })
-    ));
-    assert!(matches!(
         log.append_replicated(&batch(4, 1, 0, 0), 0),
         Err(Error::NonContiguousAppend { offset: 4, end: 5 })
     ));
-    let mut gap = batch(5, 1, 0, 0);
-    gap.extend(batch(7, 1, 0, 0));
+    let mut backwards = batch(5, 2, 0, 0);
+    backwards.extend(batch(6, 1, 0, 0));
     assert!(matches!(
-        log.append_replicated(&gap, 0),
-        Err(Error::NonContiguousAppend { offset: 7, end: 6 })
+        log.append_replicated(&backwards, 0),
+        Err(Error::NonContiguousAppend { offset: 6, end: 7 })
     ));
-    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(
+        log.log_end_offset(),
+        5,
+        "nothing of a refused append is kept"
+    );
+}
+
+#[test]
+fn replicated_appends_may_skip_offsets_a_compacted_leader_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    log.append_replicated(&batch(0, 3, 10, 10), 0)
+        .expect("append");
+    let mut gapped = batch(6, 1, 20, 10);
+    gapped.extend(batch(9, 2, 30, 10));
+    log.append_replicated(&gapped, 0)
+        .expect("a gap is accepted");
+    assert_eq!(log.log_end_offset(), 11);
+    let from_gap = log.read(4, usize::MAX, i64::MAX).expect("read in the gap");
+    assert_eq!(
+        from_gap.records, gapped,
+        "a read in a gap starts at the next batch"
+    );
+    log.close().expect("close");
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.log_end_offset(), 11);
 }
 
 #[test]

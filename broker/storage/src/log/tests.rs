@@ -857,9 +857,9 @@ fn appends_record_leader_epochs() {
     assert_eq!(epochs(&follower), [(1, 0), (3, 5), (4, 10), (6, 13)]);
     assert_eq!(follower.end_offset_for_epoch(5), Some((4, 13)));
     assert_eq!(follower.end_offset_for_epoch(6), Some((6, 17)));
-    // A refused (non-contiguous) replicated append assigns nothing.
+    // A refused (backwards) replicated append assigns nothing.
     assert!(follower
-        .append_replicated(&leader_batch(30, 1, 9), 0)
+        .append_replicated(&leader_batch(12, 1, 9), 0)
         .is_err());
     assert_eq!(follower.latest_epoch(), Some(6));
 }

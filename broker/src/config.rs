@@ -27,6 +27,10 @@ pub(crate) enum Kind {
     Bool,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// A comma-separated, non-empty list of words from a fixed set.
+    List(&'static [&'static str]),
+    /// A number from 0 to 1.
+    Ratio,
 }
 
 impl Kind {
@@ -37,6 +41,8 @@ impl Kind {
             Kind::Choice(_) => 2,
             Kind::Int(_) | Kind::IntOrDefault(_) => 3,
             Kind::Long(_) => 5,
+            Kind::Ratio => 6,
+            Kind::List(_) => 7,
         }
     }
 
@@ -81,9 +87,28 @@ impl Kind {
                     Err(bad(format!("must be one of {}", words.join(", "))))
                 }
             }
+            Kind::List(words) => {
+                let items: Vec<&str> = value.split(',').map(str::trim).collect();
+                if items.iter().all(|item| words.contains(item)) {
+                    Ok(())
+                } else {
+                    Err(bad(format!(
+                        "must be a comma-separated list of {}",
+                        words.join(", ")
+                    )))
+                }
+            }
+            Kind::Ratio => match value.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+                _ => Err(bad("must be a number from 0 to 1".into())),
+            },
         }
     }
 }
+
+/// The words of `cleanup.policy`: `delete` (retention deletes old
+/// segments) and `compact` (the cleaner keeps the latest record per key).
+const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 
 /// A topic config Runnel understands, and the broker setting it defaults to.
 #[derive(Debug)]
@@ -101,12 +126,17 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef {
         name: "cleanup.policy",
         broker_key: "log.cleanup.policy",
-        kind: Kind::Choice(&["delete"]),
+        kind: Kind::List(CLEANUP_POLICIES),
     },
     TopicConfigDef {
         name: "compression.type",
         broker_key: "compression.type",
         kind: Kind::Choice(&["producer"]),
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        broker_key: "log.cleaner.delete.retention.ms",
+        kind: Kind::Long(0),
     },
     TopicConfigDef {
         name: "flush.messages",
@@ -132,6 +162,21 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         name: "message.timestamp.type",
         broker_key: "log.message.timestamp.type",
         kind: Kind::Choice(&["CreateTime"]),
+    },
+    TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_key: "log.cleaner.max.compaction.lag.ms",
+        kind: Kind::Long(1),
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_key: "log.cleaner.min.cleanable.ratio",
+        kind: Kind::Ratio,
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_key: "log.cleaner.min.compaction.lag.ms",
+        kind: Kind::Long(0),
     },
     TopicConfigDef {
         name: "min.insync.replicas",
@@ -250,8 +295,43 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "30",
     },
     BrokerSettingDef {
+        name: "log.cleaner.backoff.ms",
+        kind: Kind::Long(1),
+        default: "15000",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.dedupe.buffer.size",
+        kind: Kind::Long(1024 * 1024),
+        default: "134217728",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.delete.retention.ms",
+        kind: Kind::Long(0),
+        default: "86400000",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.max.compaction.lag.ms",
+        kind: Kind::Long(1),
+        default: "9223372036854775807",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.min.cleanable.ratio",
+        kind: Kind::Ratio,
+        default: "0.5",
+    },
+    BrokerSettingDef {
+        name: "log.cleaner.min.compaction.lag.ms",
+        kind: Kind::Long(0),
+        default: "0",
+    },
+    BrokerSettingDef {
         name: "log.cleanup.policy",
-        kind: Kind::Choice(&["delete"]),
+        kind: Kind::List(CLEANUP_POLICIES),
         default: "delete",
     },
     BrokerSettingDef {
@@ -503,7 +583,8 @@ impl TopicConfigs {
         }
     }
 
-    fn effective_i64(&self, name: &str, broker: &BrokerSettings) -> i64 {
+    /// The effective value of an integer config.
+    pub(crate) fn effective_i64(&self, name: &str, broker: &BrokerSettings) -> i64 {
         self.effective(name, broker).0.parse().unwrap_or(0)
     }
 
@@ -519,7 +600,21 @@ impl TopicConfigs {
             flush_messages: get("flush.messages"),
             flush_ms: get("flush.ms"),
             index_interval_bytes: get("index.interval.bytes").clamp(0, i64::from(u32::MAX)) as u32,
+            delete_policy: self.has_policy("delete", broker),
         }
+    }
+
+    /// Whether `cleanup.policy` includes `policy` (`compact` or `delete`).
+    pub fn has_policy(&self, policy: &str, broker: &BrokerSettings) -> bool {
+        self.effective("cleanup.policy", broker)
+            .0
+            .split(',')
+            .any(|p| p.trim() == policy)
+    }
+
+    /// The effective value of a ratio config.
+    pub fn effective_f64(&self, name: &str, broker: &BrokerSettings) -> f64 {
+        self.effective(name, broker).0.trim().parse().unwrap_or(0.0)
     }
 }
 

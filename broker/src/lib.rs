@@ -12,6 +12,7 @@
 //! Storage (segments, indexes, recovery, retention) is the `runnel-storage` crate.
 
 pub mod broker;
+mod cleaner;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -247,6 +248,9 @@ pub async fn join_cluster(
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown.clone())));
+    if broker.settings.get_bool("log.cleaner.enable") {
+        tasks.push(tokio::spawn(log_cleaner(broker.clone(), shutdown.clone())));
+    }
     Ok((tasks, epoch))
 }
 
@@ -359,6 +363,29 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             tokio::task::spawn_blocking(move || b.topics.housekeeping(retention, checkpoint)).await
         {
             warn!(%error, "housekeeping task failed");
+        }
+    }
+}
+
+/// Compacts the logs of `cleanup.policy=compact` topics every
+/// `log.cleaner.backoff.ms`, on a blocking thread of its own so that a long
+/// pass never holds up housekeeping.
+async fn log_cleaner(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let every =
+        Duration::from_millis(broker.settings.get_i64("log.cleaner.backoff.ms").max(1) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let b = broker.clone();
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || cleaner::clean_all(&b.topics, clock::now_ms()))
+                .await
+        {
+            warn!(%error, "log cleaner task failed");
         }
     }
 }

@@ -315,7 +315,7 @@ impl Partition {
     /// the partition lock but written and synced without it (only the
     /// rename into place holds the lock), so produce and fetch never wait
     /// for the disk here.
-    fn snapshot_producers(&self) -> Result<(), BrokerError> {
+    pub(crate) fn snapshot_producers(&self) -> Result<(), BrokerError> {
         let due = self.with_data(|d| {
             Ok(d.producers
                 .snapshot_due(d.log.dir(), d.log.log_end_offset()))
@@ -345,19 +345,27 @@ impl Partition {
             if read.records.is_empty() {
                 return Ok(());
             }
-            let mut buf = read.records.clone();
-            let batches = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
-                .map_err(|e| {
-                    BrokerError::InvalidRequest(format!(
-                        "{}-{} does not decode: {e}",
-                        self.topic, self.index
-                    ))
-                })?;
-            for batch in batches {
-                for record in batch.records {
-                    offset = record.offset + 1;
-                    each(record);
+            // Batch by batch: a compacted batch may have lost its last
+            // records, so the next read starts after its last offset, not
+            // after its last record.
+            let headers = runnel_storage::validate_batches(&read.records)?;
+            let mut position = 0;
+            for header in headers {
+                let mut batch = read.records.slice(position..position + header.total_size());
+                position += header.total_size();
+                let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch)
+                    .map_err(|e| {
+                        BrokerError::InvalidRequest(format!(
+                            "{}-{} does not decode: {e}",
+                            self.topic, self.index
+                        ))
+                    })?;
+                for record in decoded.records {
+                    if record.offset >= offset {
+                        each(record);
+                    }
                 }
+                offset = offset.max(header.next_offset());
             }
         }
     }

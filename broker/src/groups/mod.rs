@@ -113,11 +113,12 @@ impl GroupCoordinator {
         self.offsets_partitions
     }
 
-    /// The configs `__consumer_offsets` is created with.
+    /// The configs `__consumer_offsets` is created with, Kafka's: compacted
+    /// (the latest commit of each group and partition stays, and offsets
+    /// deleted or expired go with their tombstones), never deleted by age.
     pub(crate) fn offsets_topic_configs() -> TopicConfigs {
-        // Offsets must outlive time-based retention until compaction exists.
         let mut configs = TopicConfigs::default();
-        configs.0.insert("retention.ms".into(), "-1".into());
+        configs.0.insert("cleanup.policy".into(), "compact".into());
         configs
             .0
             .insert("segment.bytes".into(), (100 * 1024 * 1024).to_string());

@@ -95,6 +95,12 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
                         .effective("min.insync.replicas", broker.topics.settings());
                     min_isr.parse::<usize>().unwrap_or(1)
                 });
+                if topic
+                    .configs
+                    .has_policy("compact", broker.topics.settings())
+                {
+                    crate::cleaner::require_keys(&records, &name, data.index)?;
+                }
                 let appended = broker.topics.append(partition, &records, min_isr)?;
                 if !appended.duplicate {
                     broker

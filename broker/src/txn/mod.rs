@@ -93,7 +93,8 @@ impl TransactionCoordinator {
     }
 
     /// The configs `__transaction_state` is created with: those of
-    /// `__consumer_offsets` (kept forever until compaction exists).
+    /// `__consumer_offsets` (compacted: each transactional id's latest state
+    /// stays, expired ids go with their tombstones).
     pub(crate) fn topic_configs() -> TopicConfigs {
         crate::groups::GroupCoordinator::offsets_topic_configs()
     }

@@ -1,0 +1,580 @@
+//! Log compaction: for topics with `cleanup.policy=compact`, the cleaner
+//! keeps the latest record of each key and drops the ones it supersedes, as
+//! Kafka's log cleaner does. Every replica cleans its own log.
+//!
+//! ```text
+//!   log start        cleaner offset           first uncleanable       log end
+//!   v                v                        v                       v
+//!   [ clean (cleaned before) ][ dirty (new since) ][ too new, open txns, active ]
+//!          rewritten ◀──── key -> latest offset ◀─── map built here
+//! ```
+//!
+//! A pass over a partition, when the dirty share of its cleanable bytes is at
+//! least `min.cleanable.dirty.ratio` (or its oldest dirty records are older
+//! than `max.compaction.lag.ms`):
+//! 1. Cleanable are the sealed segments wholly below the last stable offset
+//!    (so below the high watermark and no open transaction's records), and
+//!    older than `min.compaction.lag.ms`.
+//! 2. The dirty segments (from the cleaner offset on) give a map from each
+//!    key (its 128-bit hash) to its latest offset, up to
+//!    `log.cleaner.dedupe.buffer.size` (then the pass stops at a segment
+//!    boundary and the next pass goes on).
+//! 3. The segments from the log start to the end of the mapped ones are
+//!    rewritten, grouped up to `segment.bytes`: a record stays if no later
+//!    offset of its key is in the map; a keyless record goes; an aborted
+//!    transaction's records go; a tombstone (null value) in the part cleaned
+//!    before goes once its batch is older than `delete.retention.ms`.
+//!    Control batches (transaction markers) stay. A batch keeps its offsets
+//!    (base offset and last offset delta), so consumers and idempotent
+//!    producers see the same offsets and sequence numbers as before.
+//! 4. Each group's copy replaces its segments ([`PartitionLog::replace_with_cleaned`]);
+//!    then the cleaner offset moves to the end of the mapped segments.
+//!
+//! Reading, filtering and writing happen without the partition's lock; only
+//! the plan and each swap take it, and a swap finds out if the log changed
+//! meanwhile (retention, truncation) and gives up.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use kafka_protocol::ResponseError;
+use runnel_storage::{BatchHeader, PartitionLog, SealedSegment, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use tracing::{debug, info, warn};
+
+use crate::config::{BrokerSettings, TopicConfigs};
+use crate::error::BrokerError;
+use crate::producers::AbortedTxn;
+use crate::topics::{Partition, Topic, TopicTable};
+
+/// Where a batch's record count sits in its header.
+const RECORDS_COUNT_AT: usize = 57;
+/// Where a batch's length sits in its header.
+const LENGTH_AT: usize = 8;
+/// Where a batch's CRC sits in its header.
+const CRC_AT: usize = 17;
+/// Bytes of map per key counted against `log.cleaner.dedupe.buffer.size`:
+/// the hash, the offset and the hash table's own share.
+const BYTES_PER_KEY: u64 = 48;
+
+/// One pass over every compacted partition this broker holds a replica of.
+pub(crate) fn clean_all(table: &TopicTable, now_ms: i64) {
+    let settings = table.settings();
+    for topic in table.all() {
+        if !topic.configs.has_policy("compact", settings) {
+            continue;
+        }
+        let policy = Policy::of(&topic.configs, settings);
+        for partition in &topic.partitions {
+            if !partition.is_local() {
+                continue;
+            }
+            if let Err(error) = clean_partition(&topic, partition, &policy, now_ms) {
+                warn!(topic = %topic.name, partition = partition.index, %error, "cleaning the log failed");
+            }
+        }
+    }
+}
+
+/// A compacted topic's cleaning settings.
+#[derive(Debug, Clone)]
+struct Policy {
+    min_dirty_ratio: f64,
+    delete_retention_ms: i64,
+    min_lag_ms: i64,
+    max_lag_ms: i64,
+    segment_bytes: u64,
+    max_keys: usize,
+}
+
+impl Policy {
+    fn of(configs: &TopicConfigs, settings: &BrokerSettings) -> Policy {
+        let buffer = settings.get_i64("log.cleaner.dedupe.buffer.size").max(1) as u64;
+        Policy {
+            min_dirty_ratio: configs.effective_f64("min.cleanable.dirty.ratio", settings),
+            delete_retention_ms: configs.effective_i64("delete.retention.ms", settings),
+            min_lag_ms: configs.effective_i64("min.compaction.lag.ms", settings),
+            max_lag_ms: configs.effective_i64("max.compaction.lag.ms", settings),
+            segment_bytes: configs.effective_i64("segment.bytes", settings).max(1) as u64,
+            max_keys: usize::try_from(buffer / BYTES_PER_KEY).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A sealed segment the pass may clean, and where its offsets end (the next
+/// segment's base offset).
+#[derive(Debug, Clone)]
+struct Cleanable {
+    segment: SealedSegment,
+    upper: i64,
+}
+
+/// What the pass reads under the lock.
+struct Plan {
+    cleanable: Vec<Cleanable>,
+    cleaner_offset: i64,
+    aborted: Vec<AbortedTxn>,
+}
+
+/// Cleans one partition if it is due; what it did, for the log.
+fn clean_partition(
+    topic: &Topic,
+    partition: &Partition,
+    policy: &Policy,
+    now_ms: i64,
+) -> Result<(), BrokerError> {
+    let plan = partition.with_data(|data| {
+        let limit = data.last_stable_offset();
+        let cleanable = cleanable_segments(&data.log, limit, now_ms - policy.min_lag_ms);
+        let upper = cleanable.last().map_or(0, |c| c.upper);
+        Ok(Plan {
+            cleaner_offset: data.log.cleaner_offset(),
+            aborted: data
+                .producers
+                .aborted_between(data.log.log_start_offset(), upper),
+            cleanable,
+        })
+    })?;
+    let dirty_from = plan
+        .cleanable
+        .iter()
+        .position(|c| c.upper > plan.cleaner_offset);
+    let Some(dirty_from) = dirty_from else {
+        return Ok(());
+    };
+    let total: u64 = plan.cleanable.iter().map(|c| c.segment.size()).sum();
+    let dirty: u64 = plan.cleanable[dirty_from..]
+        .iter()
+        .map(|c| c.segment.size())
+        .sum();
+    let ratio = if total == 0 {
+        1.0
+    } else {
+        dirty as f64 / total as f64
+    };
+    let overdue = plan.cleanable[dirty_from]
+        .segment
+        .max_timestamp()
+        .is_some_and(|ts| now_ms.saturating_sub(ts) > policy.max_lag_ms);
+    if ratio < policy.min_dirty_ratio && !overdue {
+        return Ok(());
+    }
+    // Records the pass removes may follow the last producer state snapshot;
+    // one taken now covers them, so a restart never replays past a gap.
+    partition.snapshot_producers()?;
+
+    let is_aborted = |h: &BatchHeader| {
+        h.is_transactional()
+            && plan.aborted.iter().any(|a| {
+                a.producer_id == h.producer_id
+                    && a.first_offset <= h.base_offset
+                    && h.base_offset < a.last_offset
+            })
+    };
+    let keys = KeyHasher::new();
+    let mut latest: HashMap<u128, i64> = HashMap::new();
+    let mut mapped = dirty_from;
+    for c in &plan.cleanable[dirty_from..] {
+        if mapped > dirty_from && latest.len() >= policy.max_keys {
+            break;
+        }
+        c.segment.for_each_batch::<BrokerError>(|header, batch| {
+            if header.is_control() || is_aborted(header) {
+                return Ok(());
+            }
+            let (data, spans) = records_of(batch, header)?;
+            for span in spans {
+                if let Some(key) = span.key {
+                    latest.insert(keys.hash(&data[key]), span.offset);
+                }
+            }
+            Ok(())
+        })?;
+        mapped += 1;
+    }
+    let mapped_upto = plan.cleanable[mapped - 1].upper;
+
+    let horizon = now_ms.saturating_sub(policy.delete_retention_ms);
+    let mut before = 0u64;
+    let mut after = 0u64;
+    for group in groups(&plan.cleanable[..mapped], policy.segment_bytes) {
+        let base = group[0].segment.base_offset();
+        let mut out = partition.with_log(|log| Ok(log.start_cleaned_segment(base)?))?;
+        let mut changed = false;
+        let written = group.iter().try_for_each(|c| {
+            c.segment.for_each_batch::<BrokerError>(|header, batch| {
+                let aborted = is_aborted(header);
+                let old_tombstones =
+                    header.base_offset < plan.cleaner_offset && header.max_timestamp < horizon;
+                let kept = filter_batch(batch, header, |record| {
+                    let Some(key) = record.key else {
+                        return false;
+                    };
+                    let superseded = latest
+                        .get(&keys.hash(key))
+                        .is_some_and(|&last| record.offset < last);
+                    let expired_tombstone = record.tombstone && old_tombstones;
+                    !(aborted || superseded || expired_tombstone)
+                })?;
+                match kept {
+                    Kept::Whole => out.append(batch)?,
+                    Kept::Nothing => changed = true,
+                    Kept::Some(copy) => {
+                        changed = true;
+                        out.append(&copy)?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        if let Err(error) = written {
+            out.discard();
+            return Err(error);
+        }
+        let replaced: Vec<SealedSegment> = group.iter().map(|c| c.segment.clone()).collect();
+        if !changed && replaced.len() == 1 {
+            out.discard();
+            continue;
+        }
+        before += replaced.iter().map(SealedSegment::size).sum::<u64>();
+        after += out.size();
+        let finished = out.finish()?;
+        if !partition.with_log(|log| Ok(log.replace_with_cleaned(finished, &replaced)?))? {
+            debug!(topic = %topic.name, partition = partition.index, "the log changed during cleaning; trying again next pass");
+            return Ok(());
+        }
+    }
+    partition.with_log(|log| Ok(log.set_cleaner_offset(mapped_upto)?))?;
+    info!(
+        topic = %topic.name,
+        partition = partition.index,
+        dirty_ratio = format!("{ratio:.2}"),
+        keys = latest.len(),
+        cleaned_to = mapped_upto,
+        bytes_before = before,
+        bytes_after = after,
+        "cleaned the log"
+    );
+    Ok(())
+}
+
+/// The sealed segments wholly below `limit` whose records are all at or
+/// before `newest_ms` (`min.compaction.lag.ms`), oldest first.
+fn cleanable_segments(log: &PartitionLog, limit: i64, newest_ms: i64) -> Vec<Cleanable> {
+    let sealed = log.sealed_segments();
+    let active_base = log.segment_base_offsets().last().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for (i, segment) in sealed.iter().enumerate() {
+        let upper = sealed.get(i + 1).map_or(active_base, |s| s.base_offset());
+        let too_new = segment.max_timestamp().is_some_and(|ts| ts > newest_ms);
+        if upper > limit || too_new {
+            break;
+        }
+        out.push(Cleanable {
+            segment: segment.clone(),
+            upper,
+        });
+    }
+    out
+}
+
+/// Consecutive runs of `cleanable` to rewrite as one segment each: up to
+/// `segment_bytes` (their sizes before cleaning) and offsets that fit a
+/// segment's 32-bit relative index.
+fn groups(cleanable: &[Cleanable], segment_bytes: u64) -> Vec<&[Cleanable]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = 0u64;
+    for (i, c) in cleanable.iter().enumerate() {
+        let span = c.upper - cleanable[start].segment.base_offset();
+        let fits = size + c.segment.size() <= segment_bytes && span <= i64::from(i32::MAX);
+        if i > start && !fits {
+            out.push(&cleanable[start..i]);
+            start = i;
+            size = 0;
+        }
+        size += c.segment.size();
+    }
+    if start < cleanable.len() {
+        out.push(&cleanable[start..]);
+    }
+    out
+}
+
+/// Hashes keys to 128 bits (two independently keyed SipHashes), so the map
+/// holds 16 bytes per key whatever the keys' length; a collision, which
+/// would drop a record, has odds of about 2^-128 per pair.
+struct KeyHasher(
+    std::collections::hash_map::RandomState,
+    std::collections::hash_map::RandomState,
+);
+
+impl KeyHasher {
+    fn new() -> Self {
+        KeyHasher(Default::default(), Default::default())
+    }
+
+    fn hash(&self, key: &[u8]) -> u128 {
+        let mut a = self.0.build_hasher();
+        a.write(key);
+        let mut b = self.1.build_hasher();
+        b.write(key);
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+}
+
+/// One record of a batch, as the cleaner sees it.
+#[derive(Debug, Clone)]
+struct RecordSpan {
+    /// The record's bytes (length prefix included) in the records section.
+    bytes: Range<usize>,
+    /// Its offset.
+    offset: i64,
+    /// Its key, if not null.
+    key: Option<Range<usize>>,
+    /// Whether its value is null.
+    tombstone: bool,
+}
+
+/// A record as the keep test sees it.
+#[derive(Debug)]
+struct RecordRef<'a> {
+    offset: i64,
+    key: Option<&'a [u8]>,
+    tombstone: bool,
+}
+
+/// Decodes the records of a non-control batch: its records section
+/// (decompressed) and where each record is in it.
+fn records_of(batch: &[u8], header: &BatchHeader) -> Result<(Bytes, Vec<RecordSpan>), BrokerError> {
+    let data = records_section(batch, header)?;
+    let spans = parse_records(&data, header)?;
+    Ok((data, spans))
+}
+
+/// The compression codec of a batch's attributes.
+fn codec(header: &BatchHeader) -> i16 {
+    header.attributes & 0x07
+}
+
+/// The records section of a batch, decompressed.
+fn records_section(batch: &[u8], header: &BatchHeader) -> Result<Bytes, BrokerError> {
+    let raw = Bytes::copy_from_slice(&batch[BATCH_HEADER_LEN..]);
+    let whole = |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining()));
+    let mut input = raw.clone();
+    let out = match codec(header) {
+        0 => return Ok(raw),
+        1 => Gzip::decompress(&mut input, whole),
+        2 => Snappy::decompress(&mut input, whole),
+        3 => Lz4::decompress(&mut input, whole),
+        4 => Zstd::decompress(&mut input, whole),
+        other => {
+            return Err(corrupt(
+                header,
+                &format!("unknown compression codec {other}"),
+            ));
+        }
+    };
+    out.map_err(|e| corrupt(header, &format!("does not decompress: {e}")))
+}
+
+/// Compresses `records` with a batch's codec onto `out`.
+fn compress(header: &BatchHeader, records: &[u8], out: &mut Vec<u8>) -> Result<(), BrokerError> {
+    let put = |b: &mut BytesMut| {
+        b.put_slice(records);
+        Ok(())
+    };
+    let result = match codec(header) {
+        0 => {
+            out.extend_from_slice(records);
+            Ok(())
+        }
+        1 => Gzip::compress(out, put),
+        2 => Snappy::compress(out, put),
+        3 => Lz4::compress(out, put),
+        4 => Zstd::compress(out, put),
+        other => Err(anyhow::anyhow!("unknown compression codec {other}")),
+    };
+    result.map_err(|e| corrupt(header, &format!("does not compress again: {e}")))
+}
+
+fn corrupt(header: &BatchHeader, why: &str) -> BrokerError {
+    BrokerError::Storage(runnel_storage::Error::CorruptBatch(format!(
+        "batch at offset {}: {why}",
+        header.base_offset
+    )))
+}
+
+/// Finds the records of a records section (`header.records_count` of them).
+fn parse_records(data: &[u8], header: &BatchHeader) -> Result<Vec<RecordSpan>, BrokerError> {
+    let bad = |what: &str| corrupt(header, what);
+    let count = usize::try_from(header.records_count).map_err(|_| bad("negative record count"))?;
+    let mut spans = Vec::with_capacity(count.min(data.len()));
+    let mut pos = 0;
+    for _ in 0..count {
+        let mut r = VarReader { data, pos };
+        let len = usize::try_from(r.varint()?).map_err(|_| bad("negative record length"))?;
+        let end = r.pos.checked_add(len).filter(|&e| e <= data.len());
+        let end = end.ok_or_else(|| bad("a record runs past its batch"))?;
+        r.skip(1)?; // attributes
+        r.varlong()?; // timestamp delta
+        let offset_delta = r.varint()?;
+        let key_len = r.varint()?;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let start = r.pos;
+            r.skip(key_len as usize)?;
+            Some(start..r.pos)
+        };
+        let value_len = r.varint()?;
+        if r.pos > end {
+            return Err(bad("a record's fields run past its length"));
+        }
+        spans.push(RecordSpan {
+            bytes: pos..end,
+            offset: header.base_offset + i64::from(offset_delta),
+            key,
+            tombstone: value_len < 0,
+        });
+        pos = end;
+    }
+    Ok(spans)
+}
+
+/// Reads Kafka's zigzag varints.
+struct VarReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl VarReader<'_> {
+    fn unsigned(&mut self, max_bytes: usize) -> Result<u64, BrokerError> {
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let byte = *self.data.get(self.pos).ok_or_else(truncated)?;
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(truncated())
+    }
+
+    fn varint(&mut self) -> Result<i32, BrokerError> {
+        let n = self.unsigned(5)? as u32;
+        Ok(((n >> 1) as i32) ^ -((n & 1) as i32))
+    }
+
+    fn varlong(&mut self) -> Result<i64, BrokerError> {
+        let n = self.unsigned(10)?;
+        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), BrokerError> {
+        self.pos = self
+            .pos
+            .checked_add(n)
+            .filter(|&p| p <= self.data.len())
+            .ok_or_else(truncated)?;
+        Ok(())
+    }
+}
+
+fn truncated() -> BrokerError {
+    BrokerError::Storage(runnel_storage::Error::CorruptBatch(
+        "a record is cut short".into(),
+    ))
+}
+
+/// What a batch keeps after filtering.
+#[derive(Debug)]
+enum Kept {
+    /// Every record: the batch as it was.
+    Whole,
+    /// No record: the batch goes.
+    Nothing,
+    /// Some: a copy with only those, at the same offsets.
+    Some(Vec<u8>),
+}
+
+/// Keeps the records of `batch` that `keep` accepts. Control batches are
+/// kept whole. A copy keeps the header (base offset, last offset delta,
+/// timestamps, producer and sequence) and changes the record count, the
+/// length and the CRC; the kept records are copied byte for byte (their
+/// offset and timestamp deltas are relative to the unchanged header), and
+/// compressed again with the batch's codec.
+fn filter_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    mut keep: impl FnMut(&RecordRef<'_>) -> bool,
+) -> Result<Kept, BrokerError> {
+    if header.is_control() {
+        return Ok(Kept::Whole);
+    }
+    let (data, spans) = records_of(batch, header)?;
+    let kept: Vec<&RecordSpan> = spans
+        .iter()
+        .filter(|span| {
+            keep(&RecordRef {
+                offset: span.offset,
+                key: span.key.clone().map(|k| &data[k]),
+                tombstone: span.tombstone,
+            })
+        })
+        .collect();
+    if kept.len() == spans.len() {
+        return Ok(Kept::Whole);
+    }
+    if kept.is_empty() {
+        return Ok(Kept::Nothing);
+    }
+    let mut records = Vec::with_capacity(data.len());
+    for span in &kept {
+        records.extend_from_slice(&data[span.bytes.clone()]);
+    }
+    let mut copy = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    copy.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    compress(header, &records, &mut copy)?;
+    let count = i32::try_from(kept.len()).expect("fewer than the batch had");
+    copy[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+    let length = i32::try_from(copy.len() - LOG_OVERHEAD)
+        .map_err(|_| corrupt(header, "a cleaned batch too large"))?;
+    copy[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    let crc = runnel_storage::compute_crc(&copy);
+    copy[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(Kept::Some(copy))
+}
+
+/// INVALID_RECORD unless every record of `batches` has a key: a compacted
+/// topic keeps records by key, so Kafka refuses keyless ones.
+pub(crate) fn require_keys(batches: &[u8], topic: &str, partition: i32) -> Result<(), BrokerError> {
+    let headers = runnel_storage::validate_batches(batches)?;
+    let mut pos = 0;
+    for header in &headers {
+        let batch = &batches[pos..pos + header.total_size()];
+        pos += header.total_size();
+        if header.is_control() {
+            continue;
+        }
+        let section = records_section(batch, header)?;
+        if parse_records(&section, header)?
+            .iter()
+            .any(|r| r.key.is_none())
+        {
+            return Err(BrokerError::Refused {
+                code: ResponseError::InvalidRecord,
+                message: format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,382 @@
+//! The cleaner: batch filtering in every codec, keyless produce refusal, and
+//! whole passes over a partition (latest per key at its offset, tombstones,
+//! transactions, the dirty ratio).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use uuid::Uuid;
+
+use super::*;
+use crate::cluster::{Assignment, ClusterImage, MetadataCommand};
+use crate::producers::Marker;
+
+/// A batch at `base_offset` of `(key, value)` records, one offset each,
+/// compressed with `compression`, for producer 7 at sequence 0.
+fn batch(
+    base_offset: i64,
+    entries: &[(Option<&str>, Option<&str>)],
+    compression: Compression,
+) -> Vec<u8> {
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 7,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: base_offset + i as i64,
+            sequence: i as i32,
+            timestamp: 1_000 + i as i64,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encodes");
+    buf.to_vec()
+}
+
+/// The (offset, key, value) of every record of `bytes`.
+fn decoded(bytes: &[u8]) -> Vec<(i64, Option<String>, Option<String>)> {
+    let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).expect("utf-8"));
+    let mut buf = Bytes::copy_from_slice(bytes);
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("decodes")
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| (r.offset, text(r.key), text(r.value)))
+        .collect()
+}
+
+#[test]
+fn a_filtered_batch_keeps_its_offsets_in_every_codec() {
+    let entries = [
+        (Some("a"), Some("1")),
+        (Some("b"), Some("2")),
+        (Some("a"), Some("3")),
+        (Some("c"), None),
+        (Some("b"), Some("5")),
+    ];
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let original = batch(100, &entries, compression);
+        let header = BatchHeader::parse(&original).expect("header");
+        let kept = filter_batch(&original, &header, |r| r.offset == 102 || r.offset == 103)
+            .expect("filters");
+        let Kept::Some(copy) = kept else {
+            panic!("{compression:?}: expected a copy, got {kept:?}");
+        };
+        let headers = runnel_storage::validate_batches(&copy).expect("a valid batch, CRC included");
+        let new = headers[0];
+        assert_eq!(new.base_offset, 100, "{compression:?}");
+        assert_eq!(
+            new.last_offset_delta, 4,
+            "{compression:?}: the last offset stays"
+        );
+        assert_eq!(new.records_count, 2, "{compression:?}");
+        assert_eq!(
+            new.attributes & 7,
+            header.attributes & 7,
+            "{compression:?}: same codec"
+        );
+        assert_eq!(
+            (new.producer_id, new.base_sequence),
+            (7, 0),
+            "{compression:?}: the producer's sequence numbers stay"
+        );
+        assert_eq!(
+            decoded(&copy),
+            [
+                (102, Some("a".into()), Some("3".into())),
+                (103, Some("c".into()), None)
+            ],
+            "{compression:?}"
+        );
+        assert!(matches!(
+            filter_batch(&original, &header, |_| true).expect("filters"),
+            Kept::Whole
+        ));
+        assert!(matches!(
+            filter_batch(&original, &header, |_| false).expect("filters"),
+            Kept::Nothing
+        ));
+    }
+}
+
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key() {
+    for compression in [Compression::None, Compression::Lz4] {
+        let keyed = batch(0, &[(Some("a"), Some("1"))], compression);
+        require_keys(&keyed, "t", 0).expect("keyed records are welcome");
+        let keyless = batch(0, &[(Some("a"), Some("1")), (None, Some("2"))], compression);
+        let error = require_keys(&keyless, "t", 3).expect_err("refused");
+        assert_eq!(error.kafka(), ResponseError::InvalidRecord);
+        assert_eq!(
+            error.to_string(),
+            "Compacted topic cannot accept message without key in topic partition t-3."
+        );
+    }
+}
+
+#[test]
+fn garbage_records_are_an_error_not_a_panic() {
+    let mut original = batch(0, &[(Some("key"), Some("value"))], Compression::None);
+    let header = BatchHeader::parse(&original).expect("header");
+    original.truncate(BATCH_HEADER_LEN + 3);
+    assert!(filter_batch(&original, &header, |_| true).is_err());
+    assert!(parse_records(&[0x7f], &header).is_err());
+}
+
+/// A one-broker table holding topic "c" (one partition, led here) with
+/// `configs`; every append to it rolls a segment.
+fn compacted(dir: &Path, configs: &[(&str, &str)]) -> TopicTable {
+    let mut image = ClusterImage::default();
+    image.apply(
+        1,
+        &MetadataCommand::RegisterBroker {
+            id: 1,
+            rack: None,
+            host: "localhost".into(),
+            port: 9092,
+            rpc_address: "localhost:9093".into(),
+            incarnation: Uuid::new_v4(),
+        },
+    );
+    let mut all: BTreeMap<String, String> = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "100"),
+        ("min.cleanable.dirty.ratio", "0"),
+    ]
+    .iter()
+    .chain(configs)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    all.retain(|_, v| !v.is_empty());
+    image.apply(
+        2,
+        &MetadataCommand::CreateTopic {
+            name: "c".into(),
+            id: Uuid::from_u128(9),
+            configs: all,
+            assignment: Assignment::Explicit(vec![vec![1]]),
+        },
+    );
+    let settings = Arc::new(BrokerSettings::from_pairs(&[]).expect("valid"));
+    let table = TopicTable::open(dir, settings, 1).expect("open");
+    table.sync(&Arc::new(image));
+    table
+}
+
+/// Appends one record at timestamp `ts`; its offset.
+fn put(table: &TopicTable, key: &str, value: Option<&str>, ts: i64) -> i64 {
+    let p = table.partition("c", 0).expect("partition");
+    let records = crate::records::encode_batch(
+        vec![(
+            Some(Bytes::copy_from_slice(key.as_bytes())),
+            value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        )],
+        ts,
+        None,
+    )
+    .expect("encodes");
+    table
+        .append(&p, &records, None)
+        .expect("append")
+        .base_offset
+}
+
+/// (offset, key, value) of everything in the log.
+fn contents(table: &TopicTable) -> Vec<(i64, Option<String>, Option<String>)> {
+    let p = table.partition("c", 0).expect("partition");
+    let read = p
+        .with_log(|log| Ok(log.read(log.log_start_offset(), usize::MAX, i64::MAX)?))
+        .expect("read");
+    decoded(&read.records)
+}
+
+fn kv(offset: i64, key: &str, value: Option<&str>) -> (i64, Option<String>, Option<String>) {
+    (offset, Some(key.into()), value.map(Into::into))
+}
+
+#[test]
+fn a_pass_keeps_the_latest_record_of_each_key_and_tombstones_go_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(dir.path(), &[("delete.retention.ms", "1000")]);
+    let now = 10_000;
+    for (key, value) in [
+        ("k1", Some("a")),
+        ("k2", Some("b")),
+        ("k1", Some("c")),
+        ("k3", Some("d")),
+        ("k2", None),
+        ("k1", Some("e")),
+        ("k9", Some("active")),
+    ] {
+        put(&table, key, value, now);
+    }
+    let p = table.partition("c", 0).expect("partition");
+    let segments = || p.with_log(|log| Ok(log.segment_count())).expect("log");
+    assert_eq!(segments(), 7, "one segment per record");
+
+    clean_all(&table, now);
+    assert_eq!(
+        contents(&table),
+        [
+            kv(3, "k3", Some("d")),
+            kv(4, "k2", None),
+            kv(5, "k1", Some("e")),
+            kv(6, "k9", Some("active"))
+        ],
+        "the latest of each key at its own offset; a fresh tombstone stays"
+    );
+    assert_eq!(
+        segments(),
+        7,
+        "each segment was cleaned alone (full ones do not merge)"
+    );
+    assert_eq!(p.with_log(|log| Ok(log.cleaner_offset())).expect("log"), 6);
+    assert_eq!(
+        p.with_log(|log| Ok(log.log_start_offset())).expect("log"),
+        0
+    );
+
+    // Nothing new: a pass does nothing, even long after.
+    clean_all(&table, now + 5_000);
+    assert_eq!(contents(&table).len(), 4);
+
+    // New records make the log dirty again; the tombstone, cleaned before
+    // and older than delete.retention.ms, goes now, and k9 is superseded.
+    put(&table, "k9", Some("newer"), now);
+    put(&table, "k4", Some("f"), now);
+    clean_all(&table, now + 5_000);
+    assert_eq!(
+        contents(&table),
+        [
+            kv(3, "k3", Some("d")),
+            kv(5, "k1", Some("e")),
+            kv(7, "k9", Some("newer")),
+            kv(8, "k4", Some("f"))
+        ]
+    );
+    assert!(
+        segments() < 9,
+        "segments emptied by the first pass were merged into their neighbours: {}",
+        segments()
+    );
+
+    // The log reads the same after a restart, and appends go on at the end.
+    table.close();
+    drop(table);
+    let table = compacted(dir.path(), &[("delete.retention.ms", "1000")]);
+    assert_eq!(contents(&table).len(), 4);
+    assert_eq!(put(&table, "k5", Some("g"), now), 9);
+}
+
+#[test]
+fn a_pass_waits_for_the_dirty_ratio_and_the_compaction_lag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(
+        dir.path(),
+        &[
+            ("min.cleanable.dirty.ratio", "0.9"),
+            ("min.compaction.lag.ms", "1000"),
+        ],
+    );
+    let now = 100_000;
+    for i in 0..5 {
+        put(&table, "k", Some(&i.to_string()), now);
+    }
+    clean_all(&table, now + 500);
+    assert_eq!(
+        contents(&table).len(),
+        5,
+        "records younger than min.compaction.lag.ms stay"
+    );
+    clean_all(&table, now + 2_000);
+    assert_eq!(
+        contents(&table),
+        [kv(3, "k", Some("3")), kv(4, "k", Some("4"))],
+        "all dirty: cleaned up to the active segment"
+    );
+    // One dirty segment against a clean one is a ratio of 0.5 < 0.9.
+    put(&table, "k", Some("5"), now);
+    clean_all(&table, now + 2_000);
+    assert_eq!(contents(&table).len(), 3, "below min.cleanable.dirty.ratio");
+}
+
+#[test]
+fn aborted_transactions_go_and_markers_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(dir.path(), &[]);
+    let p = table.partition("c", 0).expect("partition");
+    // Markers carry the wall clock.
+    let now = crate::clock::now_ms() + 1_000;
+    put(&table, "k", Some("committed-before"), now);
+    let txn = |producer_id: i64, value: &str, marker: Marker| {
+        let data = crate::records::encode_transactional_batch(
+            vec![(
+                Some(Bytes::from_static(b"k")),
+                Some(Bytes::from(value.to_string())),
+            )],
+            now,
+            producer_id,
+            0,
+        )
+        .expect("encodes");
+        table.append(&p, &data, None).expect("append");
+        table
+            .append_marker(&p, producer_id, 0, marker, 0)
+            .expect("marker");
+    };
+    txn(5, "aborted", Marker::Abort);
+    put(&table, "other", Some("x"), now);
+    put(&table, "active", Some("y"), now);
+    clean_all(&table, now);
+    let values: Vec<_> = contents(&table)
+        .into_iter()
+        .map(|(offset, _, value)| (offset, value))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (0, Some("committed-before".to_string())),
+            (
+                2,
+                Some(String::from_utf8(vec![0, 0, 0, 0, 0, 0]).expect("marker value"))
+            ),
+            (3, Some("x".into())),
+            (4, Some("y".into()))
+        ],
+        "the aborted record neither stays nor hides the committed one; its marker stays"
+    );
+
+    txn(6, "committed-later", Marker::Commit);
+    put(&table, "active2", Some("z"), now);
+    clean_all(&table, now);
+    let kept: Vec<_> = contents(&table)
+        .into_iter()
+        .filter_map(|(_, key, value)| (key.as_deref() == Some("k")).then_some(value))
+        .collect();
+    assert_eq!(kept, [Some("committed-later".to_string())]);
+}

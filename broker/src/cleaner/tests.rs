@@ -380,3 +380,40 @@ fn aborted_transactions_go_and_markers_stay() {
         .collect();
     assert_eq!(kept, [Some("committed-later".to_string())]);
 }
+
+#[test]
+fn a_replay_reads_a_batch_that_lost_its_last_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(dir.path(), &[("segment.bytes", "200")]);
+    let p = table.partition("c", 0).expect("partition");
+    let now = 10_000;
+    let two = crate::records::encode_batch(
+        vec![
+            (
+                Some(Bytes::from_static(b"k1")),
+                Some(Bytes::from_static(b"a")),
+            ),
+            (
+                Some(Bytes::from_static(b"k2")),
+                Some(Bytes::from_static(b"b")),
+            ),
+        ],
+        now,
+        None,
+    )
+    .expect("encodes");
+    table.append(&p, &two, None).expect("append");
+    put(&table, "k2", Some("c"), now);
+    put(&table, "k3", Some("filler-1"), now);
+    put(&table, "k4", Some("filler-2"), now);
+    put(&table, "k5", Some("active"), now);
+    clean_all(&table, now);
+    assert_eq!(
+        contents(&table)[..2],
+        [kv(0, "k1", Some("a")), kv(2, "k2", Some("c"))]
+    );
+    let mut replayed = Vec::new();
+    p.replay(|record| replayed.push(record.offset))
+        .expect("replay");
+    assert_eq!(replayed, [0, 2, 3, 4, 5]);
+}

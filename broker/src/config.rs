@@ -420,6 +420,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "3",
     },
     BrokerSettingDef {
+        name: "offsets.topic.segment.bytes",
+        kind: Kind::Int(14),
+        default: "104857600",
+    },
+    BrokerSettingDef {
         name: "replica.fetch.max.bytes",
         kind: Kind::Int(1),
         default: "1048576",
@@ -468,6 +473,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "transaction.state.log.replication.factor",
         kind: Kind::Int(1),
         default: "3",
+    },
+    BrokerSettingDef {
+        name: "transaction.state.log.segment.bytes",
+        kind: Kind::Int(14),
+        default: "104857600",
     },
     BrokerSettingDef {
         name: "transactional.id.expiration.ms",

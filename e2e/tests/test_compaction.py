@@ -4,7 +4,8 @@ Java console consumer read exactly that; tombstones stay for
 `delete.retention.ms` and then go; records without a key are refused with
 INVALID_RECORD; every replica compacts its own log, and a follower that was
 down while its leader compacted catches up over the gaps and serves the
-compacted log to a consumer in its rack (KIP-392)."""
+compacted log to a consumer in its rack (KIP-392). `__consumer_offsets` is
+compacted too, and a restarted broker loads its groups from what is left."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from confluent_kafka import KafkaError
 
 from cluster import deadline, kafka_tool, kafka_tools_missing
 from harness import (admin, confluent_producer, consume_confluent, create_topic, kcat,
-                     produce_confluent, unique_topic, wait_until, watermarks)
+                     produce_confluent, read_batch_headers, unique_topic, wait_until,
+                     watermarks)
 from test_replication import consume_with_stats
 
 log = logging.getLogger("e2e")
@@ -201,3 +203,62 @@ def test_a_follower_catches_up_on_a_compacted_leader_over_its_gaps(cluster_facto
         f"read {len(got)} records from broker {follower}, want {len(expected)}")
     fetched_from = stats["topics"][topic]["partitions"]["0"]["broker"]
     assert fetched_from == follower, f"the consumer fetched from {fetched_from}, not {follower}"
+
+
+@pytest.mark.timeout(deadline(300))
+def test_committed_offsets_are_compacted_and_survive_a_restart(broker_factory):
+    """`__consumer_offsets` is compacted as in Kafka: after many commits only
+    the latest of each group and partition stays, and a restarted broker
+    loads the groups from the compacted log."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    b = broker_factory({**FAST_CLEANER, "offsets.topic.num.partitions": 1,
+                        "offsets.topic.segment.bytes": 4096})
+    bs = b.bootstrap
+    topic = unique_topic("commits")
+    create_topic(bs, topic, partitions=2)
+    producer = confluent_producer(bs)
+    reports = produce_confluent(producer, topic, [{"value": b"%d" % i, "partition": i % 2}
+                                                  for i in range(400)])
+    assert all(d.error is None for d in reports)
+    group = f"{topic}-group"
+    commits = 200
+
+    def consumer() -> Consumer:
+        return Consumer({"bootstrap.servers": bs, "group.id": group,
+                         "enable.auto.commit": False})
+
+    log.info("phase: %d commits of each of 2 partitions by group %s", commits, group)
+    c = consumer()
+    try:
+        for i in range(1, commits + 1):
+            c.commit(offsets=[TopicPartition(topic, 0, i), TopicPartition(topic, 1, i)],
+                     asynchronous=False)
+    finally:
+        c.close()
+
+    def records_in_offsets_log() -> int:
+        return sum(h.record_count for p in b.segment_files("__consumer_offsets", 0)
+                   for h in read_batch_headers(p))
+
+    log.info("phase: the cleaner drops the superseded commits")
+    # Every commit is a batch of two records; a 4 KiB segment holds about 30
+    # of them, so the active segment alone can hold some 60 records.
+    wait_until(lambda: records_in_offsets_log() < 100, timeout=deadline(60), interval=0.5,
+               what=f"__consumer_offsets to shrink from {2 * commits} commit records")
+    log.info("__consumer_offsets holds %d records after %d commits", records_in_offsets_log(),
+             2 * commits)
+
+    def committed() -> list[int]:
+        c = consumer()
+        try:
+            tps = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+            return [tp.offset for tp in tps]
+        finally:
+            c.close()
+
+    assert committed() == [commits, commits]
+    log.info("phase: a restarted broker loads the group from the compacted log")
+    b.restart()
+    assert wait_until(committed, timeout=deadline(60), ignore=(Exception,),
+                      what="the committed offsets after a restart") == [commits, commits]

@@ -77,6 +77,17 @@ pub(crate) struct GroupCoordinator {
     metadata_max_bytes: usize,
 }
 
+/// The configs of an internal topic (`__consumer_offsets`,
+/// `__transaction_state`): compacted, in segments of `segment_bytes`.
+pub(crate) fn internal_topic_configs(segment_bytes: &str) -> TopicConfigs {
+    let mut configs = TopicConfigs::default();
+    configs.0.insert("cleanup.policy".into(), "compact".into());
+    configs
+        .0
+        .insert("segment.bytes".into(), segment_bytes.to_string());
+    configs
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -115,14 +126,10 @@ impl GroupCoordinator {
 
     /// The configs `__consumer_offsets` is created with, Kafka's: compacted
     /// (the latest commit of each group and partition stays, and offsets
-    /// deleted or expired go with their tombstones), never deleted by age.
-    pub(crate) fn offsets_topic_configs() -> TopicConfigs {
-        let mut configs = TopicConfigs::default();
-        configs.0.insert("cleanup.policy".into(), "compact".into());
-        configs
-            .0
-            .insert("segment.bytes".into(), (100 * 1024 * 1024).to_string());
-        configs
+    /// deleted or expired go with their tombstones), never deleted by age,
+    /// in segments of `offsets.topic.segment.bytes`.
+    pub(crate) fn offsets_topic_configs(settings: &BrokerSettings) -> TopicConfigs {
+        internal_topic_configs(settings.get("offsets.topic.segment.bytes"))
     }
 
     /// NOT_COORDINATOR unless this broker leads the group's partition.

@@ -58,7 +58,7 @@ pub(crate) async fn ensure_offsets_topic(broker: &Broker) -> Result<(), Response
         OFFSETS_TOPIC,
         broker.groups.offsets_partitions(),
         "offsets.topic.replication.factor",
-        crate::groups::GroupCoordinator::offsets_topic_configs(),
+        crate::groups::GroupCoordinator::offsets_topic_configs(&broker.settings),
     )
     .await
 }
@@ -71,7 +71,7 @@ async fn ensure_txn_topic(broker: &Broker) -> Result<(), ResponseError> {
         TXN_TOPIC,
         broker.txns.partitions(),
         "transaction.state.log.replication.factor",
-        crate::txn::TransactionCoordinator::topic_configs(),
+        crate::txn::TransactionCoordinator::topic_configs(&broker.settings),
     )
     .await
 }

@@ -92,11 +92,12 @@ impl TransactionCoordinator {
         self.partitions
     }
 
-    /// The configs `__transaction_state` is created with: those of
-    /// `__consumer_offsets` (compacted: each transactional id's latest state
-    /// stays, expired ids go with their tombstones).
-    pub(crate) fn topic_configs() -> TopicConfigs {
-        crate::groups::GroupCoordinator::offsets_topic_configs()
+    /// The configs `__transaction_state` is created with, Kafka's:
+    /// compacted (each transactional id's latest state stays, expired ids
+    /// go with their tombstones), in segments of
+    /// `transaction.state.log.segment.bytes`.
+    pub(crate) fn topic_configs(settings: &BrokerSettings) -> TopicConfigs {
+        crate::groups::internal_topic_configs(settings.get("transaction.state.log.segment.bytes"))
     }
 
     /// The coordinator epoch, or NOT_COORDINATOR unless this broker leads

@@ -2,7 +2,8 @@
 # Prepares the Java Kafka client for the e2e group tests (test_groups.py):
 #   - kafka-clients and slf4j-simple (versions in e2e/java/pom.xml), fetched by
 #     mvn `dependency:copy-dependencies` into ${RUNNEL_CACHE:-$HOME/.cache/runnel}/java-libs;
-#   - e2e/java/src/GroupConsumer.java compiled with javac into .../java-classes.
+#   - e2e/java/src/*.java (GroupConsumer; WordCount, with Kafka Streams)
+#     compiled with javac into .../java-classes.
 # Idempotent: the jars are fetched again only when pom.xml changes and the
 # program is recompiled only when its source (or the jars) change (sha256 stamps).
 # The last line of stdout is `classpath: <classpath for java -cp>`.
@@ -14,7 +15,7 @@ CACHE_DIR="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
 LIBS="$CACHE_DIR/java-libs"
 CLASSES="$CACHE_DIR/java-classes"
 POM="$JAVA_DIR/pom.xml"
-SRC="$JAVA_DIR/src/GroupConsumer.java"
+SRCS=("$JAVA_DIR"/src/*.java)
 
 log() { echo "setup-java: $*" >&2; }
 
@@ -38,16 +39,16 @@ else
 fi
 
 # --- the program --------------------------------------------------------------
-src_hash="$( (sha256sum "$SRC"; echo "$pom_hash") | sha256sum | cut -d' ' -f1)"
+src_hash="$( (sha256sum "${SRCS[@]}"; echo "$pom_hash") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$CLASSES/.src.sha256" 2>/dev/null || true)" != "$src_hash" ] \
-        || [ ! -f "$CLASSES/GroupConsumer.class" ]; then
-    log "compiling $SRC into $CLASSES"
+        || [ ! -f "$CLASSES/GroupConsumer.class" ] || [ ! -f "$CLASSES/WordCount.class" ]; then
+    log "compiling ${SRCS[*]} into $CLASSES"
     rm -rf "$CLASSES"
     mkdir -p "$CLASSES"
-    javac -Xlint:all -cp "$LIBS/*" -d "$CLASSES" "$SRC"
+    javac -Xlint:all -cp "$LIBS/*" -d "$CLASSES" "${SRCS[@]}"
     echo "$src_hash" > "$CLASSES/.src.sha256"
 else
-    log "GroupConsumer up to date in $CLASSES"
+    log "the programs are up to date in $CLASSES"
 fi
 
 echo "java:   $(java -version 2>&1 | head -n1)"

@@ -503,6 +503,18 @@ fn request_with_producer(
                     .with_partition_indexes(vec![0]),
             ]))
         }
+        // Offset 0 is the log start: a no-op that still answers the low watermark.
+        ApiKey::DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                    ]),
+            ]))
+        }
         // An abort marker for the sample producer, as `kafka-transactions.sh abort` sends.
         ApiKey::WriteTxnMarkers => {
             RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
@@ -576,6 +588,7 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::ListTransactions(r) => r.error_code,
         ResponseKind::DescribeProducers(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
+        ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
         _ => -1,
     }
 }

@@ -201,6 +201,12 @@ fn apply(
             };
             d.producers.record_all(&fetched.records, &info.batches);
         }
+        // DeleteRecords on the leader moves its log start; follow it.
+        if fetched.log_start_offset > d.log.log_start_offset()
+            && d.log.advance_log_start(fetched.log_start_offset)?
+        {
+            d.producers.prune_aborted(d.log.log_start_offset());
+        }
         let moved = d.set_follower_high_watermark(fetched.high_watermark);
         Ok((true, moved.then(|| d.high_watermark())))
     })?;

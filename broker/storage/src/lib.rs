@@ -60,4 +60,5 @@ pub use log::{
     AppendInfo, CheckedBatches, CleanedSegment, FileSlice, FinishedSegment,
     HighWatermarkCheckpoint, LogConfig, PartitionLog, ReadResult, SealedSegment, SliceRead,
     TimestampMatch, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    LOG_START_OFFSET_FILE,
 };

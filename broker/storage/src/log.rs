@@ -54,6 +54,10 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 /// Name of the high watermark checkpoint file in the partition directory.
 pub const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
+/// Name of the file holding a log start offset that DeleteRecords moved
+/// inside the first segment.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
 /// Per-topic log settings, named after their Kafka topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -291,6 +295,9 @@ pub struct PartitionLog {
     checkpointed_high_watermark: Option<i64>,
     /// The cleaner's progress ([`CLEANER_OFFSET_FILE`]), if it has any.
     cleaner_offset: Option<i64>,
+    /// A log start offset inside the first segment
+    /// ([`PartitionLog::advance_log_start`], kept in [`LOG_START_OFFSET_FILE`]).
+    start_override: Option<i64>,
 }
 
 impl PartitionLog {
@@ -341,6 +348,7 @@ impl PartitionLog {
         };
         let checkpointed_high_watermark = read_high_watermark(dir)?;
         let cleaner_offset = clean::read_cleaner_offset(dir)?;
+        let start_override = read_single(dir, LOG_START_OFFSET_FILE)?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -350,7 +358,10 @@ impl PartitionLog {
             epochs,
             checkpointed_high_watermark,
             cleaner_offset,
+            start_override,
         };
+        let end = log.log_end_offset();
+        log.start_override = log.start_override.map(|start| start.min(end));
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_start(start)?;
         log.epochs.truncate_from_end(end)?;
@@ -682,9 +693,40 @@ impl PartitionLog {
             })
     }
 
-    /// The first offset still in the log.
+    /// The first offset still in the log: the first segment's base offset,
+    /// or past it where DeleteRecords moved it.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments.first().map_or(0, Segment::base_offset)
+        let first = self.segments.first().map_or(0, Segment::base_offset);
+        self.start_override.map_or(first, |start| start.max(first))
+    }
+
+    /// Moves the log start offset up to `offset` (at most the log end), as
+    /// DeleteRecords does on a leader and a follower does after its leader:
+    /// reads below it are out of range, and segments wholly below it are
+    /// deleted (never the active one). The new start is written durably
+    /// first. Returns whether it moved.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<bool, Error> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset() {
+            return Ok(false);
+        }
+        checkpoint::write(&self.dir, LOG_START_OFFSET_FILE, &[offset.to_string()])?;
+        self.start_override = Some(offset);
+        let below = self.segments[1..]
+            .iter()
+            .take_while(|next| next.base_offset() <= offset)
+            .count();
+        for _ in 0..below {
+            self.segments[0].delete_files()?;
+            self.segments.remove(0);
+        }
+        if below > 0 {
+            sync_dir(&self.dir)?;
+        }
+        self.epochs.truncate_from_start(offset)?;
+        info!(dir = %self.dir.display(), log_start_offset = offset, deleted_segments = below,
+            "moved the log start offset");
+        Ok(true)
     }
 
     /// The offset the next record will get.
@@ -883,6 +925,9 @@ impl PartitionLog {
         self.first_unflushed_ms = None;
         self.epochs.clear()?;
         self.clamp_cleaner_offset(offset)?;
+        if self.start_override.take().is_some() {
+            segment::remove_if_exists(&self.dir.join(LOG_START_OFFSET_FILE))?;
+        }
         info!(dir = %self.dir.display(), offset, "truncated log fully");
         Ok(())
     }
@@ -1037,6 +1082,19 @@ fn epochs_in(segments: &[Segment]) -> Result<Vec<(i32, i64)>, Error> {
         })?;
     }
     Ok(assignments)
+}
+
+/// The single value of a checkpoint file, if it holds one; a malformed one
+/// is logged and ignored.
+fn read_single(dir: &Path, name: &str) -> Result<Option<i64>, Error> {
+    match checkpoint::read(dir, name, |line| line.trim().parse().ok())? {
+        Loaded::Entries(values) if values.len() == 1 => Ok(values.first().copied()),
+        Loaded::Missing => Ok(None),
+        Loaded::Entries(_) | Loaded::Malformed(_) => {
+            warn!(dir = %dir.display(), name, "ignoring a malformed checkpoint");
+            Ok(None)
+        }
+    }
 }
 
 /// The value in the high watermark checkpoint, if there is a valid one.

@@ -1242,3 +1242,49 @@ fn whole_batches_of_slices_truncated_meanwhile_are_an_error() {
     log.truncate_to(6).expect("truncate");
     assert!(matches!(read.read_whole_batches(), Err(Error::Io { .. })));
 }
+
+#[test]
+fn the_log_start_moves_inside_a_segment_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    for i in 0..12i64 {
+        produce(&mut log, 1, 100 * i, 300, 0); // two per segment
+    }
+    assert_eq!(log.segment_base_offsets(), [0, 2, 4, 6, 8, 10]);
+    assert!(!log.advance_log_start(0).expect("advance"), "not a move");
+    assert!(log.advance_log_start(5).expect("advance"));
+    assert_eq!(log.log_start_offset(), 5);
+    assert_eq!(
+        log.segment_base_offsets(),
+        [4, 6, 8, 10],
+        "segments wholly below go"
+    );
+    assert!(matches!(
+        log.read(4, 100, i64::MAX),
+        Err(Error::OffsetOutOfRange { start: 5, .. })
+    ));
+    assert_eq!(base_offsets(&read_all(&log, 5)), [5, 6, 7, 8, 9, 10, 11]);
+    assert!(
+        !log.advance_log_start(3).expect("advance"),
+        "never backwards"
+    );
+
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.log_start_offset(), 5);
+    // Up to the end: the active segment stays, empty of readable records.
+    assert!(log.advance_log_start(100).expect("advance"));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 12));
+    assert_eq!(log.segment_base_offsets(), [10]);
+    assert!(log
+        .read(12, 100, i64::MAX)
+        .expect("read")
+        .records
+        .is_empty());
+    assert_eq!(produce(&mut log, 1, 0, 300, 0).base_offset, 12);
+
+    // A follower starting over below it forgets it.
+    log.truncate_fully_and_start_at(3).expect("start over");
+    assert_eq!(log.log_start_offset(), 3);
+    assert!(!dir.path().join(LOG_START_OFFSET_FILE).exists());
+}

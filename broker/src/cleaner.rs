@@ -59,8 +59,20 @@ const CRC_AT: usize = 17;
 /// the hash, the offset and the hash table's own share.
 const BYTES_PER_KEY: u64 = 48;
 
+/// What a round of passes did, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanerStats {
+    /// Partitions whose log was rewritten.
+    pub(crate) passes: u64,
+    /// Segment bytes before minus after.
+    pub(crate) bytes_removed: u64,
+    /// Partitions whose pass failed.
+    pub(crate) failures: u64,
+}
+
 /// One pass over every compacted partition this broker holds a replica of.
-pub(crate) fn clean_all(table: &TopicTable, now_ms: i64) {
+pub(crate) fn clean_all(table: &TopicTable, now_ms: i64) -> CleanerStats {
+    let mut stats = CleanerStats::default();
     let settings = table.settings();
     for topic in table.all() {
         if !topic.configs.has_policy("compact", settings) {
@@ -71,11 +83,20 @@ pub(crate) fn clean_all(table: &TopicTable, now_ms: i64) {
             if !partition.is_local() {
                 continue;
             }
-            if let Err(error) = clean_partition(&topic, partition, &policy, now_ms) {
-                warn!(topic = %topic.name, partition = partition.index, %error, "cleaning the log failed");
+            match clean_partition(&topic, partition, &policy, now_ms) {
+                Ok(Some((before, after))) => {
+                    stats.passes += 1;
+                    stats.bytes_removed += before.saturating_sub(after);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    stats.failures += 1;
+                    warn!(topic = %topic.name, partition = partition.index, %error, "cleaning the log failed");
+                }
             }
         }
     }
+    stats
 }
 
 /// A compacted topic's cleaning settings.
@@ -118,13 +139,14 @@ struct Plan {
     aborted: Vec<AbortedTxn>,
 }
 
-/// Cleans one partition if it is due; what it did, for the log.
+/// Cleans one partition if it is due; the segment bytes it rewrote, before
+/// and after, if it did.
 fn clean_partition(
     topic: &Topic,
     partition: &Partition,
     policy: &Policy,
     now_ms: i64,
-) -> Result<(), BrokerError> {
+) -> Result<Option<(u64, u64)>, BrokerError> {
     let plan = partition.with_data(|data| {
         let limit = data.last_stable_offset();
         let cleanable = cleanable_segments(&data.log, limit, now_ms - policy.min_lag_ms);
@@ -142,7 +164,7 @@ fn clean_partition(
         .iter()
         .position(|c| c.upper > plan.cleaner_offset);
     let Some(dirty_from) = dirty_from else {
-        return Ok(());
+        return Ok(None);
     };
     let total: u64 = plan.cleanable.iter().map(|c| c.segment.size()).sum();
     let dirty: u64 = plan.cleanable[dirty_from..]
@@ -159,7 +181,7 @@ fn clean_partition(
         .max_timestamp()
         .is_some_and(|ts| now_ms.saturating_sub(ts) > policy.max_lag_ms);
     if ratio < policy.min_dirty_ratio && !overdue {
-        return Ok(());
+        return Ok(None);
     }
     // Records the pass removes may follow the last producer state snapshot;
     // one taken now covers them, so a restart never replays past a gap.
@@ -238,13 +260,14 @@ fn clean_partition(
             out.discard();
             continue;
         }
-        before += replaced.iter().map(SealedSegment::size).sum::<u64>();
-        after += out.size();
+        let size = out.size();
         let finished = out.finish()?;
         if !partition.with_log(|log| Ok(log.replace_with_cleaned(finished, &replaced)?))? {
             debug!(topic = %topic.name, partition = partition.index, "the log changed during cleaning; trying again next pass");
-            return Ok(());
+            return Ok(Some((before, after)));
         }
+        before += replaced.iter().map(SealedSegment::size).sum::<u64>();
+        after += size;
     }
     partition.with_log(|log| Ok(log.set_cleaner_offset(mapped_upto)?))?;
     info!(
@@ -257,7 +280,7 @@ fn clean_partition(
         bytes_after = after,
         "cleaned the log"
     );
-    Ok(())
+    Ok(Some((before, after)))
 }
 
 /// The sealed segments wholly below `limit` whose records are all at or

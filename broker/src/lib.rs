@@ -381,11 +381,18 @@ async fn log_cleaner(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let b = broker.clone();
-        if let Err(error) =
-            tokio::task::spawn_blocking(move || cleaner::clean_all(&b.topics, clock::now_ms()))
-                .await
+        match tokio::task::spawn_blocking(move || cleaner::clean_all(&b.topics, clock::now_ms()))
+            .await
         {
-            warn!(%error, "log cleaner task failed");
+            Ok(stats) => {
+                broker.metrics.cleaner_passes.inc_by(stats.passes);
+                broker
+                    .metrics
+                    .cleaner_bytes_removed
+                    .inc_by(stats.bytes_removed);
+                broker.metrics.cleaner_failures.inc_by(stats.failures);
+            }
+            Err(error) => warn!(%error, "log cleaner task failed"),
         }
     }
 }

@@ -54,6 +54,12 @@ pub struct Metrics {
     pub under_replicated_partitions: Gauge,
     /// Partitions (preferred on this broker) with no leader.
     pub offline_partitions: Gauge,
+    /// Log cleaner passes that rewrote a partition's log.
+    pub cleaner_passes: Counter,
+    /// Bytes the log cleaner removed (segment bytes before minus after).
+    pub cleaner_bytes_removed: Counter,
+    /// Log cleaner passes over a partition that failed.
+    pub cleaner_failures: Counter,
     ready: AtomicBool,
 }
 
@@ -126,7 +132,28 @@ impl Metrics {
             "Partitions whose preferred replica is this broker and that have no leader",
             offline_partitions.clone(),
         );
+        let cleaner_passes = Counter::default();
+        registry.register(
+            "log_cleaner_passes",
+            "Log cleaner passes that rewrote a compacted partition's log",
+            cleaner_passes.clone(),
+        );
+        let cleaner_bytes_removed = Counter::default();
+        registry.register(
+            "log_cleaner_bytes_removed",
+            "Bytes of log the cleaner removed from compacted partitions",
+            cleaner_bytes_removed.clone(),
+        );
+        let cleaner_failures = Counter::default();
+        registry.register(
+            "log_cleaner_failures",
+            "Log cleaner passes over a partition that failed (logged with the reason)",
+            cleaner_failures.clone(),
+        );
         Metrics {
+            cleaner_passes,
+            cleaner_bytes_removed,
+            cleaner_failures,
             fetch_consumer_bytes,
             partitions_led,
             under_replicated_partitions,

@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 from confluent_kafka import KafkaError
 
-from cluster import deadline, kafka_tool, kafka_tools_missing
+from cluster import deadline, kafka_tool, kafka_tools_missing, metric_sum
 from harness import (admin, confluent_producer, consume_confluent, create_topic, kcat,
                      produce_confluent, read_batch_headers, unique_topic, wait_until,
                      watermarks)
@@ -104,18 +104,30 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     b = broker_factory(FAST_CLEANER)
     bs = b.bootstrap
     topic = unique_topic("compacted")
-    log.info("phase: create %s with %s", topic, COMPACT)
-    create_topic(bs, topic, partitions=1, config={**COMPACT, "delete.retention.ms": 86400000})
+    log.info("phase: create %s with %s, min.compaction.lag.ms of an hour", topic, COMPACT)
+    create_topic(bs, topic, partitions=1, config={**COMPACT, "delete.retention.ms": 86400000,
+                                                  "min.compaction.lag.ms": 3600000})
 
     log.info("phase: %d rounds over %d keys (the last deletes every eighth key), then a filler",
              ROUNDS, KEYS)
     latest = produce_rounds(bs, topic)
     fillers = {k: v for k, v in latest.items() if k.startswith(b"filler")}
     produced = ROUNDS * KEYS + len(fillers)
-    before = log_bytes(b, topic)
     expected = as_log(latest)
+    assert len(read_everything(bs, topic)) == produced, \
+        "records younger than min.compaction.lag.ms were compacted"
+    before = log_bytes(b, topic)
     log.info("produced %d records in %d bytes; %d keys remain to keep", produced, before,
              len(expected))
+    a = admin(bs)
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    def alter(name: str, value: str) -> None:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+        a.incremental_alter_configs([resource])[resource].result(30)
+
+    alter("min.compaction.lag.ms", "0")
 
     log.info("phase: the cleaner leaves each key's latest record, at its own offset")
     seen = wait_for_log(bs, topic, expected, "the log to hold only each key's latest record",
@@ -127,6 +139,12 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     after = log_bytes(b, topic)
     log.info("log %d bytes before, %d after", before, after)
     assert after < before / 2, f"the log shrank only from {before} to {after} bytes"
+    # The counters move when the cleaner's round ends, just after the swap.
+    wait_until(lambda: (metric_sum(b, "runnel_log_cleaner_bytes_removed_total") or 0)
+               >= before - after, timeout=deadline(30), interval=0.2,
+               what=f"runnel_log_cleaner_bytes_removed_total to count the {before - after} "
+                    "bytes the log lost")
+    assert metric_sum(b, "runnel_log_cleaner_failures_total") == 0
 
     log.info("phase: kcat reads the same offsets, keys and values")
     out = kcat("-C", "-b", bs, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q",
@@ -156,12 +174,7 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     assert watermarks(bs, topic, 0)[1] == produced, "the refused record was appended"
 
     log.info("phase: with delete.retention.ms=0 the tombstones go on the next pass")
-    a = admin(bs)
-    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
-        ConfigEntry("delete.retention.ms", "0",
-                    incremental_operation=AlterConfigOpType.SET)])
-    a.incremental_alter_configs([resource])[resource].result(30)
+    alter("delete.retention.ms", "0")
     more = fill(confluent_producer(bs), topic, "second-filler")
     without_tombstones = as_log({**{k: v for k, v in latest.items() if v[1] is not None}, **more})
 

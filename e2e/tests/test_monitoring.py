@@ -34,7 +34,8 @@ def test_the_alert_rules_pass_promtool():
     names = alert_names()
     assert f"SUCCESS: {len(names)} rules found" in out, out
     assert {"RunnelOfflinePartitions", "RunnelUnderReplicatedPartitions",
-            "RunnelNoControllerLeader", "RunnelConsumerGroupLagGrowing"} <= set(names)
+            "RunnelNoControllerLeader", "RunnelConsumerGroupLagGrowing",
+            "RunnelLogCleanerFailing"} <= set(names)
 
 
 @pytest.mark.timeout(deadline(300))

@@ -22,11 +22,14 @@
 //! 3. The segments from the log start to the end of the mapped ones are
 //!    rewritten, grouped up to `segment.bytes`: a record stays if no later
 //!    offset of its key is in the map; a keyless record goes; an aborted
-//!    transaction's records go; a tombstone (null value) in the part cleaned
-//!    before goes once its batch is older than `delete.retention.ms`.
-//!    Control batches (transaction markers) stay. A batch keeps its offsets
-//!    (base offset and last offset delta), so consumers and idempotent
-//!    producers see the same offsets and sequence numbers as before.
+//!    transaction's records go. A batch that keeps a tombstone (null value)
+//!    gets a delete horizon, `now + delete.retention.ms` (KIP-534: its base
+//!    timestamp, with a flag; record timestamps stay), and a later pass after
+//!    the horizon drops its tombstones. Control batches (transaction markers)
+//!    stay. A batch keeps its offsets (base offset and last offset delta),
+//!    so consumers and idempotent producers see the same offsets and
+//!    sequence numbers as before, and a producer's last batch stays, empty
+//!    if need be, so producer state can be rebuilt from the log.
 //! 4. Each group's copy replaces its segments ([`PartitionLog::replace_with_cleaned`]);
 //!    then the cleaner offset moves to the end of the mapped segments.
 //!
@@ -134,6 +137,10 @@ struct Cleanable {
 
 /// What the pass reads under the lock.
 struct Plan {
+    /// The log's truncation count: a truncation since makes the pass stale.
+    truncations: u64,
+    /// Where each producer's last batch starts: kept, if only as an empty batch.
+    last_batches: std::collections::HashSet<i64>,
     cleanable: Vec<Cleanable>,
     cleaner_offset: i64,
     aborted: Vec<AbortedTxn>,
@@ -152,6 +159,8 @@ fn clean_partition(
         let cleanable = cleanable_segments(&data.log, limit, now_ms - policy.min_lag_ms);
         let upper = cleanable.last().map_or(0, |c| c.upper);
         Ok(Plan {
+            truncations: data.log.truncations(),
+            last_batches: data.producers.last_batch_offsets(),
             cleaner_offset: data.log.cleaner_offset(),
             aborted: data
                 .producers
@@ -218,7 +227,8 @@ fn clean_partition(
     }
     let mapped_upto = plan.cleanable[mapped - 1].upper;
 
-    let horizon = now_ms.saturating_sub(policy.delete_retention_ms);
+    // Tombstones kept in this pass may go once this has passed.
+    let horizon = now_ms.saturating_add(policy.delete_retention_ms);
     let mut before = 0u64;
     let mut after = 0u64;
     for group in groups(&plan.cleanable[..mapped], policy.segment_bytes) {
@@ -228,16 +238,20 @@ fn clean_partition(
         let written = group.iter().try_for_each(|c| {
             c.segment.for_each_batch::<BrokerError>(|header, batch| {
                 let aborted = is_aborted(header);
-                let old_tombstones =
-                    header.base_offset < plan.cleaner_offset && header.max_timestamp < horizon;
-                let kept = filter_batch(batch, header, |record| {
+                let expired = delete_horizon(header).is_some_and(|h| h <= now_ms);
+                let rewrite = Rewrite {
+                    horizon: Some(horizon),
+                    keep_empty: header.producer_id >= 0
+                        && plan.last_batches.contains(&header.base_offset),
+                };
+                let kept = filter_batch(batch, header, rewrite, |record| {
                     let Some(key) = record.key else {
                         return false;
                     };
                     let superseded = latest
                         .get(&keys.hash(key))
                         .is_some_and(|&last| record.offset < last);
-                    let expired_tombstone = record.tombstone && old_tombstones;
+                    let expired_tombstone = record.tombstone && expired;
                     !(aborted || superseded || expired_tombstone)
                 })?;
                 match kept {
@@ -262,14 +276,30 @@ fn clean_partition(
         }
         let size = out.size();
         let finished = out.finish()?;
-        if !partition.with_log(|log| Ok(log.replace_with_cleaned(finished, &replaced)?))? {
+        let swapped = partition.with_log(|log| {
+            if log.truncations() != plan.truncations {
+                finished.discard();
+                return Ok(false);
+            }
+            Ok(log.replace_with_cleaned(finished, &replaced)?)
+        })?;
+        if !swapped {
             debug!(topic = %topic.name, partition = partition.index, "the log changed during cleaning; trying again next pass");
             return Ok(Some((before, after)));
         }
         before += replaced.iter().map(SealedSegment::size).sum::<u64>();
         after += size;
     }
-    partition.with_log(|log| Ok(log.set_cleaner_offset(mapped_upto)?))?;
+    let current = partition.with_log(|log| {
+        let current = log.truncations() == plan.truncations;
+        if current {
+            log.set_cleaner_offset(mapped_upto)?;
+        }
+        Ok(current)
+    })?;
+    if !current {
+        return Ok(Some((before, after)));
+    }
     info!(
         topic = %topic.name,
         partition = partition.index,
@@ -524,15 +554,44 @@ enum Kept {
     Some(Vec<u8>),
 }
 
+/// How a batch is to be rewritten, beyond which records it keeps.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rewrite {
+    /// The delete horizon to stamp on a batch that keeps a tombstone and has
+    /// none yet (KIP-534): `now + delete.retention.ms`.
+    horizon: Option<i64>,
+    /// Keep the batch as an empty one when no record stays: a producer's
+    /// last batch, so its state (id, epoch, sequence) can be rebuilt from
+    /// the log, as Kafka does.
+    keep_empty: bool,
+}
+
+/// Where a batch's base timestamp sits in its header.
+const BASE_TIMESTAMP_AT: usize = 27;
+/// Where a batch's attributes sit in its header.
+const ATTRIBUTES_AT: usize = 21;
+/// The attribute bit saying the base timestamp is a delete horizon.
+const DELETE_HORIZON_FLAG: i16 = 1 << 6;
+
+/// The delete horizon of a batch (KIP-534): after it, the cleaner may drop
+/// its tombstones.
+fn delete_horizon(header: &BatchHeader) -> Option<i64> {
+    (header.attributes & DELETE_HORIZON_FLAG != 0).then_some(header.base_timestamp)
+}
+
 /// Keeps the records of `batch` that `keep` accepts. Control batches are
 /// kept whole. A copy keeps the header (base offset, last offset delta,
 /// timestamps, producer and sequence) and changes the record count, the
 /// length and the CRC; the kept records are copied byte for byte (their
 /// offset and timestamp deltas are relative to the unchanged header), and
-/// compressed again with the batch's codec.
+/// compressed again with the batch's codec. A batch keeping a tombstone
+/// gets `rewrite.horizon` as its delete horizon if it has none: its base
+/// timestamp becomes the horizon and each record's timestamp delta is
+/// rewritten so that the record's timestamp stays the same.
 fn filter_batch(
     batch: &[u8],
     header: &BatchHeader,
+    rewrite: Rewrite,
     mut keep: impl FnMut(&RecordRef<'_>) -> bool,
 ) -> Result<Kept, BrokerError> {
     if header.is_control() {
@@ -549,27 +608,91 @@ fn filter_batch(
             })
         })
         .collect();
-    if kept.len() == spans.len() {
+    let horizon = rewrite
+        .horizon
+        .filter(|_| delete_horizon(header).is_none() && kept.iter().any(|s| s.tombstone));
+    if kept.len() == spans.len() && horizon.is_none() {
         return Ok(Kept::Whole);
     }
     if kept.is_empty() {
-        return Ok(Kept::Nothing);
+        return Ok(if rewrite.keep_empty {
+            Kept::Some(empty_batch(batch, header)?)
+        } else {
+            Kept::Nothing
+        });
     }
     let mut records = Vec::with_capacity(data.len());
     for span in &kept {
-        records.extend_from_slice(&data[span.bytes.clone()]);
+        let bytes = &data[span.bytes.clone()];
+        match horizon {
+            None => records.extend_from_slice(bytes),
+            Some(base) => rebase_record(bytes, header.base_timestamp, base, &mut records)
+                .ok_or_else(|| corrupt(header, "a record does not parse"))?,
+        }
     }
     let mut copy = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
     copy.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    if let Some(base) = horizon {
+        copy[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base.to_be_bytes());
+        let attributes = header.attributes | DELETE_HORIZON_FLAG;
+        copy[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    }
     compress(header, &records, &mut copy)?;
-    let count = i32::try_from(kept.len()).expect("fewer than the batch had");
+    let count = i32::try_from(kept.len()).expect("no more than the batch had");
     copy[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+    seal(header, copy).map(Kept::Some)
+}
+
+/// Sets a rewritten batch's length and CRC.
+fn seal(header: &BatchHeader, mut copy: Vec<u8>) -> Result<Vec<u8>, BrokerError> {
     let length = i32::try_from(copy.len() - LOG_OVERHEAD)
         .map_err(|_| corrupt(header, "a cleaned batch too large"))?;
     copy[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
     let crc = runnel_storage::compute_crc(&copy);
     copy[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(Kept::Some(copy))
+    Ok(copy)
+}
+
+/// A batch's header with no records (uncompressed, record count 0): its
+/// offsets, producer, epoch and sequence stay, as in Kafka's cleaner.
+fn empty_batch(batch: &[u8], header: &BatchHeader) -> Result<Vec<u8>, BrokerError> {
+    let mut copy = batch[..BATCH_HEADER_LEN].to_vec();
+    let attributes = header.attributes & !0x07;
+    copy[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    copy[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&0i32.to_be_bytes());
+    seal(header, copy)
+}
+
+/// Appends `record` (its length prefix included) to `out` with its
+/// timestamp delta moved from base `old_base` to `new_base`; `None` if it
+/// does not parse.
+fn rebase_record(record: &[u8], old_base: i64, new_base: i64, out: &mut Vec<u8>) -> Option<()> {
+    let mut r = VarReader {
+        data: record,
+        pos: 0,
+    };
+    r.varint().ok()?; // length
+    let attributes = *record.get(r.pos)?;
+    r.skip(1).ok()?;
+    let delta = r.varlong().ok()?;
+    let rest = &record[r.pos..];
+    let timestamp = old_base.checked_add(delta)?;
+    let mut body = vec![attributes];
+    put_varlong(&mut body, timestamp.checked_sub(new_base)?);
+    body.extend_from_slice(rest);
+    put_varlong(out, i64::try_from(body.len()).ok()?);
+    out.extend_from_slice(&body);
+    Some(())
+}
+
+/// Appends Kafka's zigzag varint encoding of `value`.
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut n = ((value << 1) ^ (value >> 63)) as u64;
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// INVALID_RECORD unless every record of `batches` has a key: a compacted

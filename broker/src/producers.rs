@@ -416,6 +416,14 @@ impl ProducerStateTable {
         self.ongoing.keys().next().copied()
     }
 
+    /// Where each producer's last batch (as this table knows it) starts.
+    pub(crate) fn last_batch_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.batches.back().map(|b| b.first_offset))
+            .collect()
+    }
+
     /// The aborted transactions a read_committed fetch of `[from, to)` must
     /// be told about: those with records in that range.
     pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
@@ -501,7 +509,9 @@ impl ProducerStateTable {
         let mut from = log.log_start_offset();
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(s) if s.end_offset <= end && s.end_offset >= from => {
+                // A snapshot below the log start (retention, DeleteRecords)
+                // still knows the producers; only what follows is replayed.
+                Ok(s) if s.end_offset <= end => {
                     table.ongoing = s
                         .producers
                         .iter()
@@ -509,7 +519,8 @@ impl ProducerStateTable {
                         .collect();
                     table.producers = s.producers;
                     table.aborted = s.aborted;
-                    from = s.end_offset;
+                    table.prune_aborted(from);
+                    from = from.max(s.end_offset);
                 }
                 // Past the log end it describes records since truncated: were
                 // it kept, it would be taken once the log grew past it again
@@ -532,6 +543,7 @@ impl ProducerStateTable {
                 )))
             }
         }
+        let mut replayed = 0usize;
         while from < end {
             let read = log.read(from, REPLAY_READ_BYTES, i64::MAX)?;
             if read.records.is_empty() {
@@ -550,14 +562,18 @@ impl ProducerStateTable {
                         None
                     };
                     table.record(&header, marker);
+                    replayed += 1;
                 }
                 position += size;
                 from = from.max(header.next_offset());
             }
         }
-        // What was replayed is in the log already: a snapshot is due only
-        // once the table changes from here.
-        table.snapshotted = table.changes;
+        // With nothing replayed the snapshot on disk is current; otherwise
+        // it is due (the replayed batches may be compacted away or deleted
+        // before the next snapshot, and a second restart must not need them).
+        if replayed == 0 {
+            table.snapshotted = table.changes;
+        }
         Ok(table)
     }
 }

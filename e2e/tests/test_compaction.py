@@ -1,7 +1,8 @@
 """Log compaction (`cleanup.policy=compact`): the cleaner keeps the latest
 record of each key at the offset it was given, and librdkafka, kcat and the
-Java console consumer read exactly that; tombstones stay for
-`delete.retention.ms` and then go; records without a key are refused with
+Java console consumer read exactly that; a tombstone outlives its key's
+older values and goes on a pass after its delete horizon
+(`delete.retention.ms`); records without a key are refused with
 INVALID_RECORD; every replica compacts its own log, and a follower that was
 down while its leader compacted catches up over the gaps and serves the
 compacted log to a consumer in its rack (KIP-392). `__consumer_offsets` is
@@ -16,9 +17,9 @@ import pytest
 from confluent_kafka import KafkaError
 
 from cluster import deadline, kafka_tool, kafka_tools_missing, metric_sum
-from harness import (admin, confluent_producer, consume_confluent, create_topic, kcat,
-                     produce_confluent, read_batch_headers, unique_topic, wait_until,
-                     watermarks)
+from harness import (admin, confluent_producer, consume_confluent, consume_kafka_python,
+                     create_topic, kcat, produce_confluent, read_batch_headers, unique_topic,
+                     wait_until, watermarks)
 from test_replication import consume_with_stats
 
 log = logging.getLogger("e2e")
@@ -105,7 +106,9 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     bs = b.bootstrap
     topic = unique_topic("compacted")
     log.info("phase: create %s with %s, min.compaction.lag.ms of an hour", topic, COMPACT)
-    create_topic(bs, topic, partitions=1, config={**COMPACT, "delete.retention.ms": 86400000,
+    # delete.retention.ms=0: a tombstone stays through the pass that removes
+    # its key's older values, and goes on the next one.
+    create_topic(bs, topic, partitions=1, config={**COMPACT, "delete.retention.ms": 0,
                                                   "min.compaction.lag.ms": 3600000})
 
     log.info("phase: %d rounds over %d keys (the last deletes every eighth key), then a filler",
@@ -135,7 +138,7 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     low, high = watermarks(bs, topic, 0)
     assert (low, high) == (0, produced), f"watermarks moved: {(low, high)}"
     tombstones = [r for r in seen if r[2] is None]
-    assert len(tombstones) == KEYS // 8, f"tombstones kept for delete.retention.ms: {tombstones}"
+    assert len(tombstones) == KEYS // 8, f"tombstones kept by the first pass: {tombstones}"
     after = log_bytes(b, topic)
     log.info("log %d bytes before, %d after", before, after)
     assert after < before / 2, f"the log shrank only from {before} to {after} bytes"
@@ -173,8 +176,8 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
         reports[0].error
     assert watermarks(bs, topic, 0)[1] == produced, "the refused record was appended"
 
-    log.info("phase: with delete.retention.ms=0 the tombstones go on the next pass")
-    alter("delete.retention.ms", "0")
+    log.info("phase: more records make the log dirty; the next pass drops the tombstones, past "
+             "their delete horizon")
     more = fill(confluent_producer(bs), topic, "second-filler")
     without_tombstones = as_log({**{k: v for k, v in latest.items() if v[1] is not None}, **more})
 
@@ -275,3 +278,49 @@ def test_committed_offsets_are_compacted_and_survive_a_restart(broker_factory):
     b.restart()
     assert wait_until(committed, timeout=deadline(60), ignore=(Exception,),
                       what="the committed offsets after a restart") == [commits, commits]
+
+
+@pytest.mark.timeout(deadline(300))
+def test_clients_read_past_a_producers_emptied_last_batch(broker_factory, tmp_path):
+    """An idempotent producer's last batch whose records are all superseded
+    stays as an empty batch (so its producer state survives); librdkafka,
+    kafka-python and the Java client read past it."""
+    b = broker_factory(FAST_CLEANER)
+    bs = b.bootstrap
+    topic = unique_topic("emptied")
+    create_topic(bs, topic, partitions=1, config={**COMPACT, "min.compaction.lag.ms": 3600000})
+    idempotent = confluent_producer(bs, **{"enable.idempotence": True})
+    first = produce_confluent(idempotent, topic, [{"key": b"k-%d" % i, "value": b"old",
+                                                   "partition": 0} for i in range(10)])
+    assert all(d.error is None for d in first)
+    idempotent.flush(10)
+    del idempotent
+    others = confluent_producer(bs)
+    newer = produce_confluent(others, topic, [{"key": b"k-%d" % i, "value": b"new",
+                                               "partition": 0} for i in range(10)])
+    assert all(d.error is None for d in newer)
+    fillers = fill(others, topic, "filler")
+    expected = as_log({**{d.key: (d.offset, d.value) for d in newer}, **fillers})
+    a = admin(bs)
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "0", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([resource])[resource].result(30)
+    wait_for_log(bs, topic, expected, "the old values to be compacted away", deadline(60))
+
+    log.info("phase: the idempotent producer's batch is still in the log, empty")
+    headers = [h for p in b.segment_files(topic, 0) for h in read_batch_headers(p)]
+    assert headers[0].base_offset == 0 and headers[0].record_count == 0, headers[:3]
+
+    log.info("phase: kafka-python and the Java console consumer read past it")
+    low, high = watermarks(bs, topic, 0)
+    by_kp = consume_kafka_python(bs, topic, {0: low}, {0: high})
+    assert [(r.offset, r.key, r.value) for r in by_kp] == expected
+    why = kafka_tools_missing()
+    if not why:
+        out = kafka_tool(tmp_path, "org.apache.kafka.tools.consumer.ConsoleConsumer",
+                         "--bootstrap-server", bs, "--topic", topic, "--from-beginning",
+                         "--max-messages", str(len(expected)), "--timeout-ms", "60000",
+                         "--property", "print.offset=true", "--property", "print.value=false").stdout
+        offsets = [int(line.split(":")[1]) for line in out.splitlines() if line.startswith("Offset:")]
+        assert offsets == [o for o, _, _ in expected], out[:2000]

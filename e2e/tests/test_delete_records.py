@@ -81,6 +81,15 @@ def test_delete_records_moves_the_low_watermark(broker_factory, tmp_path):
         assert f"partition: {topic}-1\tlow_watermark: 100" in out, out
         assert watermarks(bs, topic, 1) == (100, 100)
 
+    log.info("phase: a compacted topic refuses with POLICY_VIOLATION, as Kafka does")
+    compacted = unique_topic("delete-records-compacted")
+    create_topic(bs, compacted, partitions=1, config={"cleanup.policy": "compact"})
+    p = confluent_producer(bs)
+    produce_confluent(p, compacted, [{"key": b"k", "value": b"v", "partition": 0}])
+    refused = delete_records(bs, compacted, {0: 1})[0]
+    assert isinstance(refused, KafkaError) and refused.code() == KafkaError.POLICY_VIOLATION, \
+        refused
+
     log.info("phase: the new log start offsets survive a restart")
     b.restart()
     assert watermarks(bs, topic, 0) == (40, 100)

@@ -82,8 +82,10 @@ fn a_filtered_batch_keeps_its_offsets_in_every_codec() {
     ] {
         let original = batch(100, &entries, compression);
         let header = BatchHeader::parse(&original).expect("header");
-        let kept = filter_batch(&original, &header, |r| r.offset == 102 || r.offset == 103)
-            .expect("filters");
+        let kept = filter_batch(&original, &header, Rewrite::default(), |r| {
+            r.offset == 102 || r.offset == 103
+        })
+        .expect("filters");
         let Kept::Some(copy) = kept else {
             panic!("{compression:?}: expected a copy, got {kept:?}");
         };
@@ -114,13 +116,74 @@ fn a_filtered_batch_keeps_its_offsets_in_every_codec() {
             "{compression:?}"
         );
         assert!(matches!(
-            filter_batch(&original, &header, |_| true).expect("filters"),
+            filter_batch(&original, &header, Rewrite::default(), |_| true).expect("filters"),
             Kept::Whole
         ));
         assert!(matches!(
-            filter_batch(&original, &header, |_| false).expect("filters"),
+            filter_batch(&original, &header, Rewrite::default(), |_| false).expect("filters"),
             Kept::Nothing
         ));
+
+        // A batch keeping a tombstone gets a delete horizon; its records
+        // keep their timestamps.
+        let stamp = Rewrite {
+            horizon: Some(9_999_999),
+            keep_empty: false,
+        };
+        let Kept::Some(stamped) =
+            filter_batch(&original, &header, stamp, |r| r.offset >= 102).expect("filters")
+        else {
+            panic!("{compression:?}: expected a copy");
+        };
+        let new = runnel_storage::validate_batches(&stamped).expect("valid")[0];
+        assert_eq!(delete_horizon(&new), Some(9_999_999), "{compression:?}");
+        let stamps: Vec<(i64, i64)> = {
+            let mut buf = Bytes::from(stamped.clone());
+            let set = RecordBatchDecoder::decode(&mut buf).expect("decodes");
+            set.records
+                .iter()
+                .map(|r| (r.offset, r.timestamp))
+                .collect()
+        };
+        assert_eq!(
+            stamps,
+            [(102, 1_002), (103, 1_003), (104, 1_004)],
+            "{compression:?}"
+        );
+        // A batch with a horizon already, or keeping no tombstone, gets none.
+        let later = Rewrite {
+            horizon: Some(20_000_000),
+            keep_empty: false,
+        };
+        assert!(matches!(
+            filter_batch(&stamped, &new, later, |_| true).expect("filters"),
+            Kept::Whole
+        ));
+        assert!(matches!(
+            filter_batch(&original, &header, stamp, |r| r.offset != 103).expect("filters"),
+            Kept::Some(ref b) if delete_horizon(&BatchHeader::parse(b).expect("header")).is_none()
+        ));
+
+        // A producer's last batch stays as an empty one.
+        let keep_empty = Rewrite {
+            horizon: None,
+            keep_empty: true,
+        };
+        let Kept::Some(empty) =
+            filter_batch(&original, &header, keep_empty, |_| false).expect("filters")
+        else {
+            panic!("{compression:?}: expected an empty batch");
+        };
+        let new = runnel_storage::validate_batches(&empty).expect("valid")[0];
+        assert_eq!(
+            (new.base_offset, new.last_offset_delta, new.records_count),
+            (100, 4, 0)
+        );
+        assert_eq!(
+            (new.producer_id, new.base_sequence, new.attributes & 7),
+            (7, 0, 0)
+        );
+        assert!(decoded(&empty).is_empty());
     }
 }
 
@@ -144,7 +207,7 @@ fn garbage_records_are_an_error_not_a_panic() {
     let mut original = batch(0, &[(Some("key"), Some("value"))], Compression::None);
     let header = BatchHeader::parse(&original).expect("header");
     original.truncate(BATCH_HEADER_LEN + 3);
-    assert!(filter_batch(&original, &header, |_| true).is_err());
+    assert!(filter_batch(&original, &header, Rewrite::default(), |_| true).is_err());
     assert!(parse_records(&[0x7f], &header).is_err());
 }
 
@@ -418,4 +481,78 @@ fn a_replay_reads_a_batch_that_lost_its_last_record_once() {
     p.replay(|record| replayed.push(record.offset))
         .expect("replay");
     assert_eq!(replayed, [0, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_producers_last_batch_stays_empty_so_its_state_survives_a_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(dir.path(), &[]);
+    let p = table.partition("c", 0).expect("partition");
+    let now = 10_000;
+    let idempotent = crate::records::encode_batch(
+        vec![(
+            Some(Bytes::from_static(b"k")),
+            Some(Bytes::from_static(b"old")),
+        )],
+        now,
+        Some(crate::records::ProducerStamp {
+            id: 42,
+            epoch: 3,
+            base_sequence: 0,
+        }),
+    )
+    .expect("encodes");
+    table.append(&p, &idempotent, None).expect("append");
+    put(&table, "k", Some("new"), now);
+    put(&table, "filler", Some("x"), now);
+    put(&table, "active", Some("y"), now);
+    clean_all(&table, now);
+    assert_eq!(
+        contents(&table),
+        [
+            kv(1, "k", Some("new")),
+            kv(2, "filler", Some("x")),
+            kv(3, "active", Some("y"))
+        ]
+    );
+    let first = p
+        .with_log(|log| Ok(log.read(0, usize::MAX, i64::MAX)?))
+        .expect("read")
+        .records;
+    let header = BatchHeader::parse(&first).expect("header");
+    assert_eq!(
+        (
+            header.base_offset,
+            header.records_count,
+            header.producer_id,
+            header.producer_epoch
+        ),
+        (0, 0, 42, 3),
+        "the producer's only batch stays, empty"
+    );
+    // Rebuilt from the log alone (no snapshot), the state still knows the
+    // producer: its next batch is in sequence, a replay of the first a duplicate.
+    std::fs::remove_file(dir.path().join("c-0").join(crate::producers::SNAPSHOT_FILE)).ok();
+    p.with_data(|d| {
+        d.reload_producers()?;
+        let next = BatchHeader {
+            base_sequence: 1,
+            base_offset: 4,
+            ..header
+        };
+        assert_eq!(
+            d.producers.check(&next),
+            crate::producers::SequenceCheck::Append
+        );
+        let wrong = BatchHeader {
+            base_sequence: 5,
+            ..next
+        };
+        assert!(matches!(
+            d.producers.check(&wrong),
+            crate::producers::SequenceCheck::Reject(_)
+        ));
+        Ok(())
+    })
+    .expect("partition");
 }

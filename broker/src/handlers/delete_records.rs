@@ -20,7 +20,8 @@ const HIGH_WATERMARK: i64 = -1;
 
 /// Answers DeleteRecords. Each partition's leader moves its log start
 /// offset to the offset asked (-1: the high watermark; past the high
-/// watermark is OFFSET_OUT_OF_RANGE) and answers the new low watermark;
+/// watermark is OFFSET_OUT_OF_RANGE; a topic whose `cleanup.policy` lacks
+/// `delete` is POLICY_VIOLATION, as in Kafka) and answers the new low watermark;
 /// followers move theirs on their next fetch. Kafka also waits for the
 /// followers before answering; Runnel answers once the leader moved.
 pub(crate) fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -58,6 +59,18 @@ fn delete_before(
     offset: i64,
 ) -> Result<i64, BrokerError> {
     let partition = broker.topics.partition(topic, index)?;
+    let compact_only = broker
+        .topics
+        .get(topic)
+        .is_some_and(|t| !t.configs.has_policy("delete", broker.topics.settings()));
+    if compact_only {
+        return Err(BrokerError::Refused {
+            code: ResponseError::PolicyViolation,
+            message: format!(
+                "Records of partition {topic}-{index} can not be deleted due to the configured policy"
+            ),
+        });
+    }
     partition.with_data(|d| {
         if !d.is_leader() {
             return Err(BrokerError::NotLeaderOrFollower);

@@ -298,6 +298,8 @@ pub struct PartitionLog {
     /// A log start offset inside the first segment
     /// ([`PartitionLog::advance_log_start`], kept in [`LOG_START_OFFSET_FILE`]).
     start_override: Option<i64>,
+    /// How many truncations the log has had since it was opened.
+    truncations: u64,
 }
 
 impl PartitionLog {
@@ -359,9 +361,15 @@ impl PartitionLog {
             checkpointed_high_watermark,
             cleaner_offset,
             start_override,
+            truncations: 0,
         };
         let end = log.log_end_offset();
         log.start_override = log.start_override.map(|start| start.min(end));
+        if let Some(start) = log.start_override {
+            // A crash may have come between moving the start and deleting
+            // the segments below it.
+            log.drop_segments_below(start)?;
+        }
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_start(start)?;
         log.epochs.truncate_from_end(end)?;
@@ -693,6 +701,23 @@ impl PartitionLog {
             })
     }
 
+    /// Deletes the segments wholly below `offset`, never the active one;
+    /// how many.
+    fn drop_segments_below(&mut self, offset: i64) -> Result<usize, Error> {
+        let below = self.segments[1..]
+            .iter()
+            .take_while(|next| next.base_offset() <= offset)
+            .count();
+        for _ in 0..below {
+            self.segments[0].delete_files()?;
+            self.segments.remove(0);
+        }
+        if below > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(below)
+    }
+
     /// The first offset still in the log: the first segment's base offset,
     /// or past it where DeleteRecords moved it.
     pub fn log_start_offset(&self) -> i64 {
@@ -712,17 +737,7 @@ impl PartitionLog {
         }
         checkpoint::write(&self.dir, LOG_START_OFFSET_FILE, &[offset.to_string()])?;
         self.start_override = Some(offset);
-        let below = self.segments[1..]
-            .iter()
-            .take_while(|next| next.base_offset() <= offset)
-            .count();
-        for _ in 0..below {
-            self.segments[0].delete_files()?;
-            self.segments.remove(0);
-        }
-        if below > 0 {
-            sync_dir(&self.dir)?;
-        }
+        let below = self.drop_segments_below(offset)?;
         self.epochs.truncate_from_start(offset)?;
         info!(dir = %self.dir.display(), log_start_offset = offset, deleted_segments = below,
             "moved the log start offset");
@@ -889,7 +904,8 @@ impl PartitionLog {
         }
         let keep = self.segment_index(offset);
         let pos = match self.segments[keep].find_position(offset)? {
-            Some((pos, header)) if header.base_offset == offset => pos,
+            // At a batch, or in a gap compaction left before one.
+            Some((pos, header)) if header.base_offset >= offset => pos,
             Some((_, header)) => {
                 return Err(Error::CorruptBatch(format!(
                     "cannot truncate to offset {offset}: it is inside the batch of offsets {}..={}",
@@ -903,6 +919,7 @@ impl PartitionLog {
             self.segments[self.segments.len() - 1].delete_files()?;
             self.segments.pop();
         }
+        self.truncations += 1;
         self.active_mut().truncate_at(pos, offset)?;
         sync_dir(&self.dir)?;
         self.epochs.truncate_from_end(offset)?;
@@ -915,6 +932,7 @@ impl PartitionLog {
     /// follower does when its leader's log starts past its own end. The
     /// leader epoch cache is cleared.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), Error> {
+        self.truncations += 1;
         while let Some(segment) = self.segments.last() {
             segment.delete_files()?;
             self.segments.pop();
@@ -930,6 +948,12 @@ impl PartitionLog {
         }
         info!(dir = %self.dir.display(), offset, "truncated log fully");
         Ok(())
+    }
+
+    /// How many times the log was truncated since it was opened: work
+    /// planned on the log before a truncation (the cleaner's) is stale.
+    pub fn truncations(&self) -> u64 {
+        self.truncations
     }
 
     /// The leader epochs of this log and where each starts.

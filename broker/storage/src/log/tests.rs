@@ -751,8 +751,15 @@ fn replicated_appends_may_skip_offsets_a_compacted_leader_removed() {
         "a read in a gap starts at the next batch"
     );
     log.close().expect("close");
-    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
     assert_eq!(log.log_end_offset(), 11);
+
+    // Truncating to an offset in a gap cuts at the next batch.
+    assert_eq!(log.truncations(), 0);
+    log.truncate_to(8).expect("truncate in a gap");
+    assert_eq!(log.log_end_offset(), 7);
+    assert_eq!(log.truncations(), 1);
+    assert_eq!(base_offsets(&read_all(&log, 0)), [0, 6]);
 }
 
 #[test]

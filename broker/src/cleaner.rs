@@ -25,8 +25,10 @@
 //!    transaction's records go. A batch that keeps a tombstone (null value)
 //!    gets a delete horizon, `now + delete.retention.ms` (KIP-534: its base
 //!    timestamp, with a flag; record timestamps stay), and a later pass after
-//!    the horizon drops its tombstones. Control batches (transaction markers)
-//!    stay. A batch keeps its offsets (base offset and last offset delta),
+//!    the horizon drops its tombstones. A transaction marker gets a horizon
+//!    too, and goes after it once no record of its transaction is left (an
+//!    abort marker's aborted transaction is then forgotten, so read_committed
+//!    fetches no longer report it). A batch keeps its offsets (base offset and last offset delta),
 //!    so consumers and idempotent producers see the same offsets and
 //!    sequence numbers as before, and a producer's last batch stays, empty
 //!    if need be, so producer state can be rebuilt from the log.
@@ -231,10 +233,16 @@ fn clean_partition(
     let horizon = now_ms.saturating_add(policy.delete_retention_ms);
     let mut before = 0u64;
     let mut after = 0u64;
+    // Per producer, whether its current transaction kept any record so far
+    // in this pass (log order): a marker whose transaction kept none goes
+    // once its delete horizon has passed.
+    let mut txn_kept: HashMap<i64, bool> = HashMap::new();
     for group in groups(&plan.cleanable[..mapped], policy.segment_bytes) {
         let base = group[0].segment.base_offset();
         let mut out = partition.with_log(|log| Ok(log.start_cleaned_segment(base)?))?;
         let mut changed = false;
+        // Abort markers removed in this group: (producer id, marker offset).
+        let mut removed_aborts: Vec<(i64, i64)> = Vec::new();
         let written = group.iter().try_for_each(|c| {
             c.segment.for_each_batch::<BrokerError>(|header, batch| {
                 let aborted = is_aborted(header);
@@ -244,7 +252,13 @@ fn clean_partition(
                     keep_empty: header.producer_id >= 0
                         && plan.last_batches.contains(&header.base_offset),
                 };
+                let drop_marker = header.is_control()
+                    && expired
+                    && !txn_kept.remove(&header.producer_id).unwrap_or(false);
                 let kept = filter_batch(batch, header, rewrite, |record| {
+                    if header.is_control() {
+                        return !drop_marker;
+                    }
                     let Some(key) = record.key else {
                         return false;
                     };
@@ -254,6 +268,21 @@ fn clean_partition(
                     let expired_tombstone = record.tombstone && expired;
                     !(aborted || superseded || expired_tombstone)
                 })?;
+                if header.is_transactional() && !header.is_control() {
+                    let kept_any = match &kept {
+                        Kept::Whole => header.records_count > 0,
+                        Kept::Nothing => false,
+                        Kept::Some(copy) => BatchHeader::parse(copy)?.records_count > 0,
+                    };
+                    *txn_kept.entry(header.producer_id).or_insert(false) |= kept_any;
+                }
+                if drop_marker && matches!(kept, Kept::Nothing) {
+                    let is_abort = crate::producers::control_marker(batch)
+                        .is_some_and(|c| c.marker == crate::producers::Marker::Abort);
+                    if is_abort {
+                        removed_aborts.push((header.producer_id, header.base_offset));
+                    }
+                }
                 match kept {
                     Kept::Whole => out.append(batch)?,
                     Kept::Nothing => changed = true,
@@ -276,12 +305,16 @@ fn clean_partition(
         }
         let size = out.size();
         let finished = out.finish()?;
-        let swapped = partition.with_log(|log| {
-            if log.truncations() != plan.truncations {
+        let swapped = partition.with_data(|data| {
+            if data.log.truncations() != plan.truncations {
                 finished.discard();
                 return Ok(false);
             }
-            Ok(log.replace_with_cleaned(finished, &replaced)?)
+            let swapped = data.log.replace_with_cleaned(finished, &replaced)?;
+            if swapped {
+                data.producers.forget_aborted(&removed_aborts);
+            }
+            Ok(swapped)
         })?;
         if !swapped {
             debug!(topic = %topic.name, partition = partition.index, "the log changed during cleaning; trying again next pass");
@@ -579,13 +612,13 @@ fn delete_horizon(header: &BatchHeader) -> Option<i64> {
     (header.attributes & DELETE_HORIZON_FLAG != 0).then_some(header.base_timestamp)
 }
 
-/// Keeps the records of `batch` that `keep` accepts. Control batches are
-/// kept whole. A copy keeps the header (base offset, last offset delta,
+/// Keeps the records of `batch` that `keep` accepts. A copy keeps the header (base offset, last offset delta,
 /// timestamps, producer and sequence) and changes the record count, the
 /// length and the CRC; the kept records are copied byte for byte (their
 /// offset and timestamp deltas are relative to the unchanged header), and
-/// compressed again with the batch's codec. A batch keeping a tombstone
-/// gets `rewrite.horizon` as its delete horizon if it has none: its base
+/// compressed again with the batch's codec. A batch keeping a tombstone, and
+/// a kept marker, gets `rewrite.horizon` as its delete horizon if it has
+/// none: its base
 /// timestamp becomes the horizon and each record's timestamp delta is
 /// rewritten so that the record's timestamp stays the same.
 fn filter_batch(
@@ -594,9 +627,6 @@ fn filter_batch(
     rewrite: Rewrite,
     mut keep: impl FnMut(&RecordRef<'_>) -> bool,
 ) -> Result<Kept, BrokerError> {
-    if header.is_control() {
-        return Ok(Kept::Whole);
-    }
     let (data, spans) = records_of(batch, header)?;
     let kept: Vec<&RecordSpan> = spans
         .iter()
@@ -608,9 +638,11 @@ fn filter_batch(
             })
         })
         .collect();
-    let horizon = rewrite
-        .horizon
-        .filter(|_| delete_horizon(header).is_none() && kept.iter().any(|s| s.tombstone));
+    let horizon = rewrite.horizon.filter(|_| {
+        delete_horizon(header).is_none()
+            && !kept.is_empty()
+            && (header.is_control() || kept.iter().any(|s| s.tombstone))
+    });
     if kept.len() == spans.len() && horizon.is_none() {
         return Ok(Kept::Whole);
     }

@@ -444,6 +444,20 @@ impl ProducerStateTable {
         }
     }
 
+    /// Forgets the aborted transactions whose abort markers the cleaner
+    /// removed, given as (producer id, marker offset): with marker and
+    /// records gone, a read_committed fetch must not report them (a client
+    /// would skip the producer's records until an abort marker that never
+    /// comes).
+    pub(crate) fn forget_aborted(&mut self, removed: &[(i64, i64)]) {
+        let before = self.aborted.len();
+        self.aborted
+            .retain(|a| !removed.contains(&(a.producer_id, a.last_offset)));
+        if self.aborted.len() != before {
+            self.changes += 1;
+        }
+    }
+
     /// Whether anything changed since the snapshot on disk.
     pub(crate) fn is_dirty(&self) -> bool {
         self.changes != self.snapshotted

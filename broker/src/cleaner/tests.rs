@@ -556,3 +556,68 @@ fn a_producers_last_batch_stays_empty_so_its_state_survives_a_rebuild() {
     })
     .expect("partition");
 }
+
+#[test]
+fn markers_go_after_their_horizon_once_their_transaction_left_no_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = compacted(dir.path(), &[("delete.retention.ms", "0")]);
+    let p = table.partition("c", 0).expect("partition");
+    // Markers carry the wall clock.
+    let now = crate::clock::now_ms() + 1_000;
+    put(&table, "k", Some("before"), now);
+    let txn = |producer_id: i64, value: &str, marker: Marker| {
+        let data = crate::records::encode_transactional_batch(
+            vec![(
+                Some(Bytes::from_static(b"k")),
+                Some(Bytes::from(value.to_string())),
+            )],
+            now,
+            producer_id,
+            0,
+        )
+        .expect("encodes");
+        table.append(&p, &data, None).expect("append");
+        table
+            .append_marker(&p, producer_id, 0, marker, 0)
+            .expect("marker");
+    };
+    txn(5, "aborted", Marker::Abort);
+    txn(6, "committed", Marker::Commit);
+    put(&table, "filler", Some("x"), now);
+    put(&table, "active", Some("y"), now);
+    let offsets = |table: &TopicTable| -> Vec<i64> {
+        let p = table.partition("c", 0).expect("partition");
+        let read = p
+            .with_log(|log| Ok(log.read(0, usize::MAX, i64::MAX)?))
+            .expect("read");
+        runnel_storage::validate_batches(&read.records)
+            .expect("valid")
+            .iter()
+            .map(|h| h.base_offset)
+            .collect()
+    };
+    let aborted = || {
+        p.with_data(|d| Ok(d.producers.aborted_between(0, i64::MAX).len()))
+            .expect("partition")
+    };
+    clean_all(&table, now);
+    assert_eq!(
+        offsets(&table),
+        [2, 3, 4, 5, 6],
+        "both markers stay the first time"
+    );
+    assert_eq!(aborted(), 1);
+
+    put(&table, "more", Some("z"), now);
+    clean_all(&table, now + 1);
+    assert_eq!(
+        offsets(&table),
+        [3, 4, 5, 6, 7],
+        "the abort marker goes; the commit marker of a kept record stays"
+    );
+    assert_eq!(
+        aborted(),
+        0,
+        "a read_committed fetch no longer reports the aborted transaction"
+    );
+}

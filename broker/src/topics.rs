@@ -994,18 +994,7 @@ mod tests {
 
     /// A one-broker image with topic "t" (one partition) led by broker 1.
     fn image_with_topic() -> Arc<ClusterImage> {
-        let mut image = ClusterImage::default();
-        image.apply(
-            1,
-            &MetadataCommand::RegisterBroker {
-                id: 1,
-                rack: None,
-                host: "localhost".into(),
-                port: 9092,
-                rpc_address: "localhost:9093".into(),
-                incarnation: Uuid::new_v4(),
-            },
-        );
+        let mut image = ClusterImage::with_broker_1();
         image.apply(
             2,
             &MetadataCommand::CreateTopic {

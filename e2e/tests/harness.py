@@ -720,6 +720,19 @@ def kcat(*args: str, input: Optional[bytes] = None, timeout: float = OP_TIMEOUT_
     return proc
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGTERM a helper process (a Connect worker, a Streams app) if it still
+    runs and wait for it; SIGKILL it if it outlives `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # --------------------------------------------------------------------------
 # threads
 

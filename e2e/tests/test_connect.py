@@ -17,7 +17,7 @@ import pytest
 
 import harness
 from cluster import deadline, kafka_libs, kafka_tools_missing
-from harness import (admin, consume_confluent, free_ports, http_get, unique_topic,
+from harness import (admin, consume_confluent, free_ports, http_get, terminate, unique_topic,
                      wait_until, watermarks)
 
 log = logging.getLogger("e2e")
@@ -88,13 +88,8 @@ class ConnectWorker:
         return json.loads(text) if text else None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
 
     def log_tail(self, lines: int = 60) -> str:

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from cluster import deadline
 from harness import (REPO_ROOT, admin, confluent_producer, create_topic, produce_confluent,
-                     unique_topic, wait_until)
+                     terminate, unique_topic, wait_until)
 
 log = logging.getLogger("e2e")
 
@@ -95,13 +95,8 @@ class WordCount:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
     def tail(self) -> str:
         return "\n".join(self.out.read_text(errors="replace").splitlines()[-40:])

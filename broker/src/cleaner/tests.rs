@@ -214,18 +214,7 @@ fn garbage_records_are_an_error_not_a_panic() {
 /// A one-broker table holding topic "c" (one partition, led here) with
 /// `configs`; every append to it rolls a segment.
 fn compacted(dir: &Path, configs: &[(&str, &str)]) -> TopicTable {
-    let mut image = ClusterImage::default();
-    image.apply(
-        1,
-        &MetadataCommand::RegisterBroker {
-            id: 1,
-            rack: None,
-            host: "localhost".into(),
-            port: 9092,
-            rpc_address: "localhost:9093".into(),
-            incarnation: Uuid::new_v4(),
-        },
-    );
+    let mut image = ClusterImage::with_broker_1();
     let mut all: BTreeMap<String, String> = [
         ("cleanup.policy", "compact"),
         ("segment.bytes", "100"),
@@ -280,6 +269,26 @@ fn contents(table: &TopicTable) -> Vec<(i64, Option<String>, Option<String>)> {
 
 fn kv(offset: i64, key: &str, value: Option<&str>) -> (i64, Option<String>, Option<String>) {
     (offset, Some(key.into()), value.map(Into::into))
+}
+
+/// A transaction of `producer_id` (epoch 0) on "c": one record of key "k"
+/// at timestamp `ts`, then its marker.
+fn transaction(table: &TopicTable, producer_id: i64, value: &str, marker: Marker, ts: i64) {
+    let p = table.partition("c", 0).expect("partition");
+    let data = crate::records::encode_transactional_batch(
+        vec![(
+            Some(Bytes::from_static(b"k")),
+            Some(Bytes::from(value.to_string())),
+        )],
+        ts,
+        producer_id,
+        0,
+    )
+    .expect("encodes");
+    table.append(&p, &data, None).expect("append");
+    table
+        .append_marker(&p, producer_id, 0, marker, 0)
+        .expect("marker");
 }
 
 #[test]
@@ -394,26 +403,10 @@ fn a_pass_waits_for_the_dirty_ratio_and_the_compaction_lag() {
 fn aborted_transactions_go_and_markers_stay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let table = compacted(dir.path(), &[]);
-    let p = table.partition("c", 0).expect("partition");
     // Markers carry the wall clock.
     let now = crate::clock::now_ms() + 1_000;
     put(&table, "k", Some("committed-before"), now);
-    let txn = |producer_id: i64, value: &str, marker: Marker| {
-        let data = crate::records::encode_transactional_batch(
-            vec![(
-                Some(Bytes::from_static(b"k")),
-                Some(Bytes::from(value.to_string())),
-            )],
-            now,
-            producer_id,
-            0,
-        )
-        .expect("encodes");
-        table.append(&p, &data, None).expect("append");
-        table
-            .append_marker(&p, producer_id, 0, marker, 0)
-            .expect("marker");
-    };
+    let txn = |producer_id, value, marker| transaction(&table, producer_id, value, marker, now);
     txn(5, "aborted", Marker::Abort);
     put(&table, "other", Some("x"), now);
     put(&table, "active", Some("y"), now);
@@ -565,22 +558,7 @@ fn markers_go_after_their_horizon_once_their_transaction_left_no_record() {
     // Markers carry the wall clock.
     let now = crate::clock::now_ms() + 1_000;
     put(&table, "k", Some("before"), now);
-    let txn = |producer_id: i64, value: &str, marker: Marker| {
-        let data = crate::records::encode_transactional_batch(
-            vec![(
-                Some(Bytes::from_static(b"k")),
-                Some(Bytes::from(value.to_string())),
-            )],
-            now,
-            producer_id,
-            0,
-        )
-        .expect("encodes");
-        table.append(&p, &data, None).expect("append");
-        table
-            .append_marker(&p, producer_id, 0, marker, 0)
-            .expect("marker");
-    };
+    let txn = |producer_id, value, marker| transaction(&table, producer_id, value, marker, now);
     txn(5, "aborted", Marker::Abort);
     txn(6, "committed", Marker::Commit);
     put(&table, "filler", Some("x"), now);

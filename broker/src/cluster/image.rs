@@ -94,6 +94,27 @@ pub struct ClusterImage {
     pub next_producer_id: i64,
 }
 
+#[cfg(test)]
+impl ClusterImage {
+    /// An image (at version 1) with broker 1 registered on localhost:9092:
+    /// where single-broker unit tests start.
+    pub(crate) fn with_broker_1() -> ClusterImage {
+        let mut image = ClusterImage::default();
+        image.apply(
+            1,
+            &super::MetadataCommand::RegisterBroker {
+                id: 1,
+                rack: None,
+                host: "localhost".into(),
+                port: 9092,
+                rpc_address: "localhost:9093".into(),
+                incarnation: uuid::Uuid::new_v4(),
+            },
+        );
+        image
+    }
+}
+
 impl ClusterImage {
     /// A partition by topic and index.
     pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionImage> {

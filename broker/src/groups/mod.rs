@@ -790,18 +790,7 @@ mod tests {
     /// One broker leading "orders" and `__consumer_offsets`.
     fn image(s: &BrokerSettings, partitions: i32) -> Arc<crate::cluster::ClusterImage> {
         use crate::cluster::{Assignment, ClusterImage, MetadataCommand};
-        let mut image = ClusterImage::default();
-        image.apply(
-            1,
-            &MetadataCommand::RegisterBroker {
-                id: 1,
-                rack: None,
-                host: "localhost".into(),
-                port: 9092,
-                rpc_address: "localhost:9093".into(),
-                incarnation: uuid::Uuid::new_v4(),
-            },
-        );
+        let mut image = ClusterImage::with_broker_1();
         let offsets = s.get_i64("offsets.topic.num.partitions") as usize;
         for (i, (name, n)) in [("orders", partitions as usize), (OFFSETS_TOPIC, offsets)]
             .into_iter()

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use super::{parse_base_offset, sync_dir, PartitionLog};
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
-use crate::checkpoint::{self, Loaded};
+use crate::checkpoint;
 use crate::error::io_error;
 use crate::segment::{self, Segment};
 use crate::Error;
@@ -337,14 +337,7 @@ impl PartitionLog {
 
 /// The cleaner's progress as [`CLEANER_OFFSET_FILE`] holds it, if valid.
 pub(super) fn read_cleaner_offset(dir: &Path) -> Result<Option<i64>, Error> {
-    match checkpoint::read(dir, CLEANER_OFFSET_FILE, |line| line.trim().parse().ok())? {
-        Loaded::Entries(values) if values.len() == 1 => Ok(values.first().copied()),
-        Loaded::Missing => Ok(None),
-        Loaded::Entries(_) | Loaded::Malformed(_) => {
-            warn!(dir = %dir.display(), "ignoring a malformed cleaner offset checkpoint; the log will be cleaned from its start");
-            Ok(None)
-        }
-    }
+    super::read_single(dir, CLEANER_OFFSET_FILE)
 }
 
 /// Finishes what a crash interrupted: a cleaned segment not yet committed

@@ -6,7 +6,7 @@ use crate::test_util::{batch, batch_size};
 
 /// Small segments and a dense index so tests cross both often; nothing
 /// expires or rolls by time unless a test says so.
-fn config() -> LogConfig {
+pub(super) fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 1024,
         segment_ms: i64::MAX,

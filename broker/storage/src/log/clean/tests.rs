@@ -5,23 +5,9 @@ use std::path::Path;
 
 use super::*;
 use crate::batch::validate_batches;
+use crate::log::tests::config;
 use crate::test_util::batch;
 use crate::LogConfig;
-
-/// Two 361-byte batches per segment; nothing expires.
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1024,
-        segment_ms: i64::MAX,
-        retention_ms: -1,
-        retention_bytes: -1,
-        max_message_bytes: 64 * 1024,
-        flush_messages: i64::MAX,
-        flush_ms: i64::MAX,
-        index_interval_bytes: 64,
-        delete_policy: true,
-    }
-}
 
 /// A log of 12 one-record batches at offsets 0..12, timestamps 100 * i,
 /// in segments [0, 2, 4, 6, 8, 10].

@@ -1056,18 +1056,8 @@ impl PartitionLog {
 fn scan_dir(dir: &Path) -> Result<Vec<i64>, Error> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let path = entry.map_err(|e| io_error(dir, e))?.path();
-        let (Some(stem), Some(extension)) = (
-            path.file_stem().and_then(|s| s.to_str()),
-            path.extension().and_then(|s| s.to_str()),
-        ) else {
-            continue;
-        };
-        let Some(base) = parse_base_offset(stem) else {
-            continue;
-        };
-        match extension {
+    for (base, extension, path) in segment_files(dir)? {
+        match extension.as_str() {
             segment::LOG_EXTENSION => logs.push(base),
             segment::INDEX_EXTENSION | segment::TIME_INDEX_EXTENSION => indexes.push((base, path)),
             _ => {}
@@ -1081,6 +1071,25 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>, Error> {
         }
     }
     Ok(logs)
+}
+
+/// The files of `dir` named like a segment's (a 20-digit base offset and an
+/// extension): (base offset, extension, path).
+pub(crate) fn segment_files(dir: &Path) -> Result<Vec<(i64, String, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        let (Some(stem), Some(extension)) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        if let Some(base) = parse_base_offset(stem) {
+            out.push((base, extension.to_string(), path));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses a 20-digit segment file stem.

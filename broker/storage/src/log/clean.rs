@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{parse_base_offset, sync_dir, PartitionLog};
+use super::{sync_dir, PartitionLog};
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::checkpoint;
 use crate::error::io_error;
@@ -348,18 +348,8 @@ pub(super) fn finish_swaps(dir: &Path) -> Result<(), Error> {
     let mut swaps = Vec::new();
     let mut logs = Vec::new();
     let mut touched = false;
-    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let path = entry.map_err(|e| io_error(dir, e))?.path();
-        let (Some(stem), Some(extension)) = (
-            path.file_stem().and_then(|s| s.to_str()),
-            path.extension().and_then(|s| s.to_str()),
-        ) else {
-            continue;
-        };
-        let Some(base) = parse_base_offset(stem) else {
-            continue;
-        };
-        match extension {
+    for (base, extension, path) in super::segment_files(dir)? {
+        match extension.as_str() {
             CLEANED_EXTENSION => {
                 warn!(path = %path.display(), "removing a cleaned segment a crash left unfinished");
                 segment::remove_if_exists(&path)?;

@@ -59,6 +59,6 @@ pub use error::Error;
 pub use log::{
     AppendInfo, CheckedBatches, CleanedSegment, FileSlice, FinishedSegment,
     HighWatermarkCheckpoint, LogConfig, PartitionLog, ReadResult, SealedSegment, SliceRead,
-    TimestampMatch, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    TimestampMatch, CLEANER_OFFSET_FILE, CLEANING_DIR, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
     LOG_START_OFFSET_FILE,
 };

@@ -45,7 +45,9 @@ use crate::Error;
 
 mod clean;
 
-pub use clean::{CleanedSegment, FinishedSegment, SealedSegment, CLEANER_OFFSET_FILE};
+pub use clean::{
+    CleanedSegment, FinishedSegment, SealedSegment, CLEANER_OFFSET_FILE, CLEANING_DIR,
+};
 
 /// Name of the marker file `close` leaves behind, telling the next `open`
 /// that the files are complete and need no recovery.

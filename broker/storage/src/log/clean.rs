@@ -5,16 +5,19 @@
 //!
 //! ```text
 //!   cleaner (no lock)                          log (under the partition lock)
-//!   sealed_segments() ─▶ [0][100][200] read ─▶ 00..0.cleaned written, fsynced
+//!   sealed_segments() ─▶ [0][100][200] read ─▶ cleaning/00..0.log written,
+//!                                              checked, indexed, fsynced
 //!                                              replace_with_cleaned():
-//!                                                .cleaned ─rename─▶ .swap   (the commit point)
+//!                                                cleaning/<base>.log ─rename─▶ <base>.swap
+//!                                                  (the commit point)
 //!                                                old segments' files removed
-//!                                                .swap ─rename─▶ .log, indexes rebuilt
+//!                                                its indexes moved in, .swap ─rename─▶ .log
 //! ```
 //!
 //! [`PartitionLog::open`] finishes a swap a crash interrupted: a `.swap`
-//! file replaces every segment whose base offset lies in its offset range,
-//! and a `.cleaned` file (not yet committed) is removed. Which batches and
+//! file replaces every segment whose base offset lies in its offset range
+//! (its indexes are rebuilt), and the `cleaning` directory (a copy not yet
+//! committed) is removed. Which batches and
 //! records a cleaned segment keeps is the broker's business (its cleaner);
 //! here a cleaned segment is any sequence of whole batches with growing
 //! offsets, kept at the offsets they had.
@@ -40,8 +43,9 @@ use crate::Error;
 /// The file in the partition directory holding the cleaner's progress.
 pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
-/// Extension of a cleaned segment still being written.
-const CLEANED_EXTENSION: &str = "cleaned";
+/// The subdirectory of a partition where a cleaned segment is written, as a
+/// segment of its own (`<base>.log` and its indexes), before it is swapped in.
+pub const CLEANING_DIR: &str = "cleaning";
 /// Extension of a cleaned segment committed to replace the old ones.
 const SWAP_EXTENSION: &str = "swap";
 
@@ -141,10 +145,13 @@ impl SealedSegment {
 #[derive(Debug)]
 pub struct CleanedSegment {
     base_offset: i64,
+    /// The staging directory ([`CLEANING_DIR`]).
+    dir: PathBuf,
     path: PathBuf,
     out: BufWriter<File>,
     size: u64,
     next_offset: i64,
+    index_interval_bytes: u32,
 }
 
 impl CleanedSegment {
@@ -177,45 +184,78 @@ impl CleanedSegment {
         self.size
     }
 
-    /// Writes out and fsyncs what was appended, ready for
-    /// [`PartitionLog::replace_with_cleaned`].
+    /// Writes out and fsyncs what was appended, and builds (and fsyncs) its
+    /// indexes, all without the log's lock: the swap then only renames.
     pub fn finish(self) -> Result<FinishedSegment, Error> {
         let file = self
             .out
             .into_inner()
             .map_err(|e| io_error(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| io_error(&self.path, e))?;
-        Ok(FinishedSegment {
+        drop(file);
+        let finished = FinishedSegment {
             base_offset: self.base_offset,
-            path: self.path,
-        })
+            dir: self.dir,
+        };
+        // A segment of the staging directory: opening it with recovery
+        // checks every batch and writes its indexes.
+        let (_, dropped) = Segment::open(
+            &finished.dir,
+            self.base_offset,
+            true,
+            self.index_interval_bytes,
+        )?;
+        if dropped > 0 {
+            finished.discard();
+            return Err(Error::CorruptBatch(format!(
+                "the cleaned copy of segment {} lost {dropped} bytes when checked",
+                self.base_offset
+            )));
+        }
+        Ok(finished)
     }
 
-    /// Removes the file (the cleaning was given up).
+    /// Removes the files (the cleaning was given up).
     pub fn discard(self) {
-        discard(&self.path);
+        discard(&self.dir, self.base_offset);
     }
 }
 
-/// A cleaned segment on disk, not yet in the log.
+/// A cleaned segment on disk, with its indexes, not yet in the log.
 #[derive(Debug)]
 pub struct FinishedSegment {
     base_offset: i64,
-    path: PathBuf,
+    dir: PathBuf,
 }
 
 impl FinishedSegment {
-    /// Removes the file (the cleaning was given up).
+    /// Removes the files (the cleaning was given up).
     pub fn discard(self) {
-        discard(&self.path);
+        discard(&self.dir, self.base_offset);
+    }
+
+    fn path(&self, extension: &str) -> PathBuf {
+        self.dir
+            .join(segment::file_name(self.base_offset, extension))
     }
 }
 
-fn discard(path: &Path) {
-    if let Err(error) = segment::remove_if_exists(path) {
-        warn!(path = %path.display(), %error, "removing an unused cleaned segment failed");
+/// Removes a staged segment's files.
+fn discard(dir: &Path, base_offset: i64) {
+    for extension in SEGMENT_EXTENSIONS {
+        let path = dir.join(segment::file_name(base_offset, extension));
+        if let Err(error) = segment::remove_if_exists(&path) {
+            warn!(path = %path.display(), %error, "removing an unused cleaned segment failed");
+        }
     }
 }
+
+/// The files of a segment.
+const SEGMENT_EXTENSIONS: [&str; 3] = [
+    segment::LOG_EXTENSION,
+    segment::INDEX_EXTENSION,
+    segment::TIME_INDEX_EXTENSION,
+];
 
 impl PartitionLog {
     /// The sealed segments (all but the active one), oldest first.
@@ -259,9 +299,10 @@ impl PartitionLog {
     /// Starts writing a cleaned segment that will begin at `base_offset`
     /// (the base offset of the first segment it replaces).
     pub fn start_cleaned_segment(&self, base_offset: i64) -> Result<CleanedSegment, Error> {
-        let path = self
-            .dir
-            .join(segment::file_name(base_offset, CLEANED_EXTENSION));
+        let dir = self.dir.join(CLEANING_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        discard(&dir, base_offset);
+        let path = dir.join(segment::file_name(base_offset, segment::LOG_EXTENSION));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -270,10 +311,12 @@ impl PartitionLog {
             .map_err(|e| io_error(&path, e))?;
         Ok(CleanedSegment {
             base_offset,
+            dir,
             path,
             out: BufWriter::with_capacity(256 * 1024, file),
             size: 0,
             next_offset: base_offset,
+            index_interval_bytes: self.config.index_interval_bytes,
         })
     }
 
@@ -310,10 +353,17 @@ impl PartitionLog {
         };
         let base = first.base_offset;
         let swap = self.dir.join(segment::file_name(base, SWAP_EXTENSION));
-        std::fs::rename(&cleaned.path, &swap).map_err(|e| io_error(&swap, e))?;
+        let staged = cleaned.path(segment::LOG_EXTENSION);
+        std::fs::rename(&staged, &swap).map_err(|e| io_error(&swap, e))?;
         sync_dir(&self.dir)?;
         for old in &self.segments[at..at + replaced.len()] {
             old.delete_files()?;
+        }
+        // The indexes built beside the copy; were a crash to come before
+        // the last rename, opening the log rebuilds them.
+        for extension in [segment::INDEX_EXTENSION, segment::TIME_INDEX_EXTENSION] {
+            let to = self.dir.join(segment::file_name(base, extension));
+            std::fs::rename(cleaned.path(extension), &to).map_err(|e| io_error(&to, e))?;
         }
         let log_path = self
             .dir
@@ -341,20 +391,19 @@ pub(super) fn read_cleaner_offset(dir: &Path) -> Result<Option<i64>, Error> {
 }
 
 /// Finishes what a crash interrupted: a cleaned segment not yet committed
-/// (`.cleaned`) is removed; a committed one (`.swap`) replaces every
-/// segment whose base offset lies in its offset range, then takes its
-/// place as a `.log`.
+/// (in [`CLEANING_DIR`]) is removed; a committed one (`.swap`) replaces
+/// every segment whose base offset lies in its offset range, then takes
+/// its place as a `.log` (its indexes are rebuilt).
 pub(super) fn finish_swaps(dir: &Path) -> Result<(), Error> {
+    let staging = dir.join(CLEANING_DIR);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io_error(&staging, e))?;
+    }
     let mut swaps = Vec::new();
     let mut logs = Vec::new();
     let mut touched = false;
     for (base, extension, path) in super::segment_files(dir)? {
         match extension.as_str() {
-            CLEANED_EXTENSION => {
-                warn!(path = %path.display(), "removing a cleaned segment a crash left unfinished");
-                segment::remove_if_exists(&path)?;
-                touched = true;
-            }
             SWAP_EXTENSION => swaps.push((base, path)),
             segment::LOG_EXTENSION => logs.push(base),
             _ => {}
@@ -377,12 +426,12 @@ pub(super) fn finish_swaps(dir: &Path) -> Result<(), Error> {
             end = end.max(header.next_offset());
             Ok(())
         })?;
-        for &old in logs.iter().filter(|&&b| b >= base && b < end) {
-            for extension in [
-                segment::LOG_EXTENSION,
-                segment::INDEX_EXTENSION,
-                segment::TIME_INDEX_EXTENSION,
-            ] {
+        // The replaced segments go, and whatever index files stand under
+        // the swap's own name (old ones, or new ones moved in before the
+        // crash): they are rebuilt from the swap.
+        let replaced = logs.iter().copied().filter(|&b| b > base && b < end);
+        for old in std::iter::once(base).chain(replaced) {
+            for extension in SEGMENT_EXTENSIONS {
                 segment::remove_if_exists(&dir.join(segment::file_name(old, extension)))?;
             }
         }

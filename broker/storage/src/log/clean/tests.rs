@@ -54,6 +54,11 @@ fn clean(
     out.finish().expect("finish")
 }
 
+/// How many files the staging directory holds.
+fn staged(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(CLEANING_DIR)).map_or(0, |d| d.count())
+}
+
 fn files_with(dir: &Path, extension: &str) -> usize {
     std::fs::read_dir(dir)
         .expect("read dir")
@@ -98,10 +103,8 @@ fn cleaned_segments_replace_the_old_ones_at_the_same_offsets() {
         "the log start stays where it was"
     );
     assert_eq!(log.log_end_offset(), 12);
-    assert_eq!(
-        files_with(dir.path(), "cleaned") + files_with(dir.path(), "swap"),
-        0
-    );
+    assert_eq!(files_with(dir.path(), "swap"), 0);
+    assert_eq!(staged(dir.path()), 0, "the staging directory is left empty");
     assert_eq!(
         files_with(dir.path(), "log"),
         4,
@@ -152,11 +155,7 @@ fn a_log_changed_since_the_segments_were_read_refuses_the_cleaned_copy() {
     assert!(!log
         .replace_with_cleaned(cleaned, &sealed[..2])
         .expect("replace"));
-    assert_eq!(
-        files_with(dir.path(), "cleaned"),
-        0,
-        "the unused copy is removed"
-    );
+    assert_eq!(staged(dir.path()), 0, "the unused copy is removed");
     assert_eq!(offsets_from(&log, 2), (2..12).collect::<Vec<_>>());
 
     // Nor may a copy replace the active segment.
@@ -181,7 +180,7 @@ fn a_crash_after_the_commit_point_finishes_the_swap_on_open() {
     let cleaned = clean(&log, &sealed[1..4], |offset| offset == 3 || offset == 7);
     // The crash: the copy was renamed to .swap, nothing else happened.
     let swap = dir.path().join(segment::file_name(2, SWAP_EXTENSION));
-    std::fs::rename(&cleaned.path, &swap).expect("rename");
+    std::fs::rename(cleaned.path(segment::LOG_EXTENSION), &swap).expect("rename");
     drop(log);
     let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
     assert_eq!(log.segment_base_offsets(), [0, 2, 8, 10]);
@@ -203,11 +202,11 @@ fn a_crash_before_the_commit_point_leaves_the_old_segments() {
     let log = twelve(dir.path());
     let sealed = log.sealed_segments();
     let cleaned = clean(&log, &sealed[..3], |_| false);
-    assert!(cleaned.path.exists());
-    drop(log);
+    assert_eq!(staged(dir.path()), 3, "the copy and its two indexes");
+    drop((log, cleaned));
     let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
     assert_eq!(offsets_from(&log, 0), (0..12).collect::<Vec<_>>());
-    assert_eq!(files_with(dir.path(), "cleaned"), 0);
+    assert!(!dir.path().join(CLEANING_DIR).exists(), "removed on open");
 }
 
 #[test]
@@ -246,4 +245,32 @@ fn compact_alone_leaves_nothing_to_retention() {
     });
     assert_eq!(log.enforce_retention(1_000_000).expect("retention"), 0);
     assert_eq!(log.log_start_offset(), 0);
+}
+
+#[test]
+fn a_crash_after_the_indexes_moved_in_finishes_the_swap_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = twelve(dir.path());
+    let sealed = log.sealed_segments();
+    let cleaned = clean(&log, &sealed[1..4], |offset| offset % 2 == 1);
+    let swap = dir.path().join(segment::file_name(2, SWAP_EXTENSION));
+    std::fs::rename(cleaned.path(segment::LOG_EXTENSION), &swap).expect("rename");
+    for old in [2, 4, 6] {
+        for extension in ["log", "index", "timeindex"] {
+            std::fs::remove_file(dir.path().join(segment::file_name(old, extension)))
+                .expect("remove");
+        }
+    }
+    for extension in ["index", "timeindex"] {
+        std::fs::rename(
+            cleaned.path(extension),
+            dir.path().join(segment::file_name(2, extension)),
+        )
+        .expect("move index");
+    }
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    assert_eq!(log.segment_base_offsets(), [0, 2, 8, 10]);
+    assert_eq!(offsets_from(&log, 0), [0, 1, 3, 5, 7, 8, 9, 10, 11]);
+    assert_eq!(offsets_from(&log, 4), [5, 7, 8, 9, 10, 11]);
 }

@@ -12,7 +12,8 @@
 //! A pass over a partition, when the dirty share of its cleanable bytes is at
 //! least `min.cleanable.dirty.ratio` (or its oldest dirty records are older
 //! than `max.compaction.lag.ms`):
-//! 1. Cleanable are the sealed segments wholly below the last stable offset
+//! 1. Cleanable are the sealed segments (a compacted topic's active segment
+//!    rolls by `max.compaction.lag.ms` too) wholly below the last stable offset
 //!    (so below the high watermark and no open transaction's records), and
 //!    older than `min.compaction.lag.ms`.
 //! 2. The dirty segments (from the cleaner offset on) give a map from each

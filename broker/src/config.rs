@@ -603,7 +603,13 @@ impl TopicConfigs {
         let get = |name| self.effective_i64(name, broker);
         LogConfig {
             segment_bytes: get("segment.bytes").max(14) as u64,
-            segment_ms: get("segment.ms"),
+            // A compacted log is cleaned only below its active segment, so
+            // that segment rolls by max.compaction.lag.ms too (KIP-354).
+            segment_ms: if self.has_policy("compact", broker) {
+                get("segment.ms").min(get("max.compaction.lag.ms"))
+            } else {
+                get("segment.ms")
+            },
             retention_ms: get("retention.ms"),
             retention_bytes: get("retention.bytes"),
             max_message_bytes: get("max.message.bytes").max(0) as usize,
@@ -759,6 +765,47 @@ mod tests {
         assert!(TopicConfigs::validate("retention.ms", "-2").is_err());
         assert!(TopicConfigs::validate("segment.bytes", "99999999999").is_err());
         assert!(TopicConfigs::validate("bogus", "1").is_err());
+    }
+
+    #[test]
+    fn compaction_configs_are_checked_and_bound_the_roll() {
+        let broker = BrokerSettings::from_pairs(&[]).expect("defaults");
+        for good in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(
+                TopicConfigs::validate("cleanup.policy", good).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["", "compacted", "compact,,delete"] {
+            let err = TopicConfigs::validate("cleanup.policy", bad).expect_err(bad);
+            assert!(err.to_string().contains("cleanup.policy"), "{err}");
+        }
+        assert!(TopicConfigs::validate("min.cleanable.dirty.ratio", "0.25").is_ok());
+        for bad in ["1.5", "-0.1", "half"] {
+            assert!(
+                TopicConfigs::validate("min.cleanable.dirty.ratio", bad).is_err(),
+                "{bad}"
+            );
+        }
+        let mut topic = TopicConfigs::default();
+        topic
+            .0
+            .insert("max.compaction.lag.ms".into(), "60000".into());
+        let deleting = topic.log_config(&broker);
+        assert!(deleting.delete_policy);
+        assert_eq!(
+            deleting.segment_ms,
+            7 * 24 * 3_600_000,
+            "lag matters only when compacted"
+        );
+        topic.0.insert("cleanup.policy".into(), "compact".into());
+        let compacting = topic.log_config(&broker);
+        assert!(!compacting.delete_policy, "compact alone: no retention");
+        assert_eq!(
+            compacting.segment_ms, 60_000,
+            "the active segment rolls by the lag"
+        );
+        assert!(topic.has_policy("compact", &broker));
     }
 
     #[test]

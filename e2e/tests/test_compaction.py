@@ -16,7 +16,7 @@ from typing import Optional
 import pytest
 from confluent_kafka import KafkaError
 
-from cluster import deadline, kafka_tool, kafka_tools_missing, metric_sum
+from cluster import REFERENCE, deadline, kafka_tool, kafka_tools_missing, metric_sum
 from harness import (admin, confluent_producer, consume_confluent, consume_kafka_python,
                      create_topic, kcat, produce_confluent, read_batch_headers, unique_topic,
                      wait_until, watermarks)
@@ -24,9 +24,11 @@ from test_replication import consume_with_stats
 
 log = logging.getLogger("e2e")
 
-# Small segments so the records roll into sealed (cleanable) segments; a
-# cleaner that looks every 200 ms and cleans at any dirty share.
-COMPACT = {"cleanup.policy": "compact", "segment.bytes": 1024,
+# Small segments so the records roll into sealed (cleanable) segments (but
+# larger than any batch the tests send: Kafka refuses a produce larger than
+# segment.bytes); a cleaner that looks every 200 ms and cleans at any dirty
+# share.
+COMPACT = {"cleanup.policy": "compact", "segment.bytes": 2048,
            "min.cleanable.dirty.ratio": "0.01"}
 FAST_CLEANER = {"log.cleaner.backoff.ms": 200}
 KEYS = 40
@@ -142,12 +144,13 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(broker_factory, t
     after = log_bytes(b, topic)
     log.info("log %d bytes before, %d after", before, after)
     assert after < before / 2, f"the log shrank only from {before} to {after} bytes"
-    # The counters move when the cleaner's round ends, just after the swap.
-    wait_until(lambda: (metric_sum(b, "runnel_log_cleaner_bytes_removed_total") or 0)
-               >= before - after, timeout=deadline(30), interval=0.2,
-               what=f"runnel_log_cleaner_bytes_removed_total to count the {before - after} "
-                    "bytes the log lost")
-    assert metric_sum(b, "runnel_log_cleaner_failures_total") == 0
+    if not REFERENCE:
+        # The counters move when the cleaner's round ends, just after the swap.
+        wait_until(lambda: (metric_sum(b, "runnel_log_cleaner_bytes_removed_total") or 0)
+                   >= before - after, timeout=deadline(30), interval=0.2,
+                   what=f"runnel_log_cleaner_bytes_removed_total to count the {before - after} "
+                        "bytes the log lost")
+        assert metric_sum(b, "runnel_log_cleaner_failures_total") == 0
 
     log.info("phase: kcat reads the same offsets, keys and values")
     out = kcat("-C", "-b", bs, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q",

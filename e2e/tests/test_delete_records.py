@@ -12,7 +12,7 @@ import logging
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from cluster import deadline, kafka_tool, kafka_tools_missing
+from cluster import REFERENCE, deadline, kafka_tool, kafka_tools_missing
 from harness import (admin, confluent_producer, consume_confluent, create_topic,
                      produce_confluent, unique_topic, wait_until, watermarks)
 
@@ -116,8 +116,9 @@ def test_followers_move_their_log_start_after_the_leader(cluster_factory):
             out[broker.node_id] = int(lines[-1]) if len(lines) == 3 else 0
         return out
 
-    wait_until(lambda: set(starts().values()) == {60}, timeout=deadline(60), interval=0.5,
-               what="every replica's log start offset at 60")
+    if not REFERENCE:  # Runnel's checkpoint file; Kafka keeps one per log directory
+        wait_until(lambda: set(starts().values()) == {60}, timeout=deadline(60), interval=0.5,
+                   what="every replica's log start offset at 60")
     log.info("phase: leader %d stops; the new leader's low watermark is 60 too", leader)
     c.stop(leader)
     live = [i for i in c.ids if i != leader]

@@ -739,11 +739,8 @@ pub(crate) fn require_keys(batches: &[u8], topic: &str, partition: i32) -> Resul
         if header.is_control() {
             continue;
         }
-        let section = records_section(batch, header)?;
-        if parse_records(&section, header)?
-            .iter()
-            .any(|r| r.key.is_none())
-        {
+        let (_, records) = records_of(batch, header)?;
+        if records.iter().any(|r| r.key.is_none()) {
             return Err(BrokerError::Refused {
                 code: ResponseError::InvalidRecord,
                 message: format!(

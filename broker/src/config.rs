@@ -464,6 +464,13 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::Int(1),
         default: "900000",
     },
+    // KIP-890: a transaction's first batch on a partition waits for its
+    // coordinator to confirm the partition is in the transaction.
+    BrokerSettingDef {
+        name: "transaction.partition.verification.enable",
+        kind: Kind::Bool,
+        default: "true",
+    },
     BrokerSettingDef {
         name: "transaction.state.log.num.partitions",
         kind: Kind::Int(1),

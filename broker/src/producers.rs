@@ -15,6 +15,13 @@
 //! stable offset), a commit or abort marker (a control batch the
 //! transaction coordinator has the leader write) closes it, and an aborted
 //! transaction's offsets are kept for read_committed fetches.
+//!
+//! KIP-890 (part 1): a transactional batch may open a transaction here only
+//! once the coordinator has confirmed the partition is in it. The produce
+//! path starts a verification ([`ProducerStateTable::start_verification`],
+//! a guard), asks the coordinator, and appends with the guard; a marker or
+//! transactional batch of the producer in between clears the guard, so a
+//! confirmation that an abort overtook cannot open a hanging transaction.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -39,6 +46,32 @@ pub(crate) const SNAPSHOT_FILE: &str = "producer_state.snapshot";
 
 /// Bytes read per step when replaying batches at start-up.
 const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// How long an unfinished verification is kept (Kafka's default
+/// `transaction.max.timeout.ms`): a producer that never came back with its
+/// batch leaves nothing behind for longer.
+const VERIFICATION_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// Verification guards are unique across tables, so a guard handed out
+/// before a table was rebuilt never matches the new table's.
+static GUARDS: AtomicU64 = AtomicU64::new(1);
+
+/// A pending verification: the guard handed to the produce that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verification {
+    guard: u64,
+    started_ms: i64,
+}
+
+/// What a transactional append must show (KIP-890).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnCheck {
+    /// Nothing: verification is off, or the writer is the broker itself.
+    Unchecked,
+    /// The producer's transaction must be open here already, or this guard
+    /// (from [`ProducerStateTable::start_verification`]) still be pending.
+    Verified(Option<u64>),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct BatchMeta {
@@ -155,6 +188,8 @@ pub(crate) struct ProducerStateTable {
     ongoing: BTreeMap<i64, i64>,
     /// Aborted transactions, in the order of their markers.
     aborted: Vec<AbortedTxn>,
+    /// Verifications in flight, by producer id (in memory only).
+    verifying: HashMap<i64, Verification>,
     /// This table's identity (see `TABLE_IDS`).
     id: u64,
     /// Changes recorded so far, and how many of them the snapshot on disk holds.
@@ -168,6 +203,7 @@ impl Default for ProducerStateTable {
             producers: HashMap::new(),
             ongoing: BTreeMap::new(),
             aborted: Vec::new(),
+            verifying: HashMap::new(),
             id: TABLE_IDS.fetch_add(1, Ordering::Relaxed),
             changes: 0,
             snapshotted: 0,
@@ -278,11 +314,59 @@ impl ProducerStateTable {
         }
     }
 
+    /// Starts verifying that `producer_id`'s transaction includes this
+    /// partition: `None` when its transaction is open here already (no
+    /// need), else the guard its append must carry. A verification already
+    /// pending is shared.
+    pub(crate) fn start_verification(&mut self, producer_id: i64, now_ms: i64) -> Option<u64> {
+        if self.has_open_txn(producer_id) {
+            return None;
+        }
+        self.verifying
+            .retain(|_, v| now_ms - v.started_ms < VERIFICATION_TTL_MS);
+        let v = self
+            .verifying
+            .entry(producer_id)
+            .or_insert_with(|| Verification {
+                guard: GUARDS.fetch_add(1, Ordering::Relaxed),
+                started_ms: now_ms,
+            });
+        Some(v.guard)
+    }
+
+    /// Whether a transactional batch of `producer_id` may be appended:
+    /// INVALID_TXN_STATE unless its transaction is open here or `check`
+    /// carries the producer's pending guard.
+    pub(crate) fn check_txn(&self, producer_id: i64, check: TxnCheck) -> Result<(), ResponseError> {
+        match check {
+            TxnCheck::Unchecked => Ok(()),
+            _ if self.has_open_txn(producer_id) => Ok(()),
+            TxnCheck::Verified(Some(guard))
+                if self.verifying.get(&producer_id).map(|v| v.guard) == Some(guard) =>
+            {
+                Ok(())
+            }
+            TxnCheck::Verified(_) => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// Whether `producer_id` has a transaction open on this partition.
+    fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.txn_first_offset.is_some())
+    }
+
     /// Remembers an appended batch (its header carries the assigned offsets);
     /// `marker` is what a control batch says (see [`control_marker`]).
     pub(crate) fn record(&mut self, h: &BatchHeader, marker: Option<ControlRecord>) {
         if h.producer_id < 0 {
             return;
+        }
+        if h.is_transactional() {
+            // The transaction is open now, or over: either way a pending
+            // verification no longer stands.
+            self.verifying.remove(&h.producer_id);
         }
         if h.is_control() {
             if let Some(marker) = marker {
@@ -804,6 +888,67 @@ mod tests {
             base_sequence: -1,
             ..header(pid, epoch, -1, 1, offset)
         }
+    }
+
+    #[test]
+    fn a_transaction_opens_only_with_its_pending_verification_guard() {
+        let mut t = ProducerStateTable::default();
+        let verified = |t: &ProducerStateTable, guard| t.check_txn(7, TxnCheck::Verified(guard));
+        // No transaction open: a guard is needed, and only the pending one will do.
+        assert_eq!(verified(&t, None), Err(ResponseError::InvalidTxnState));
+        let guard = t.start_verification(7, 1_000).expect("a guard");
+        assert_eq!(
+            t.start_verification(7, 1_001),
+            Some(guard),
+            "shared while pending"
+        );
+        assert_eq!(verified(&t, Some(guard)), Ok(()));
+        assert_eq!(
+            verified(&t, Some(guard + 1)),
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(t.check_txn(7, TxnCheck::Unchecked), Ok(()));
+        // The batch opens the transaction: no verification from then on.
+        t.record(&txn_header(7, 0, 0, 1, 0), None);
+        assert_eq!(t.start_verification(7, 1_002), None);
+        assert_eq!(verified(&t, None), Ok(()));
+        // An abort closes it; the next batch needs a new verification.
+        t.record(&marker(7, 0, 1), Some(control(Marker::Abort)));
+        assert_eq!(verified(&t, None), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn a_marker_between_the_verification_and_the_append_voids_the_guard() {
+        // The coordinator confirmed the partition, then aborted the
+        // transaction (its marker landed here) before the batch did: the
+        // confirmation is stale and the batch must not open a transaction
+        // no coordinator knows.
+        let mut t = ProducerStateTable::default();
+        let stale = t.start_verification(7, 1_000).expect("a guard");
+        t.record(&marker(7, 0, 0), Some(control(Marker::Abort)));
+        assert_eq!(
+            t.check_txn(7, TxnCheck::Verified(Some(stale))),
+            Err(ResponseError::InvalidTxnState)
+        );
+        // A later verification gets a different guard: the stale one never
+        // matches again (the ABA case).
+        let fresh = t.start_verification(7, 1_001).expect("a guard");
+        assert_ne!(fresh, stale);
+        assert_eq!(
+            t.check_txn(7, TxnCheck::Verified(Some(stale))),
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(t.check_txn(7, TxnCheck::Verified(Some(fresh))), Ok(()));
+        // Another producer's guard is its own.
+        assert_eq!(
+            t.check_txn(8, TxnCheck::Verified(Some(fresh))),
+            Err(ResponseError::InvalidTxnState)
+        );
+        // An unfinished verification expires.
+        let later = 1_001 + VERIFICATION_TTL_MS;
+        let other = t.start_verification(8, later).expect("a guard");
+        assert_ne!(t.start_verification(7, later), Some(fresh));
+        assert_eq!(t.check_txn(8, TxnCheck::Verified(Some(other))), Ok(()));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::cluster::{ClusterImage, PartitionImage};
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::error::BrokerError;
-use crate::producers::{ProducerStateTable, SequenceCheck};
+use crate::producers::{ProducerStateTable, SequenceCheck, TxnCheck};
 
 /// The longest legal topic name, as in Kafka.
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -212,6 +212,7 @@ impl Partition {
         &self,
         records: &[u8],
         min_isr: Option<usize>,
+        txn: TxnCheck,
     ) -> Result<(Appended, i64), BrokerError> {
         let mut guard = self.lock();
         let data = guard.as_mut().ok_or(BrokerError::NotLeaderOrFollower)?;
@@ -231,6 +232,14 @@ impl Partition {
             if header.is_control() {
                 // Only the transaction coordinator writes markers.
                 return Err(BrokerError::Producer(ResponseError::InvalidRecord));
+            }
+            if header.is_transactional() {
+                data.producers
+                    .check_txn(header.producer_id, txn)
+                    .map_err(|code| BrokerError::Refused {
+                        code,
+                        message: "Record was not part of an ongoing transaction".into(),
+                    })?;
             }
             match data.producers.check(header) {
                 SequenceCheck::Append => {}
@@ -270,6 +279,18 @@ impl Partition {
             },
             data.high_watermark(),
         ))
+    }
+
+    /// Starts verifying that `producer_id`'s transaction includes this
+    /// partition, as its leader (see
+    /// [`ProducerStateTable::start_verification`]).
+    pub(crate) fn start_verification(&self, producer_id: i64) -> Result<Option<u64>, BrokerError> {
+        let mut guard = self.lock();
+        let data = guard.as_mut().ok_or(BrokerError::NotLeaderOrFollower)?;
+        if !data.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        Ok(data.producers.start_verification(producer_id, now_ms()))
     }
 
     /// Appends a transaction marker as leader; the offset after it, and the
@@ -724,7 +745,19 @@ impl TopicTable {
         records: &[u8],
         min_isr: Option<usize>,
     ) -> Result<Appended, BrokerError> {
-        let (appended, hw) = partition.append(records, min_isr)?;
+        self.append_checked(partition, records, min_isr, TxnCheck::Unchecked)
+    }
+
+    /// [`Self::append`] for a client's records: transactional batches must
+    /// pass `txn` (KIP-890).
+    pub(crate) fn append_checked(
+        &self,
+        partition: &Partition,
+        records: &[u8],
+        min_isr: Option<usize>,
+        txn: TxnCheck,
+    ) -> Result<Appended, BrokerError> {
+        let (appended, hw) = partition.append(records, min_isr, txn)?;
         partition.publish_high_watermark(hw);
         if !appended.duplicate {
             self.notify();

@@ -6,7 +6,13 @@ second producer with the same transactional id fences the first, a
 transaction open past its timeout is aborted, and a transaction survives
 kill -9 of its coordinator. Kafka's own TransactionalMessageCopier copies
 exactly once with random aborts; kafka-transactions lists and describes the
-transactions, and Kafka's formatter reads `__transaction_state`."""
+transactions, and Kafka's formatter reads `__transaction_state`.
+
+KIP-890 (part 1): a transactional batch (or TxnOffsetCommit) for a
+partition its transaction does not include is refused, on the partition's
+leader after asking the coordinator, so a late or stray batch cannot leave
+a hanging transaction. The raw-protocol tests here also pass against Apache
+Kafka (RUNNEL_BROKER_BIN=e2e/reference/kafka-as-runnel)."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 from cluster import deadline, kafka_tool, kafka_tools_missing
+from group_helpers import Wire
 from harness import (OP_TIMEOUT_S, confluent_consumer, confluent_producer, create_topic,
                      kp_consumer, produce_confluent, unique_topic, wait_until)
 
@@ -33,6 +40,95 @@ SMALL_INTERNAL_TOPICS = {
 @pytest.fixture(scope="module")
 def txn_broker(module_broker_factory):
     return module_broker_factory(settings=SMALL_INTERNAL_TOPICS)
+
+
+# Kafka error codes.
+NOT_ENOUGH_REPLICAS = 19
+INVALID_TXN_STATE = 48
+CONCURRENT_TRANSACTIONS = 51
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+TRANSACTION_ABORTABLE = 120
+# What a client retries a coordinator request on: loading, not available,
+# not the coordinator, and a transaction still completing.
+RETRIABLE_COORDINATOR_ERRORS = {14, 15, 16, CONCURRENT_TRANSACTIONS}
+
+
+def wire_retrying(w, make, response_cls, version: int, error_of, what: str):
+    """Send the request `make()` builds until its error is not a retriable
+    coordinator error; returns the response."""
+    def attempt():
+        r = w.call(make(), response_cls, version)
+        return None if error_of(r) in RETRIABLE_COORDINATOR_ERRORS else r
+
+    return wait_until(attempt, timeout=OP_TIMEOUT_S, interval=0.2, what=what)
+
+
+def wire_init(w, tid: str) -> tuple[int, int]:
+    """InitProducerId for transactional id `tid` on the broker behind `w`
+    (its coordinator); returns (producer id, epoch)."""
+    from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse
+    r = wire_retrying(w, lambda: InitProducerIdRequest(transactional_id=tid,
+                                                       transaction_timeout_ms=60_000),
+                      InitProducerIdResponse, 4, lambda r: r.error_code, f"InitProducerId({tid})")
+    assert r.error_code == 0, r
+    return r.producer_id, r.producer_epoch
+
+
+def wire_add_partitions(w, tid: str, pid: int, epoch: int, topic: str,
+                        partitions: list[int]) -> dict[int, int]:
+    """AddPartitionsToTxn v3; the error code per partition."""
+    from kafka.protocol.producer import AddPartitionsToTxnRequest as Req
+    from kafka.protocol.producer import AddPartitionsToTxnResponse as Resp
+
+    def make():
+        return Req(v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
+                   v3_and_below_producer_epoch=epoch,
+                   v3_and_below_topics=[Req.AddPartitionsToTxnTopic(name=topic,
+                                                                    partitions=partitions)])
+
+    def codes(r) -> dict[int, int]:
+        return {p.partition_index: p.partition_error_code
+                for t in r.results_by_topic_v3_and_below for p in t.results_by_partition}
+
+    r = wire_retrying(w, make, Resp, 3, lambda r: max(codes(r).values()),
+                      f"AddPartitionsToTxn({tid}, {topic} {partitions})")
+    return codes(r)
+
+
+def wire_end(w, tid: str, pid: int, epoch: int, commit: bool) -> int:
+    """EndTxn v3; its error code."""
+    from kafka.protocol.producer import EndTxnRequest, EndTxnResponse
+    r = wire_retrying(w, lambda: EndTxnRequest(transactional_id=tid, producer_id=pid,
+                                               producer_epoch=epoch, committed=commit),
+                      EndTxnResponse, 3, lambda r: r.error_code, f"EndTxn({tid})")
+    return r.error_code
+
+
+def txn_batch(pid: int, epoch: int, base_sequence: int, values: list[bytes]) -> bytes:
+    """One transactional record batch, built by kafka-python."""
+    from kafka.record.memory_records import MemoryRecordsBuilder
+    b = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20, transactional=True,
+                             producer_id=pid, producer_epoch=epoch, base_sequence=base_sequence)
+    for v in values:
+        assert b.append(timestamp=None, key=None, value=v) is not None
+    b.close()
+    return bytes(b.buffer())
+
+
+def wire_produce(w, topic: str, partition: int, records: bytes, tid, version: int = 9) -> int:
+    """Produce `records` to one partition with transactional id `tid`
+    (None: none); its error code."""
+    from kafka.protocol.producer import ProduceRequest, ProduceResponse
+    T = ProduceRequest.TopicProduceData
+    request = ProduceRequest(transactional_id=tid, acks=-1, timeout_ms=30_000,
+                             topic_data=[T(name=topic, partition_data=[
+                                 T.PartitionProduceData(index=partition, records=records)])])
+    resp = w.call(request, ProduceResponse, version)
+    [t] = resp.responses
+    [p] = t.partition_responses
+    log.info("produce v%d to %s-%d (transactional id %s): error %d %s", version, topic, partition,
+             tid, p.error_code, getattr(p, "error_message", None))
+    return p.error_code
 
 
 def transactional_producer(bootstrap: str, transactional_id: str, **conf):
@@ -255,6 +351,38 @@ def java_string_hash(s: str) -> int:
     return h - (1 << 32) if h >= 1 << 31 else h
 
 
+def txn_state_partition(tid: str, partitions: int) -> int:
+    """The __transaction_state partition of a transactional id, as Kafka picks it."""
+    h = java_string_hash(tid)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def check_verification_across_brokers(c, topic: str) -> None:
+    """KIP-890 when a partition's leader is not the transaction's
+    coordinator: the leader asks the coordinator on the other broker, and
+    refuses the batch until the partition is added."""
+    tid = f"{topic}-stray"
+    c.wait_isr("__transaction_state", 3)
+    coordinator = c.leader_of("__transaction_state", txn_state_partition(tid, 3))
+    partition, leader = next((p, l) for p, l in sorted(c.leaders(topic).items())
+                             if l != coordinator)
+    log.info("coordinator of %s is broker %d; %s-%d is led by broker %d", tid, coordinator,
+             topic, partition, leader)
+    at_coordinator = Wire(c.broker(coordinator).host, c.broker(coordinator).port)
+    at_leader = Wire(c.broker(leader).host, c.broker(leader).port)
+    try:
+        pid, epoch = wire_init(at_coordinator, tid)
+        stray = txn_batch(pid, epoch, 0, [b"stray"])
+        assert wire_produce(at_leader, topic, partition, stray, tid) == INVALID_TXN_STATE
+        assert wire_add_partitions(at_coordinator, tid, pid, epoch, topic,
+                                   [partition]) == {partition: 0}
+        assert wire_produce(at_leader, topic, partition, stray, tid) == 0
+        assert wire_end(at_coordinator, tid, pid, epoch, commit=False) == 0
+    finally:
+        at_coordinator.close()
+        at_leader.close()
+
+
 @pytest.mark.timeout(deadline(300))
 def test_an_open_transaction_commits_after_its_coordinator_is_killed(cluster_factory):
     c = cluster_factory(3, settings={"transaction.state.log.num.partitions": 3})
@@ -263,6 +391,7 @@ def test_an_open_transaction_commits_after_its_coordinator_is_killed(cluster_fac
     c.wait_isr(topic, 3)
     tid = f"{topic}-tx"
     p = transactional_producer(c.bootstrap, tid)
+    check_verification_across_brokers(c, topic)
     p.begin_transaction()
     first = [f"first-{i}" for i in range(30)]
     produce_in_txn(p, topic, first, 3)
@@ -271,8 +400,7 @@ def test_an_open_transaction_commits_after_its_coordinator_is_killed(cluster_fac
     p.begin_transaction()
     second = [f"second-{i}" for i in range(30)]
     produce_in_txn(p, topic, second, 3)
-    h = java_string_hash(tid)
-    state_partition = (0 if h == -(1 << 31) else abs(h)) % 3
+    state_partition = txn_state_partition(tid, 3)
     c.wait_isr("__transaction_state", 3)
     coordinator = c.leader_of("__transaction_state", state_partition)
     log.info("transaction coordinator of %s is broker %d; killing it", tid, coordinator)
@@ -286,32 +414,117 @@ def test_an_open_transaction_commits_after_its_coordinator_is_killed(cluster_fac
     c.wait_isr(topic, 3)
 
 
-@pytest.mark.timeout(deadline(300))
-def test_kafka_transactions_finds_and_aborts_a_hanging_transaction(txn_broker, topic, tmp_path):
-    """A transactional batch whose transaction no coordinator knows (as a
-    produce that arrives after its transaction was aborted would leave)
-    holds read_committed readers back; `kafka-transactions.sh find-hanging`
-    finds it through DescribeProducers and the coordinators, and `abort`
-    ends it with WriteTxnMarkers."""
-    why = kafka_tools_missing()
-    if why:
-        pytest.skip(why)
-    from kafka.record.memory_records import MemoryRecordsBuilder
+def test_a_transactional_batch_outside_its_transaction_is_refused_and_hangs_nothing(txn_broker,
+                                                                                   topic):
+    """KIP-890: the leader asks the coordinator before a transaction's first
+    batch goes onto a partition. A partition never added is refused
+    (INVALID_TXN_STATE, TRANSACTION_ABORTABLE from Produce v11), and so is a
+    batch that arrives after its transaction ended, which would otherwise
+    open a transaction no coordinator ends; read_committed readers are held
+    back by neither. Transactional records need the transactional id."""
+    b = txn_broker
+    create_topic(b.bootstrap, topic, partitions=2)
+    tid = f"{topic}-tx"
+    w = Wire(b.host, b.port, client_id="e2e-kip890")
+    try:
+        pid, epoch = wire_init(w, tid)
+        assert wire_add_partitions(w, tid, pid, epoch, topic, [0]) == {0: 0}
+        stray = txn_batch(pid, epoch, 0, [b"stray"])
+        assert wire_produce(w, topic, 1, stray, tid, 9) == INVALID_TXN_STATE
+        assert wire_produce(w, topic, 1, stray, tid, 11) == TRANSACTION_ABORTABLE
+        assert wire_produce(w, topic, 1, stray, None, 9) == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        assert wire_produce(w, topic, 0, txn_batch(pid, epoch, 0, [b"inside"]), tid, 9) == 0
+        assert wire_produce(w, topic, 0, txn_batch(pid, epoch, 1, [b"inside-2"]), tid, 9) == 0
+        assert wire_end(w, tid, pid, epoch, commit=True) == 0
 
-    from group_helpers import Wire
-    from test_idempotence import init_producer_id, send_produce
+        # A late batch of the committed transaction: while the commit
+        # completes the leader cannot verify yet (NOT_ENOUGH_REPLICAS, which
+        # clients retry); then it is refused.
+        late = txn_batch(pid, epoch, 2, [b"late"])
+        code = wait_until(lambda: (c := wire_produce(w, topic, 0, late, tid, 9)) != NOT_ENOUGH_REPLICAS
+                          and c, timeout=OP_TIMEOUT_S, interval=0.2,
+                          what="the late batch answered with more than NOT_ENOUGH_REPLICAS")
+        assert code == INVALID_TXN_STATE
+    finally:
+        w.close()
+    # Two records and the commit marker on 0; nothing on 1; nothing open.
+    assert offsets(b.bootstrap, topic, 2, "read_uncommitted") == {0: 3, 1: 0}
+    assert offsets(b.bootstrap, topic, 2, "read_committed") == {0: 3, 1: 0}
+    assert read_committed_until(b.bootstrap, topic, 2, {"inside-2"}) == ["inside", "inside-2"]
+
+
+def test_transactional_offsets_need_add_offsets_to_txn_first(txn_broker, topic):
+    """KIP-890 for TxnOffsetCommit: the group coordinator writes the
+    offsets into the transaction only once the transaction coordinator
+    confirms AddOffsetsToTxn put the group's __consumer_offsets partition in
+    it; before that the commit is INVALID_TXN_STATE and nothing is written."""
+    from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
+    from kafka.protocol.producer import (AddOffsetsToTxnRequest, AddOffsetsToTxnResponse,
+                                         TxnOffsetCommitRequest, TxnOffsetCommitResponse)
 
     b = txn_broker
     create_topic(b.bootstrap, topic, partitions=1)
+    tid, group = f"{topic}-tx", f"{topic}-group"
+    w = Wire(b.host, b.port, client_id="e2e-kip890-offsets")
+    try:
+        found = wire_retrying(w, lambda: FindCoordinatorRequest(key=group, key_type=0),
+                              FindCoordinatorResponse, 3, lambda r: r.error_code,
+                              f"FindCoordinator({group})")
+        assert found.error_code == 0, found
+        pid, epoch = wire_init(w, tid)
+        T = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
+
+        def commit() -> int:
+            r = wire_retrying(
+                w, lambda: TxnOffsetCommitRequest(
+                    transactional_id=tid, group_id=group, producer_id=pid, producer_epoch=epoch,
+                    generation_id=-1, member_id="", group_instance_id=None,
+                    topics=[T(name=topic, partitions=[T.TxnOffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=5, committed_leader_epoch=-1,
+                        committed_metadata="")])]),
+                TxnOffsetCommitResponse, 3, lambda r: r.topics[0].partitions[0].error_code,
+                f"TxnOffsetCommit({group})")
+            return r.topics[0].partitions[0].error_code
+
+        assert commit() == INVALID_TXN_STATE
+        added = wire_retrying(w, lambda: AddOffsetsToTxnRequest(
+            transactional_id=tid, producer_id=pid, producer_epoch=epoch, group_id=group),
+            AddOffsetsToTxnResponse, 3, lambda r: r.error_code, f"AddOffsetsToTxn({group})")
+        assert added.error_code == 0, added
+        assert commit() == 0
+        assert wire_end(w, tid, pid, epoch, commit=True) == 0
+    finally:
+        w.close()
+    consumer = confluent_consumer(b.bootstrap, **{"group.id": group})
+    try:
+        wait_until(lambda: consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 5,
+                   timeout=OP_TIMEOUT_S, what="the committed transaction's offset")
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(deadline(300))
+def test_kafka_transactions_finds_and_aborts_a_hanging_transaction(module_broker_factory, topic,
+                                                                   tmp_path):
+    """A transactional batch whose transaction no coordinator knows holds
+    read_committed readers back; `kafka-transactions.sh find-hanging` finds
+    it through DescribeProducers and the coordinators, and `abort` ends it
+    with WriteTxnMarkers. Such a batch is what a produce that arrives after
+    its transaction was aborted leaves when the partition is not verified
+    (KIP-890); this broker runs with the verification off, as a Kafka
+    broker before 3.6 did, to make one."""
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(why)
+    b = module_broker_factory(settings={**SMALL_INTERNAL_TOPICS,
+                                        "transaction.partition.verification.enable": "false"})
+    create_topic(b.bootstrap, topic, partitions=1)
+    tid = f"{topic}-tx"
     w = Wire(b.host, b.port, client_id="e2e-hanging")
     try:
-        pid, epoch = init_producer_id(w)
-        builder = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20,
-                                       transactional=True, producer_id=pid,
-                                       producer_epoch=epoch, base_sequence=0)
-        assert builder.append(timestamp=None, key=None, value=b"hanging") is not None
-        builder.close()
-        assert send_produce(w, topic, 0, bytes(builder.buffer())) == (0, 0)
+        pid, epoch = wire_init(w, tid)
+        # Never added to the transaction.
+        assert wire_produce(w, topic, 0, txn_batch(pid, epoch, 0, [b"hanging"]), tid) == 0
     finally:
         w.close()
     produce_in_txn(confluent_producer(b.bootstrap), topic, ["after"], 1)

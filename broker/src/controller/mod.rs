@@ -46,7 +46,7 @@ mod error;
 mod log_store;
 mod member;
 mod metrics;
-mod network;
+pub(crate) mod network;
 mod service;
 mod state_machine;
 #[cfg(test)]

@@ -490,7 +490,8 @@ impl GroupCoordinator {
 
     /// TxnOffsetCommit: writes the offsets as part of producer
     /// `(producer_id, producer_epoch)`'s transaction; they count once its
-    /// commit marker is written (`complete_txn`).
+    /// commit marker is written (`complete_txn`). The batch must pass `txn`
+    /// (KIP-890).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn txn_commit(
         &self,
@@ -500,6 +501,7 @@ impl GroupCoordinator {
         producer_epoch: i16,
         member: Option<(&str, Option<&str>, i32)>,
         entries: Vec<CommitEntry>,
+        txn: crate::producers::TxnCheck,
     ) -> Result<Vec<(CommitEntry, Option<ResponseError>)>, ResponseError> {
         self.owns(group_id)?;
         if let Some((member_id, instance_id, generation_id)) = member {
@@ -523,7 +525,7 @@ impl GroupCoordinator {
             let partition = topics
                 .partition(OFFSETS_TOPIC, self.partition_of(group_id))
                 .map_err(|_| ResponseError::NotCoordinator)?;
-            if let Err(e) = topics.append(&partition, &batch, None) {
+            if let Err(e) = topics.append_checked(&partition, &batch, None, txn) {
                 warn!(group = %group_id, error = %e, "writing a transactional offset commit failed");
                 return Err(e.kafka());
             }

@@ -1,17 +1,22 @@
 //! Produce (key 0): appends record batches to partition logs.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+use runnel_storage::BatchHeader;
 use tracing::debug;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metrics::TopicLabel;
+use crate::producers::TxnCheck;
 use crate::topics::Partition;
+use crate::txn::verify::{produce_error, verify};
 
 /// Advertised from v0 because librdkafka turns compression off when Produce
 /// v0 is missing; v0-2 (message format v0/v1) are refused at dispatch.
@@ -58,6 +63,7 @@ pub(crate) struct Staged {
 pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Staged {
     let acks = request.acks;
     let invalid_acks = !matches!(acks, -1..=1);
+    let mut verified = verify_transactional(broker, version, &request).await;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     // Fenced by the controller by now: this broker leads nothing.
     let fenced = broker.controller.session_lapsed();
@@ -89,6 +95,7 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
                 let records = data.records.ok_or_else(|| {
                     BrokerError::InvalidRequest("partition data has null records".into())
                 })?;
+                let txn = verified.check(&name, data.index)?;
                 let min_isr = (acks == -1).then(|| {
                     let (min_isr, _) = topic
                         .configs
@@ -101,7 +108,9 @@ pub(crate) async fn stage(broker: &Arc<Broker>, version: i16, request: ProduceRe
                 {
                     crate::cleaner::require_keys(&records, &name, data.index)?;
                 }
-                let appended = broker.topics.append(partition, &records, min_isr)?;
+                let appended = broker
+                    .topics
+                    .append_checked(partition, &records, min_isr, txn)?;
                 if !appended.duplicate {
                     broker
                         .metrics
@@ -192,4 +201,145 @@ async fn wait_for_high_watermark(
     timeout: Duration,
 ) -> Result<(), BrokerError> {
     crate::topics::TopicTable::wait_for_high_watermark(partition, end, timeout).await
+}
+
+/// A check for an append, or the Kafka error and message it is refused with.
+type Check = Result<TxnCheck, (ResponseError, String)>;
+
+/// What each partition's transactional batches must pass (KIP-890), found
+/// before anything is appended.
+struct Verified {
+    /// The check for partitions not listed.
+    default: Check,
+    /// Partitions whose verification ran.
+    partitions: HashMap<(String, i32), Check>,
+}
+
+impl Verified {
+    /// The check for a partition's append, or why it is refused.
+    fn check(&mut self, topic: &str, index: i32) -> Result<TxnCheck, BrokerError> {
+        self.partitions
+            .remove(&(topic.to_string(), index))
+            .unwrap_or_else(|| self.default.clone())
+            .map_err(|(code, message)| BrokerError::Refused { code, message })
+    }
+}
+
+/// KIP-890 (part 1): a transactional batch opens its producer's
+/// transaction on a partition only once the coordinator confirms the
+/// partition is in it. Partitions where the transaction is open already
+/// need no question; the others get a guard and one question to the
+/// coordinator for all of them. As in Kafka, transactional batches without
+/// a transactional id are refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+/// and so are batches of two producers in one request.
+async fn verify_transactional(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: &ProduceRequest,
+) -> Verified {
+    let mut producers = BTreeSet::new();
+    let mut transactional = Vec::new();
+    for topic_data in &request.topic_data {
+        for data in &topic_data.partition_data {
+            let header = data
+                .records
+                .as_deref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+                .filter(|h| h.is_transactional() && h.producer_id >= 0);
+            if let Some(h) = header {
+                producers.insert((h.producer_id, h.producer_epoch));
+                transactional.push((topic_data.name.0.to_string(), data.index));
+            }
+        }
+    }
+    let enabled = || {
+        broker
+            .settings
+            .get_bool("transaction.partition.verification.enable")
+    };
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string());
+    let refuse = |code: ResponseError, message: &str| Verified {
+        default: Err((code, message.to_string())),
+        partitions: HashMap::new(),
+    };
+    let Some(&(producer_id, producer_epoch)) = producers.iter().next() else {
+        // Nothing transactional up front; a transactional batch further
+        // in must find its transaction open.
+        let default = if enabled() {
+            TxnCheck::Verified(None)
+        } else {
+            TxnCheck::Unchecked
+        };
+        return Verified {
+            default: Ok(default),
+            partitions: HashMap::new(),
+        };
+    };
+    let Some(transactional_id) = transactional_id else {
+        return refuse(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactional records need the request's transactional id",
+        );
+    };
+    if producers.len() > 1 {
+        return refuse(
+            ResponseError::InvalidProducerIdMapping,
+            "Transactional records contained more than one producer ID",
+        );
+    }
+    if !enabled() {
+        return Verified {
+            default: Ok(TxnCheck::Unchecked),
+            partitions: HashMap::new(),
+        };
+    }
+    let mut partitions = HashMap::new();
+    let mut asking = Vec::new();
+    for (topic, index) in transactional {
+        let started = broker
+            .topics
+            .partition(&topic, index)
+            .and_then(|p| p.start_verification(producer_id));
+        match started {
+            Ok(None) => {
+                partitions.insert((topic, index), Ok(TxnCheck::Verified(None)));
+            }
+            Ok(Some(guard)) => asking.push(((topic, index), guard)),
+            // Left to the append, which refuses it the same way.
+            Err(_) => {}
+        }
+    }
+    if !asking.is_empty() {
+        let tps: Vec<(String, i32)> = asking.iter().map(|(tp, _)| tp.clone()).collect();
+        let answers = verify(broker, &transactional_id, producer_id, producer_epoch, &tps).await;
+        for (i, (tp, guard)) in asking.into_iter().enumerate() {
+            let outcome = match &answers {
+                Ok(errors) => errors.get(i).copied().flatten(),
+                Err(error) => Some(*error),
+            };
+            let result = match outcome {
+                None => Ok(TxnCheck::Verified(Some(guard))),
+                Some(error) => Err(verification_error(error, version)),
+            };
+            partitions.insert(tp, result);
+        }
+    }
+    Verified {
+        default: Ok(TxnCheck::Verified(None)),
+        partitions,
+    }
+}
+
+/// A failed verification as the producer is told it (see
+/// [`produce_error`]), with Kafka's message.
+fn verification_error(error: ResponseError, version: i16) -> (ResponseError, String) {
+    let code = produce_error(error, version);
+    let message = if error == ResponseError::InvalidTxnState {
+        "Partition was not added to the transaction".to_string()
+    } else {
+        format!(
+            "Unable to verify the partition has been added to the transaction. Underlying error: {error:?}"
+        )
+    };
+    (code, message)
 }

@@ -979,3 +979,104 @@ async fn idle_transactional_ids_expire() {
     assert_ne!(again, pid);
     assert_eq!(epoch, 0);
 }
+
+/// KIP-890: a transactional batch for a partition its transaction does not
+/// include is refused (INVALID_TXN_STATE, TRANSACTION_ABORTABLE from Produce
+/// v11) and nothing is appended; so is one that arrives after its
+/// transaction was aborted, which would otherwise open a transaction no
+/// coordinator ends. Transactional records need the transactional id.
+#[tokio::test]
+async fn transactional_batches_need_their_partition_in_the_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker(dir.path()).await;
+    let topic = "txn-verified";
+    broker
+        .create_topic(topic, broker.default_assignment(1), Default::default())
+        .await
+        .expect("topic created");
+    let tid = "verified";
+    let (pid, epoch) = transactional_producer(&broker, tid).await;
+    let produce = |version: i16, transactional_id: Option<&str>| {
+        let broker = broker.clone();
+        let batch = crate::records::encode_transactional_batch(
+            vec![(Some(Bytes::from("k")), Some(Bytes::from("v")))],
+            crate::clock::now_ms(),
+            pid,
+            epoch,
+        )
+        .expect("encodes")
+        .freeze();
+        let request = ProduceRequest::default()
+            .with_transactional_id(transactional_id.map(|t| TransactionalId(s(t))))
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch))])]);
+        async move {
+            match call(
+                &broker,
+                ApiKey::Produce,
+                version,
+                RequestKind::Produce(request),
+            )
+            .await
+            {
+                Some(ResponseKind::Produce(r)) => r.responses[0].partition_responses[0].clone(),
+                other => panic!("not a produce response: {other:?}"),
+            }
+        }
+    };
+    let log_end = || {
+        broker
+            .topics
+            .partition(topic, 0)
+            .expect("partition")
+            .with_log(|l| Ok(l.log_end_offset()))
+            .expect("log")
+    };
+
+    let refused = produce(9, Some(tid)).await;
+    assert_eq!(refused.error_code, ResponseError::InvalidTxnState.code());
+    assert_eq!(
+        refused.error_message.as_deref(),
+        Some("Partition was not added to the transaction")
+    );
+    assert_eq!(
+        produce(11, Some(tid)).await.error_code,
+        ResponseError::TransactionAbortable.code()
+    );
+    assert_eq!(
+        produce(9, None).await.error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
+    assert_eq!(log_end(), 0, "nothing appended");
+
+    crate::txn::add_partitions(&broker, tid, pid, epoch, vec![(topic.to_string(), 0)])
+        .await
+        .expect("added");
+    assert_eq!(produce(9, Some(tid)).await.error_code, 0);
+    assert_eq!(produce(9, Some(tid)).await.error_code, 0, "open already");
+    assert_eq!(log_end(), 2);
+
+    crate::txn::end_txn(&broker, tid, pid, epoch, false)
+        .await
+        .expect("aborting");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log_end() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no abort marker");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let late = produce(9, Some(tid)).await;
+    assert_eq!(late.error_code, ResponseError::InvalidTxnState.code());
+    assert_eq!(log_end(), 3, "the late batch did not open a transaction");
+    let stable = broker
+        .topics
+        .partition(topic, 0)
+        .expect("partition")
+        .with_data(|d| Ok(d.last_stable_offset()))
+        .expect("data");
+    assert_eq!(stable, 3, "nothing holds read_committed readers back");
+}

@@ -35,7 +35,7 @@ use super::offset_commit::{by_topic, commit_entry, settle};
 use crate::broker::Broker;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::groups::CommitEntry;
-use crate::producers::Marker;
+use crate::producers::{Marker, TxnCheck};
 use crate::txn::log::TxnState;
 
 /// v4+ is the broker-to-broker batch form (KIP-890), not served.
@@ -200,6 +200,11 @@ pub(crate) async fn txn_offset_commit(
             request.generation_id,
         )
     });
+    let verified = if group_id.is_empty() {
+        Ok(TxnCheck::Unchecked)
+    } else {
+        verify_offsets_partition(broker, &request, &group_id).await
+    };
     let results = settle(broker, &group_id, entries, |entries| {
         broker.groups.txn_commit(
             &broker.topics,
@@ -208,6 +213,7 @@ pub(crate) async fn txn_offset_commit(
             request.producer_epoch,
             member,
             entries,
+            verified?,
         )
     })
     .await;
@@ -229,6 +235,58 @@ pub(crate) async fn txn_offset_commit(
     })
     .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// KIP-890 for TxnOffsetCommit: the offsets open the transaction on the
+/// group's `__consumer_offsets` partition only once the transaction
+/// coordinator confirms AddOffsetsToTxn put that partition in it
+/// (INVALID_TXN_STATE otherwise). A coordinator that cannot answer yet is
+/// COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
+async fn verify_offsets_partition(
+    broker: &Arc<Broker>,
+    request: &TxnOffsetCommitRequest,
+    group_id: &str,
+) -> Result<TxnCheck, ResponseError> {
+    if !broker
+        .settings
+        .get_bool("transaction.partition.verification.enable")
+    {
+        return Ok(TxnCheck::Unchecked);
+    }
+    let index = broker.groups.partition_of(group_id);
+    // Not led here: the commit answers NOT_COORDINATOR.
+    let Ok(partition) = broker.topics.partition(OFFSETS_TOPIC, index) else {
+        return Ok(TxnCheck::Unchecked);
+    };
+    let producer_id = request.producer_id.0;
+    let guard = match partition.start_verification(producer_id) {
+        Ok(Some(guard)) => guard,
+        Ok(None) => return Ok(TxnCheck::Verified(None)),
+        Err(_) => return Ok(TxnCheck::Unchecked),
+    };
+    let answer = crate::txn::verify::verify(
+        broker,
+        &request.transactional_id.0,
+        producer_id,
+        request.producer_epoch,
+        &[(OFFSETS_TOPIC.to_string(), index)],
+    )
+    .await
+    .and_then(|errors| match errors.first().copied().flatten() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    });
+    match answer {
+        Ok(()) => Ok(TxnCheck::Verified(Some(guard))),
+        Err(
+            ResponseError::ConcurrentTransactions
+            | ResponseError::NetworkException
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator,
+        ) => Err(ResponseError::CoordinatorLoadInProgress),
+        Err(error) => Err(error),
+    }
 }
 
 /// Answers DescribeTransactions for the ids this broker coordinates.

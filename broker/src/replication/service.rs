@@ -13,8 +13,8 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::proto::replication::replica_server::Replica;
 use crate::proto::replication::{
-    FetchPartition, FetchRequest, FetchResponse, FetchedPartition, MarkerResult,
-    WriteMarkersRequest, WriteMarkersResponse,
+    FetchPartition, FetchRequest, FetchResponse, FetchedPartition, MarkerResult, VerifyTxnRequest,
+    VerifyTxnResponse, WriteMarkersRequest, WriteMarkersResponse,
 };
 use crate::topics::Role;
 
@@ -67,6 +67,46 @@ impl Replica for ReplicaService {
         Ok(Response::new(
             self.write_markers_here(request.into_inner()).await,
         ))
+    }
+
+    async fn verify_txn(
+        &self,
+        request: Request<VerifyTxnRequest>,
+    ) -> Result<Response<VerifyTxnResponse>, Status> {
+        let request = request.into_inner();
+        let partitions: Vec<(String, i32)> = request
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
+        let verified = match i16::try_from(request.producer_epoch) {
+            Ok(epoch) => crate::txn::verify::verify_here(
+                &self.broker,
+                &request.transactional_id,
+                request.producer_id,
+                epoch,
+                &partitions,
+            ),
+            Err(_) => Err(ResponseError::InvalidProducerEpoch),
+        };
+        Ok(Response::new(match verified {
+            Ok(results) => VerifyTxnResponse {
+                error_code: 0,
+                results: partitions
+                    .into_iter()
+                    .zip(results)
+                    .map(|((topic, partition), error)| MarkerResult {
+                        topic,
+                        partition,
+                        error_code: error.map_or(0, |e| i32::from(e.code())),
+                    })
+                    .collect(),
+            },
+            Err(error) => VerifyTxnResponse {
+                error_code: i32::from(error.code()),
+                results: Vec::new(),
+            },
+        }))
     }
 }
 

@@ -19,6 +19,7 @@
 //! so the producer is fenced.
 
 pub(crate) mod log;
+pub(crate) mod verify;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,9 @@ pub(crate) struct TransactionCoordinator {
     max_timeout_ms: i64,
     /// `transactional.id.expiration.ms`.
     id_expiration_ms: i64,
+    /// gRPC channels to other brokers' coordinators, by address
+    /// (verifications, see `verify`).
+    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,7 +83,20 @@ impl TransactionCoordinator {
             partitions: settings.get_i64("transaction.state.log.num.partitions") as i32,
             max_timeout_ms: settings.get_i64("transaction.max.timeout.ms"),
             id_expiration_ms: settings.get_i64("transactional.id.expiration.ms"),
+            channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A lazily connecting channel to the broker whose gRPC listener is at
+    /// `address`, kept for the next call.
+    fn channel(&self, address: &str) -> Result<tonic::transport::Channel, String> {
+        let mut channels = lock(&self.channels);
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = crate::controller::network::channel(address).map_err(|e| e.to_string())?;
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// The `__transaction_state` partition of a transactional id.

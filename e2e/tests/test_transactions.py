@@ -63,10 +63,22 @@ def wire_retrying(w, make, response_cls, version: int, error_of, what: str):
     return wait_until(attempt, timeout=OP_TIMEOUT_S, interval=0.2, what=what)
 
 
+def wire_find_coordinator(w, key: str, key_type: int) -> int:
+    """FindCoordinator (0: group, 1: transactional id), as a client asks
+    first (it creates the internal topic); the coordinator's node id."""
+    from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
+    r = wire_retrying(w, lambda: FindCoordinatorRequest(key=key, key_type=key_type),
+                      FindCoordinatorResponse, 3, lambda r: r.error_code,
+                      f"FindCoordinator({key}, type {key_type})")
+    assert r.error_code == 0, r
+    return r.node_id
+
+
 def wire_init(w, tid: str) -> tuple[int, int]:
     """InitProducerId for transactional id `tid` on the broker behind `w`
     (its coordinator); returns (producer id, epoch)."""
     from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse
+    wire_find_coordinator(w, tid, 1)
     r = wire_retrying(w, lambda: InitProducerIdRequest(transactional_id=tid,
                                                        transaction_timeout_ms=60_000),
                       InitProducerIdResponse, 4, lambda r: r.error_code, f"InitProducerId({tid})")
@@ -437,13 +449,21 @@ def test_a_transactional_batch_outside_its_transaction_is_refused_and_hangs_noth
         assert wire_produce(w, topic, 0, txn_batch(pid, epoch, 1, [b"inside-2"]), tid, 9) == 0
         assert wire_end(w, tid, pid, epoch, commit=True) == 0
 
-        # A late batch of the committed transaction: while the commit
-        # completes the leader cannot verify yet (NOT_ENOUGH_REPLICAS, which
-        # clients retry); then it is refused.
+        # A late batch of the transaction, once its commit marker is in
+        # (before that it would still join the transaction, as in Kafka).
+        # While the coordinator completes the commit the leader cannot
+        # verify (NOT_ENOUGH_REPLICAS, which clients retry); then the batch
+        # is refused.
+        wait_until(lambda: offsets(b.bootstrap, topic, 2, "read_committed") == {0: 3, 1: 0},
+                   timeout=OP_TIMEOUT_S, what="the commit marker")
         late = txn_batch(pid, epoch, 2, [b"late"])
-        code = wait_until(lambda: (c := wire_produce(w, topic, 0, late, tid, 9)) != NOT_ENOUGH_REPLICAS
-                          and c, timeout=OP_TIMEOUT_S, interval=0.2,
-                          what="the late batch answered with more than NOT_ENOUGH_REPLICAS")
+
+        def answered():
+            code = wire_produce(w, topic, 0, late, tid, 9)
+            return None if code == NOT_ENOUGH_REPLICAS else (code,)
+
+        (code,) = wait_until(answered, timeout=OP_TIMEOUT_S, interval=0.2,
+                             what="the late batch answered with more than NOT_ENOUGH_REPLICAS")
         assert code == INVALID_TXN_STATE
     finally:
         w.close()
@@ -458,7 +478,6 @@ def test_transactional_offsets_need_add_offsets_to_txn_first(txn_broker, topic):
     offsets into the transaction only once the transaction coordinator
     confirms AddOffsetsToTxn put the group's __consumer_offsets partition in
     it; before that the commit is INVALID_TXN_STATE and nothing is written."""
-    from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
     from kafka.protocol.producer import (AddOffsetsToTxnRequest, AddOffsetsToTxnResponse,
                                          TxnOffsetCommitRequest, TxnOffsetCommitResponse)
 
@@ -467,10 +486,7 @@ def test_transactional_offsets_need_add_offsets_to_txn_first(txn_broker, topic):
     tid, group = f"{topic}-tx", f"{topic}-group"
     w = Wire(b.host, b.port, client_id="e2e-kip890-offsets")
     try:
-        found = wire_retrying(w, lambda: FindCoordinatorRequest(key=group, key_type=0),
-                              FindCoordinatorResponse, 3, lambda r: r.error_code,
-                              f"FindCoordinator({group})")
-        assert found.error_code == 0, found
+        wire_find_coordinator(w, group, 0)
         pid, epoch = wire_init(w, tid)
         T = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
 

@@ -456,6 +456,63 @@ def test_rolling_restart_under_load_returns_leadership_to_preferred_replicas(clu
 
 
 # --------------------------------------------------------------------------
+# g2. preferred leader election on demand (ElectLeaders)
+
+LEADER_ELECTION_TOOL = "org.apache.kafka.tools.LeaderElectionCommand"
+
+
+@pytest.mark.timeout(deadline(300))
+def test_leader_election_moves_leadership_back_to_the_preferred_replicas(cluster_factory,
+                                                                         request, tmp_path):
+    """Without automatic rebalancing a restarted broker leads nothing;
+    `kafka-leader-election.sh --election-type PREFERRED` (ElectLeaders) gives
+    each partition back to its preferred replica. A partition led by it
+    already, or asked for an UNCLEAN election while it has a leader, answers
+    ELECTION_NOT_NEEDED (confluent-kafka's elect_leaders)."""
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(f"uses Kafka's kafka-leader-election tool: {why}")
+    from confluent_kafka import ElectionType, KafkaError
+    from confluent_kafka.admin import AdminClient
+
+    c = cluster_factory()
+    topic = unique_topic(request.node.name)
+    c.create_topic(topic, 3, 3)
+    preferred_leaders(c, topic)
+    victim, led = c.busiest_leader(topic)
+    log.info("phase: restart broker %d, the leader of %s; leadership moves off it and stays off",
+             victim, led)
+    assert c.stop(victim) == 0
+    c.wait_leaders_off(topic, victim, timeout=30)
+    c.start_broker(victim)
+    c.wait_isr(topic, 3, partitions=3, timeout=120)
+    moved = c.metadata(topics=[topic]).partitions(topic)
+    assert all(moved[p].leader != victim for p in led), c.describe(topic)
+
+    log.info("phase: kafka-leader-election --election-type PREFERRED --all-topic-partitions")
+    out = kafka_tool(tmp_path, LEADER_ELECTION_TOOL, "--bootstrap-server", c.bootstrap,
+                     "--election-type", "PREFERRED", "--all-topic-partitions").stdout
+    log.info("kafka-leader-election:\n%s", out)
+    assert "Successfully completed leader election (PREFERRED) for partitions" in out, out
+    for p in led:
+        assert f"{topic}-{p}" in out, out
+    preferred_leaders(c, topic)
+
+    log.info("phase: nothing left to elect: ELECTION_NOT_NEEDED for PREFERRED, and for UNCLEAN "
+             "on a partition with a leader")
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        results = admin.elect_leaders(election, [TopicPartition(topic, 0)]).result(timeout=60)
+        [(tp, error)] = list(results.items())
+        assert (tp.topic, tp.partition) == (topic, 0)
+        assert error is not None, election
+        assert error.code() == KafkaError.ELECTION_NOT_NEEDED, (election, error)
+    out = kafka_tool(tmp_path, LEADER_ELECTION_TOOL, "--bootstrap-server", c.bootstrap,
+                     "--election-type", "PREFERRED", "--topic", topic, "--partition", "1").stdout
+    assert f"Valid replica already elected for partitions {topic}-1" in out, out
+
+
+# --------------------------------------------------------------------------
 # f. partition reassignment with Kafka's own tool
 
 RACKS_F = ["zone-a", "zone-b", "zone-c", "zone-a"]

@@ -530,6 +530,12 @@ fn request_with_producer(
                     ]),
             ]))
         }
+        // Every partition: none needs it here (each is led by its only replica).
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_topic_partitions(None)
+                .with_timeout_ms(1000),
+        ),
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -589,6 +595,11 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DescribeProducers(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
         ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::ElectLeaders(r) => r
+            .replica_election_results
+            .iter()
+            .flat_map(|t| t.partition_result.iter().map(|p| p.error_code))
+            .fold(r.error_code, i16::max),
         _ => -1,
     }
 }

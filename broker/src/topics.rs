@@ -530,6 +530,11 @@ impl TopicTable {
         })
     }
 
+    /// The data directory the partition logs are in.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     /// The broker settings.
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings

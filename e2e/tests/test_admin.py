@@ -1,6 +1,7 @@
 """Admin APIs through confluent_kafka.admin.AdminClient: CreateTopics
 (validate_only, configs, bad names), DeleteTopics, CreatePartitions,
-DescribeConfigs, IncrementalAlterConfigs, DescribeCluster."""
+DescribeConfigs, IncrementalAlterConfigs, DescribeCluster; DescribeLogDirs through
+kafka-python and kafka-log-dirs.sh."""
 
 import logging
 
@@ -229,3 +230,50 @@ def test_describe_cluster(broker):
     md = a.list_topics(timeout=T)
     assert {b.id: (b.host, b.port) for b in md.brokers.values()} == nodes
     assert md.cluster_id == desc.cluster_id
+
+
+def test_describe_log_dirs_reports_each_partition_size(broker, topic, tmp_path):
+    """DescribeLogDirs: the data directory and each partition's log size as
+    on disk, through kafka-python's describe_log_dirs and Kafka's
+    kafka-log-dirs.sh (what UIs show topic sizes from)."""
+    import json
+    from pathlib import Path
+
+    from kafka.admin import KafkaAdminClient
+
+    from cluster import kafka_tool, kafka_tools_missing
+
+    b = broker
+    create_topic(b.bootstrap, topic, partitions=2)
+    reports = produce_confluent(confluent_producer(b.bootstrap), topic,
+                                [{"value": b"x" * 500, "partition": 0} for _ in range(200)])
+    assert all(r.error is None for r in reports)
+
+    a = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        [entry] = a.describe_log_dirs({topic: [0, 1]})
+    finally:
+        a.close()
+    log.info("describe_log_dirs: %s", entry)
+    [d] = entry["log_dirs"]
+    assert d["error_code"] == 0, d
+    sizes = {p["partition_index"]: p["partition_size"]
+             for t in d["topics"] if t["name"] == topic for p in t["partitions"]}
+    on_disk = {p: sum(f.stat().st_size for f in Path(d["log_dir"], f"{topic}-{p}").glob("*.log"))
+               for p in (0, 1)}
+    assert sizes == on_disk, (sizes, on_disk)
+    assert sizes[0] > 200 * 500 and sizes[1] == 0, sizes
+    assert d["total_bytes"] >= d["usable_bytes"] > 0, d
+
+    if kafka_tools_missing():
+        return
+    out = kafka_tool(tmp_path, "org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server",
+                     b.bootstrap, "--describe", "--topic-list", topic).stdout
+    log.info("kafka-log-dirs:\n%s", out)
+    [line] = [line for line in out.splitlines() if line.startswith("{")]
+    [described] = json.loads(line)["brokers"]
+    [logdir] = described["logDirs"]
+    assert logdir["logDir"] == d["log_dir"] and logdir["error"] is None, logdir
+    assert sorted((p["partition"], p["size"], p["offsetLag"], p["isFuture"])
+                  for p in logdir["partitions"]) == [
+        (f"{topic}-0", sizes[0], 0, False), (f"{topic}-1", 0, 0, False)], logdir

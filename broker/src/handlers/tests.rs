@@ -530,6 +530,13 @@ fn request_with_producer(
                     ]),
             ]))
         }
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(vec![0]),
+            ])))
+        }
         // Every partition: none needs it here (each is led by its only replica).
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(
             ElectLeadersRequest::default()
@@ -595,6 +602,11 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DescribeProducers(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
         ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::DescribeLogDirs(r) => {
+            // The sample topic's partition 0 is here.
+            assert_eq!(r.results[0].topics[0].partitions[0].partition_index, 0);
+            r.error_code.max(r.results[0].error_code)
+        }
         ResponseKind::ElectLeaders(r) => r
             .replica_election_results
             .iter()

@@ -63,6 +63,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, configs::DESCRIBE_VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::IncrementalAlterConfigs, configs::ALTER_VERSIONS),
+    (ApiKey::AlterConfigs, configs::LEGACY_ALTER_VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
@@ -281,6 +282,7 @@ async fn handle(
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(broker, v, r))
         }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(broker, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
         }

@@ -1,7 +1,7 @@
 """Admin APIs through confluent_kafka.admin.AdminClient: CreateTopics
 (validate_only, configs, bad names), DeleteTopics, CreatePartitions,
-DescribeConfigs, IncrementalAlterConfigs, DescribeCluster; DescribeLogDirs through
-kafka-python and kafka-log-dirs.sh."""
+DescribeConfigs, IncrementalAlterConfigs, the legacy AlterConfigs,
+DescribeCluster; DescribeLogDirs through kafka-python and kafka-log-dirs.sh."""
 
 import logging
 
@@ -277,3 +277,60 @@ def test_describe_log_dirs_reports_each_partition_size(broker, topic, tmp_path):
     assert sorted((p["partition"], p["size"], p["offsetLag"], p["isFuture"])
                   for p in logdir["partitions"]) == [
         (f"{topic}-0", sizes[0], 0, False), (f"{topic}-1", 0, 0, False)], logdir
+
+
+def test_legacy_alter_configs_replaces_a_topics_overrides(broker, topic):
+    """AlterConfigs (the legacy form before IncrementalAlterConfigs, which
+    confluent-kafka's alter_configs and kafka-python with incremental=False
+    send): the configs given replace all of the topic's overrides, the ones
+    left out go back to the defaults; a bad value is INVALID_CONFIG and
+    changes nothing; broker settings are refused."""
+    import warnings
+
+    from kafka.admin import ConfigResource as KpResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+    from cluster import REFERENCE
+
+    b = broker
+    create_topic(b.bootstrap, topic, partitions=1)
+    a = admin(b.bootstrap)
+    set_to = lambda configs: ConfigResource(ResourceType.TOPIC, topic, set_config=configs)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        res = set_to({"retention.ms": "3600000", "cleanup.policy": "compact"})
+        a.alter_configs([res])[res].result(T)
+        described = describe_topic_configs(a, topic)
+        assert described["retention.ms"].value == "3600000"
+        assert described["cleanup.policy"].value == "compact"
+        assert described["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+        res = set_to({"segment.ms": "7200000"})
+        a.alter_configs([res])[res].result(T)
+        described = describe_topic_configs(a, topic)
+        assert described["segment.ms"].value == "7200000"
+        assert described["retention.ms"].value == "604800000", "back to the default"
+        assert described["cleanup.policy"].value == "delete", "back to the default"
+
+        res = set_to({"retention.ms": "not-a-number"})
+        assert error_of(a.alter_configs([res])[res]).code() == KafkaError.INVALID_CONFIG
+        assert describe_topic_configs(a, topic)["segment.ms"].value == "7200000", "unchanged"
+
+        if not REFERENCE:
+            # Runnel's broker settings are static (Kafka has dynamic ones).
+            res = ConfigResource(ResourceType.BROKER, "1",
+                                 set_config={"log.retention.ms": "1000"})
+            assert error_of(a.alter_configs([res])[res]).code() == KafkaError.INVALID_REQUEST
+
+    kp = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        result = kp.alter_configs([KpResource(ConfigResourceType.TOPIC, topic,
+                                              configs={"retention.ms": "1800000"})],
+                                  incremental=False, raise_on_unknown=False)
+        log.info("kafka-python alter_configs: %s", result)
+    finally:
+        kp.close()
+    described = describe_topic_configs(a, topic)
+    assert described["retention.ms"].value == "1800000"
+    # kafka-python resends the other overrides it finds, as the legacy API needs.
+    assert described["segment.ms"].value == "7200000"

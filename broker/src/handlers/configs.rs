@@ -1,14 +1,16 @@
-//! DescribeConfigs (key 32) and IncrementalAlterConfigs (key 44).
+//! DescribeConfigs (key 32), IncrementalAlterConfigs (key 44) and the
+//! legacy AlterConfigs (key 33).
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as LegacyResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
@@ -21,6 +23,8 @@ use crate::error::BrokerError;
 pub(crate) const DESCRIBE_VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 /// v1 is flexible.
 pub(crate) const ALTER_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
+/// The legacy AlterConfigs; v2 is flexible.
+pub(crate) const LEGACY_ALTER_VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -87,6 +91,24 @@ fn plan_broker_alter(
             }
         }
     }
+    Ok(())
+}
+
+/// Sets one topic config after checking it.
+fn set_topic_config(
+    configs: &mut TopicConfigs,
+    key: String,
+    value: Option<&str>,
+) -> Result<(), (ResponseError, String)> {
+    let value = value.ok_or((
+        ResponseError::InvalidRequest,
+        format!("config {key} has a null value"),
+    ))?;
+    TopicConfigs::validate(&key, value).map_err(|e| {
+        let e = BrokerError::from(e);
+        (e.kafka(), e.to_string())
+    })?;
+    configs.0.insert(key, value.to_string());
     Ok(())
 }
 
@@ -249,17 +271,7 @@ pub(crate) async fn incremental_alter(
                             OP_SET if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) => {
                                 return Err(throttle_refused(&key))
                             }
-                            OP_SET => {
-                                let value = op.value.as_ref().map(|v| v.to_string()).ok_or((
-                                    ResponseError::InvalidRequest,
-                                    format!("config {key} has a null value"),
-                                ))?;
-                                TopicConfigs::validate(&key, &value).map_err(|e| {
-                                    let e = BrokerError::from(e);
-                                    (e.kafka(), e.to_string())
-                                })?;
-                                configs.0.insert(key, value);
-                            }
+                            OP_SET => set_topic_config(&mut configs, key, op.value.as_deref())?,
                             OP_DELETE => {
                                 if !TOPIC_CONFIGS.iter().any(|d| d.name == key) {
                                     return Err((ResponseError::InvalidConfig, format!("unknown topic config {key:?}")));
@@ -304,4 +316,78 @@ pub(crate) async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Answers AlterConfigs (the legacy form, which kafka-python with
+/// `incremental=False`, librdkafka's alter_configs and Sarama send): the
+/// given configs replace all of a topic's overrides, as in Kafka (those
+/// left out go back to the broker defaults). Broker settings are static, so
+/// a broker resource accepts only an empty set.
+pub(crate) async fn alter(
+    broker: &Arc<Broker>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let name = resource.resource_name.to_string();
+        let planned: Result<Option<TopicConfigs>, (ResponseError, String)> = match resource
+            .resource_type
+        {
+            RESOURCE_TOPIC => (|| {
+                if broker.topics.get(&name).is_none() {
+                    return Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name:?} does not exist"),
+                    ));
+                }
+                let mut configs = TopicConfigs::default();
+                for entry in &resource.configs {
+                    let key = entry.name.to_string();
+                    if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) {
+                        if entry.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                            return Err(throttle_refused(&key));
+                        }
+                        continue;
+                    }
+                    set_topic_config(&mut configs, key, entry.value.as_deref())?;
+                }
+                Ok((!request.validate_only).then_some(configs))
+            })(),
+            RESOURCE_BROKER => {
+                let ops: Vec<_> = resource
+                        .configs
+                        .iter()
+                        .map(|entry| {
+                            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(entry.name.clone())
+                                .with_config_operation(OP_SET)
+                                .with_value(entry.value.clone())
+                        })
+                        .collect();
+                plan_broker_alter(broker, &name, &ops).map(|()| None)
+            }
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        let result = match planned {
+            Ok(Some(configs)) => broker
+                .set_configs(&name, configs)
+                .await
+                .map_err(|e| (e.kafka(), e.to_string())),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let entry = LegacyResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match result {
+            Ok(()) => entry,
+            Err((code, message)) => entry
+                .with_error_code(code.code())
+                .with_error_message(Some(text(&message))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
 }

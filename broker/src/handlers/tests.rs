@@ -314,6 +314,16 @@ fn request_with_producer(
                         .with_value(Some(s("60000")))]),
             ]),
         ),
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(topic))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("60000")))]),
+            ]))
+        }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(if version >= 1 {
             DescribeClusterRequest::default().with_endpoint_type(1)
         } else {
@@ -602,6 +612,7 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DescribeProducers(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
         ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::AlterConfigs(r) => r.responses[0].error_code,
         ResponseKind::DescribeLogDirs(r) => {
             // The sample topic's partition 0 is here.
             assert_eq!(r.results[0].topics[0].partitions[0].partition_index, 0);

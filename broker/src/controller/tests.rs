@@ -383,9 +383,13 @@ async fn a_single_voter_leads_at_once_and_keeps_its_log() {
         .await
         .expect("write");
     assert_eq!(result, CommandResult::Ok);
-    let before = node.image();
+    // The leader sets the cluster id on its own tick, racing the write above.
+    let before = eventually("the cluster id set", || {
+        let image = node.image();
+        image.cluster_id.is_some().then_some(image)
+    })
+    .await;
     assert!(before.version >= index);
-    assert!(before.cluster_id.is_some());
 
     info!("phase: a non-voter follows the metadata and writes through the voter");
     let other_dir = tempfile::tempdir().expect("temp dir");

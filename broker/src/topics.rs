@@ -37,6 +37,20 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// topic deleted and re-created under the same name never reuses old data.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
+/// A partition this broker follows, as its next fetch asks for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Followed {
+    pub(crate) partition: Arc<Partition>,
+    /// The follower's log end: where it fetches from.
+    pub(crate) fetch_offset: i64,
+    /// The epoch of its last batch, -1 when its log is empty.
+    pub(crate) last_fetched_epoch: i32,
+    /// The leader epoch it believes current.
+    pub(crate) leader_epoch: i32,
+    /// Where its log starts.
+    pub(crate) log_start_offset: i64,
+}
+
 /// A replica's role, from the image.
 #[derive(Debug)]
 pub(crate) enum Role {
@@ -920,7 +934,7 @@ impl TopicTable {
 
     /// The partitions this broker follows `leader` for:
     /// (partition, fetch offset, last fetched epoch, leader epoch).
-    pub(crate) fn followed_from(&self, leader: i32) -> Vec<(Arc<Partition>, i64, i32, i32)> {
+    pub(crate) fn followed_from(&self, leader: i32) -> Vec<Followed> {
         let mut out = Vec::new();
         for topic in self.all() {
             for partition in &topic.partitions {
@@ -930,12 +944,25 @@ impl TopicTable {
                             d.log.log_end_offset(),
                             d.log.latest_epoch().unwrap_or(-1),
                             d.leader_epoch,
+                            d.log.log_start_offset(),
                         )),
                         _ => None,
                     })
                 });
-                if let Ok(Some((offset, last_epoch, epoch))) = state {
-                    out.push((partition.clone(), offset, last_epoch, epoch));
+                if let Ok(Some((
+                    fetch_offset,
+                    last_fetched_epoch,
+                    leader_epoch,
+                    log_start_offset,
+                ))) = state
+                {
+                    out.push(Followed {
+                        partition: partition.clone(),
+                        fetch_offset,
+                        last_fetched_epoch,
+                        leader_epoch,
+                        log_start_offset,
+                    });
                 }
             }
         }

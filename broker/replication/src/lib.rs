@@ -28,6 +28,8 @@ pub struct FollowerProgress {
     pub last_caught_up_ms: i64,
     /// The leader's log end offset at the follower's previous fetch.
     leader_end_at_last_fetch: i64,
+    /// The follower's log start offset as its last fetch said, -1 if unknown.
+    pub log_start_offset: i64,
 }
 
 /// A partition leader's replication state.
@@ -62,6 +64,7 @@ impl LeaderState {
                         log_end_offset: -1,
                         last_caught_up_ms: if isr.contains(r) { now_ms } else { 0 },
                         leader_end_at_last_fetch: -1,
+                        log_start_offset: -1,
                     },
                 )
             })
@@ -211,6 +214,7 @@ impl LeaderState {
                         log_end_offset: -1,
                         last_caught_up_ms: now_ms,
                         leader_end_at_last_fetch: -1,
+                        log_start_offset: -1,
                     },
                 );
             }
@@ -219,6 +223,25 @@ impl LeaderState {
         self.replicas = replicas.to_vec();
         self.isr = isr.to_vec();
         self.pending_isr = None;
+    }
+
+    /// A follower's fetch said where its log starts.
+    pub fn on_follower_log_start(&mut self, follower: i32, log_start_offset: i64) {
+        if let Some(progress) = self.followers.get_mut(&follower) {
+            progress.log_start_offset = log_start_offset;
+        }
+    }
+
+    /// The low watermark (DeleteRecords): the lowest log start offset over
+    /// this leader (`leader_start`) and the followers `counts` says count
+    /// (Kafka counts the live ones). A follower that has not said yet counts
+    /// as -1 (unknown): the watermark cannot pass it.
+    pub fn low_watermark(&self, leader_start: i64, counts: impl Fn(i32) -> bool) -> i64 {
+        self.followers
+            .iter()
+            .filter(|(id, _)| counts(**id))
+            .map(|(_, p)| p.log_start_offset)
+            .fold(leader_start, i64::min)
     }
 
     /// The proposal failed (stale epoch, controller unreachable): allow another.

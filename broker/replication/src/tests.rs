@@ -74,3 +74,29 @@ fn a_failed_proposal_can_be_retried() {
     s.proposal_failed();
     assert!(s.on_follower_fetch(2, 0, 0, 3).is_some());
 }
+
+#[test]
+fn the_low_watermark_is_the_lowest_log_start_of_the_counted_replicas() {
+    let mut s = LeaderState::new(1, &[1, 2, 3], &[1, 2, 3], 0, 0);
+    assert_eq!(
+        s.low_watermark(50, |_| true),
+        -1,
+        "followers not heard from"
+    );
+    s.on_follower_log_start(2, 50);
+    s.on_follower_log_start(3, 20);
+    assert_eq!(s.low_watermark(50, |_| true), 20);
+    assert_eq!(
+        s.low_watermark(50, |id| id != 3),
+        50,
+        "3 is down: not counted"
+    );
+    s.on_follower_log_start(3, 60);
+    assert_eq!(
+        s.low_watermark(50, |_| true),
+        50,
+        "the leader's own start counts"
+    );
+    s.on_follower_log_start(9, 0);
+    assert_eq!(s.low_watermark(50, |_| true), 50, "not a replica");
+}

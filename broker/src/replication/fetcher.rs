@@ -86,16 +86,15 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
             max_bytes,
             partitions: followed
                 .iter()
-                .map(
-                    |(p, fetch_offset, last_fetched_epoch, leader_epoch)| FetchPartition {
-                        topic: p.topic.clone(),
-                        partition: p.index,
-                        fetch_offset: *fetch_offset,
-                        last_fetched_epoch: *last_fetched_epoch,
-                        current_leader_epoch: *leader_epoch,
-                        max_bytes: PARTITION_MAX_BYTES.min(max_bytes),
-                    },
-                )
+                .map(|f| FetchPartition {
+                    topic: f.partition.topic.clone(),
+                    partition: f.partition.index,
+                    fetch_offset: f.fetch_offset,
+                    last_fetched_epoch: f.last_fetched_epoch,
+                    current_leader_epoch: f.leader_epoch,
+                    max_bytes: PARTITION_MAX_BYTES.min(max_bytes),
+                    log_start_offset: Some(f.log_start_offset),
+                })
                 .collect(),
         };
         let timeout = Duration::from_millis(u64::from(wait_ms)) + Duration::from_secs(10);
@@ -119,13 +118,13 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
         };
         let mut pause = false;
         for fetched in response.partitions {
-            let Some((partition, _, _, epoch)) = followed
-                .iter()
-                .find(|(p, ..)| p.topic == fetched.topic && p.index == fetched.partition)
-            else {
+            let Some(f) = followed.iter().find(|f| {
+                f.partition.topic == fetched.topic && f.partition.index == fetched.partition
+            }) else {
                 continue;
             };
-            match apply(&broker, partition, *epoch, leader, &fetched) {
+            let partition = &f.partition;
+            match apply(&broker, partition, f.leader_epoch, leader, &fetched) {
                 Ok(true) => {}
                 Ok(false) => pause = true,
                 Err(error) => {

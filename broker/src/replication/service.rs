@@ -257,9 +257,14 @@ impl ReplicaService {
             }
             let (leader_epoch, partition_epoch) = (d.leader_epoch, d.partition_epoch);
             let proposal = match &mut d.role {
-                Role::Leader(state) => state
-                    .on_follower_fetch(replica_id, wanted.fetch_offset, end, now)
-                    .map(|isr| (isr, leader_epoch, partition_epoch)),
+                Role::Leader(state) => {
+                    if let Some(log_start) = wanted.log_start_offset {
+                        state.on_follower_log_start(replica_id, log_start);
+                    }
+                    state
+                        .on_follower_fetch(replica_id, wanted.fetch_offset, end, now)
+                        .map(|isr| (isr, leader_epoch, partition_epoch))
+                }
                 _ => None,
             };
             let moved = d.advance_high_watermark();

@@ -242,6 +242,26 @@ impl Partition {
             }
         }
         let checked = runnel_storage::CheckedBatches::check(records)?;
+        // As Kafka: a partition's records larger than a whole segment are
+        // refused (each batch's own limit, max.message.bytes, comes first).
+        let config = data.log.config();
+        if records.len() as u64 > config.segment_bytes
+            && checked
+                .headers()
+                .iter()
+                .all(|h| h.total_size() <= config.max_message_bytes)
+        {
+            return Err(BrokerError::Refused {
+                code: ResponseError::RecordListTooLarge,
+                message: format!(
+                    "Message batch size is {} bytes in append to partition {}-{} which exceeds the maximum configured segment size of {}.",
+                    records.len(),
+                    self.topic,
+                    self.index,
+                    config.segment_bytes
+                ),
+            });
+        }
         for (i, header) in checked.headers().iter().enumerate() {
             if header.is_control() {
                 // Only the transaction coordinator writes markers.

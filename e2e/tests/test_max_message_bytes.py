@@ -1,5 +1,6 @@
 """A topic's max.message.bytes bounds the size of a record batch: a bigger
-one is refused with MESSAGE_TOO_LARGE, smaller ones still go through."""
+one is refused with MESSAGE_TOO_LARGE, smaller ones still go through; a
+produce larger than a whole segment is RECORD_LIST_TOO_LARGE."""
 
 import logging
 
@@ -44,3 +45,19 @@ def test_record_over_max_message_bytes_is_rejected(broker, topic):
     assert (d.error, d.offset) == (None, 1), d
     got = consume_confluent(broker.bootstrap, topic, {0: 0}, {0: 2})
     assert [(r.offset, r.value) for r in got] == [(0, b"s" * 500), (1, b"t" * 500)]
+
+
+def test_records_larger_than_a_segment_are_refused(broker, topic):
+    """As in Kafka, a partition's records in one produce that are larger than
+    the topic's segment.bytes are refused with RECORD_LIST_TOO_LARGE (they
+    could not fit a segment); smaller ones still go through."""
+    log.info("phase: create %s with segment.bytes=1024", topic)
+    create_topic(broker.bootstrap, topic, partitions=1, config={"segment.bytes": 1024})
+    producer = confluent_producer(broker.bootstrap, **{"compression.type": "none"})
+    [d] = produce_confluent(producer, topic, [{"value": b"L" * 2000, "partition": 0}])
+    assert d.error is not None, f"2000-byte record accepted at offset {d.offset}"
+    assert d.error.code() == KafkaError.RECORD_LIST_TOO_LARGE, d.error
+    [d] = produce_confluent(producer, topic, [{"value": b"s" * 500, "partition": 0}])
+    assert (d.error, d.offset) == (None, 0), d
+    read = consume_confluent(broker.bootstrap, topic, {0: 0}, {0: 1})
+    assert [(r.offset, r.value) for r in read] == [(0, b"s" * 500)]

@@ -309,6 +309,13 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::Long(0),
         default: "86400000",
     },
+    // The Kafka listener's security protocol: PLAINTEXT (no
+    // authentication) or SASL_PLAINTEXT (SASL, see `sasl`).
+    BrokerSettingDef {
+        name: "listener.security.protocol",
+        kind: Kind::Choice(&["PLAINTEXT", "SASL_PLAINTEXT"]),
+        default: "PLAINTEXT",
+    },
     BrokerSettingDef {
         name: "log.cleaner.enable",
         kind: Kind::Bool,
@@ -444,6 +451,13 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::Long(1),
         default: "30000",
     },
+    // The SASL mechanisms a SASL_PLAINTEXT listener offers: SCRAM-SHA-256,
+    // SCRAM-SHA-512, PLAIN (checked against the SCRAM credentials).
+    BrokerSettingDef {
+        name: "sasl.enabled.mechanisms",
+        kind: Kind::List(&["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]),
+        default: "SCRAM-SHA-256,SCRAM-SHA-512",
+    },
     BrokerSettingDef {
         name: "socket.request.max.bytes",
         kind: Kind::Int(1),
@@ -520,7 +534,20 @@ impl BrokerSettings {
             .map(|d| (d.name.to_string(), d.default.to_string()))
             .collect();
         let mut overridden = BTreeMap::new();
-        for pair in pairs {
+        // `--set` splits its values at commas, so a list value
+        // (`sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN`) arrives in
+        // pieces: a piece without `=` continues the one before.
+        let mut joined: Vec<String> = Vec::with_capacity(pairs.len());
+        for piece in pairs {
+            match joined.last_mut() {
+                Some(last) if !piece.contains('=') => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => joined.push(piece.clone()),
+            }
+        }
+        for pair in &joined {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| ConfigError::MalformedSet(pair.clone()))?;
@@ -676,6 +703,12 @@ pub struct Args {
     /// A Kafka-named broker setting, `key=value`; repeatable.
     #[arg(long = "set", env = "RUNNEL_SET", value_delimiter = ',')]
     pub set: Vec<String>,
+    /// A SASL/SCRAM credential made at start-up unless the user has one for
+    /// that mechanism already, as `kafka-storage format --add-scram` has it:
+    /// `SCRAM-SHA-256=[name=admin,password=admin-secret]`; repeatable (in
+    /// the environment variable, separated by `;`).
+    #[arg(long = "add-scram", env = "RUNNEL_ADD_SCRAM", value_delimiter = ';')]
+    pub add_scram: Vec<String>,
 }
 
 /// A controller quorum member from `--controller-voters`.
@@ -758,6 +791,18 @@ mod tests {
         assert!(err.to_string().contains("no.such.thing"), "{err}");
         let err = BrokerSettings::from_pairs(&["novalue".into()]).expect_err("malformed");
         assert!(err.to_string().contains("novalue"), "{err}");
+        // A list split at its commas by --set is put back together.
+        let s = BrokerSettings::from_pairs(&[
+            "sasl.enabled.mechanisms=SCRAM-SHA-256".into(),
+            "PLAIN".into(),
+            "num.partitions=2".into(),
+        ])
+        .expect("a list value");
+        assert_eq!(s.get("sasl.enabled.mechanisms"), "SCRAM-SHA-256,PLAIN");
+        assert_eq!(s.get_i64("num.partitions"), 2);
+        let err = BrokerSettings::from_pairs(&["num.partitions=2".into(), "3".into()])
+            .expect_err("not a list");
+        assert!(err.to_string().contains("num.partitions"), "{err}");
     }
 
     #[test]

@@ -12,8 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
 use tracing::{debug, warn, Instrument};
 
 use crate::broker::Broker;
@@ -45,11 +49,19 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod reassignments;
+mod scram_credentials;
 mod sync_group;
 mod txn;
 
 #[cfg(test)]
 mod tests;
+
+/// SaslHandshake v1 (v0 sent the tokens without Kafka framing; removed in
+/// Kafka 4). Only a SASL_PLAINTEXT connection before it authenticated
+/// uses it (`crate::sasl`); elsewhere it is ILLEGAL_SASL_STATE, as in Kafka.
+const SASL_HANDSHAKE_VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
+/// v1 adds the session lifetime; v2 is flexible.
+const SASL_AUTHENTICATE_VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
 /// Every API served, with the versions served.
 pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
@@ -67,6 +79,16 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSIONS),
+    (ApiKey::SaslAuthenticate, SASL_AUTHENTICATE_VERSIONS),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        scram_credentials::VERSIONS,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        scram_credentials::VERSIONS,
+    ),
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
     (ApiKey::JoinGroup, join_group::VERSIONS),
     (ApiKey::SyncGroup, sync_group::VERSIONS),
@@ -288,6 +310,22 @@ async fn handle(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, v, r))
+        }
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code()),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default()
+                .with_error_code(ResponseError::IllegalSaslState.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "this connection is not authenticating (authenticated already, or a PLAINTEXT listener)",
+                ))),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            scram_credentials::alter(broker, r).await,
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(broker, r))
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r))

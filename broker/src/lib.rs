@@ -25,6 +25,7 @@ mod outgoing;
 mod producers;
 mod records;
 pub mod replication;
+mod sasl;
 pub mod server;
 pub mod topics;
 mod txn;
@@ -66,8 +67,14 @@ impl Args {
             rack,
             controller_voters,
             set,
+            add_scram,
         } = self;
         let settings = BrokerSettings::from_pairs(&set).context("invalid --set")?;
+        let scram_users = add_scram
+            .iter()
+            .map(|entry| sasl::scram::parse_add_scram(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
         let mut voters = controller_voters
             .iter()
             .map(|v| config::parse_voter(v))
@@ -164,6 +171,9 @@ impl Args {
             shutdown.clone(),
         )
         .await?;
+        sasl::add_credentials(&broker, scram_users)
+            .await
+            .context("--add-scram")?;
         server::announce(bound);
         broker.metrics.set_ready(true);
         info!(%advertised, metrics = %metrics_listen, broker_epoch = epoch, "broker ready");

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub cleaner_bytes_removed: Counter,
     /// Log cleaner passes over a partition that failed.
     pub cleaner_failures: Counter,
+    /// SASL authentications that succeeded.
+    pub authentications: Counter,
+    /// SASL authentications that failed (Kafka's failed-authentication-total).
+    pub failed_authentications: Counter,
     ready: AtomicBool,
 }
 
@@ -150,7 +154,21 @@ impl Metrics {
             "Log cleaner passes over a partition that failed (logged with the reason)",
             cleaner_failures.clone(),
         );
+        let authentications = Counter::default();
+        registry.register(
+            "sasl_authentications",
+            "SASL authentications that succeeded",
+            authentications.clone(),
+        );
+        let failed_authentications = Counter::default();
+        registry.register(
+            "sasl_failed_authentications",
+            "SASL authentications that failed (wrong credentials, unknown user or mechanism)",
+            failed_authentications.clone(),
+        );
         Metrics {
+            authentications,
+            failed_authentications,
             cleaner_passes,
             cleaner_bytes_removed,
             cleaner_failures,
@@ -189,6 +207,15 @@ impl Metrics {
         }
         for topic in hosted_topics {
             drop(self.bytes_out.get_or_create(&TopicLabel { topic }));
+        }
+    }
+
+    /// Counts one SASL authentication.
+    pub fn authentication(&self, succeeded: bool) {
+        if succeeded {
+            self.authentications.inc();
+        } else {
+            self.failed_authentications.inc();
         }
     }
 

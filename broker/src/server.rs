@@ -91,6 +91,20 @@ async fn serve_connection(
     }
     broker.metrics.connections.inc();
     let (read_half, mut write_half) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let max_request = broker.settings.get_i64("socket.request.max.bytes");
+    if crate::sasl::required(&broker.settings) {
+        let authenticated = tokio::select! {
+            () = shutdown.cancelled() => Err("shutting down".to_string()),
+            outcome = crate::sasl::authenticate(&broker, &mut reader, &mut write_half, peer, max_request) => outcome,
+        };
+        if let Err(why) = authenticated {
+            debug!(%peer, %why, "closing unauthenticated connection");
+            let _ = write_half.shutdown().await;
+            broker.metrics.connections.dec();
+            return;
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let (answers_tx, mut answers) = mpsc::channel::<Answer>(MAX_IN_FLIGHT_PER_CONNECTION);
     let runner = tokio::spawn(async move {
@@ -127,8 +141,6 @@ async fn serve_connection(
         }
         let _ = write_half.shutdown().await;
     });
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let max_request = broker.settings.get_i64("socket.request.max.bytes");
     loop {
         let frame = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -163,7 +175,10 @@ async fn serve_connection(
 }
 
 /// Reads one size-prefixed frame; `Ok(None)` on a clean end of stream.
-async fn read_frame<R>(reader: &mut R, max_request: i64) -> Result<Option<BytesMut>, String>
+pub(crate) async fn read_frame<R>(
+    reader: &mut R,
+    max_request: i64,
+) -> Result<Option<BytesMut>, String>
 where
     R: tokio::io::AsyncRead + Unpin,
 {

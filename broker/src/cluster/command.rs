@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::assign::{assign_replicas, AssignError};
-use super::image::{BrokerRegistration, ClusterImage, PartitionImage, TopicImage};
+use super::image::{BrokerRegistration, ClusterImage, PartitionImage, ScramCredential, TopicImage};
 
 /// How a new topic's (or new partitions') replicas are placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +136,16 @@ pub enum MetadataCommand {
     AllocateProducerIds {
         /// How many.
         count: i64,
+    },
+    /// Sets (or with `None` deletes) a user's SCRAM credential for one
+    /// mechanism (AlterUserScramCredentials).
+    SetScramCredential {
+        /// The user.
+        user: String,
+        /// The mechanism's SASL name.
+        mechanism: String,
+        /// The credential.
+        credential: Option<ScramCredential>,
     },
 }
 
@@ -388,6 +398,37 @@ impl ClusterImage {
                 self.next_producer_id += (*count).max(1);
                 CommandResult::ProducerIds(start)
             }
+            MetadataCommand::SetScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(credential) => {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(mechanism.clone(), credential.clone());
+                    CommandResult::Ok
+                }
+                None => {
+                    let removed = self
+                        .scram
+                        .get_mut(user)
+                        .and_then(|m| m.remove(mechanism))
+                        .is_some();
+                    if self.scram.get(user).is_some_and(BTreeMap::is_empty) {
+                        self.scram.remove(user);
+                    }
+                    if removed {
+                        CommandResult::Ok
+                    } else {
+                        CommandResult::error(
+                            ResponseError::ResourceNotFound,
+                            format!("user {user:?} has no {mechanism} credential"),
+                        )
+                    }
+                }
+            },
         }
     }
 

@@ -92,6 +92,23 @@ pub struct ClusterImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
+    /// SASL/SCRAM credentials: user → mechanism name → credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// A user's SCRAM credential for one mechanism, as Kafka keeps it (the
+/// password itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// The salt.
+    pub salt: Vec<u8>,
+    /// `H(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: i32,
 }
 
 #[cfg(test)]

@@ -15,4 +15,4 @@ mod tests;
 
 pub use assign::{assign_replicas, AssignError};
 pub use command::{Assignment, CommandResult, MetadataCommand};
-pub use image::{BrokerRegistration, ClusterImage, PartitionImage, TopicImage};
+pub use image::{BrokerRegistration, ClusterImage, PartitionImage, ScramCredential, TopicImage};

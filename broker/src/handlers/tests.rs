@@ -540,6 +540,25 @@ fn request_with_producer(
                     ]),
             ]))
         }
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=x")),
+        ),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(None),
+        ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(s("versions-user"))
+                    .with_mechanism(1)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[7; 32])),
+            ]),
+        ),
         ApiKey::DescribeLogDirs => {
             RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
                 describe_log_dirs_request::DescribableLogDirTopic::default()
@@ -613,6 +632,10 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::WriteTxnMarkers(r) => r.markers[0].topics[0].partitions[0].error_code,
         ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::AlterConfigs(r) => r.responses[0].error_code,
+        ResponseKind::SaslHandshake(r) => r.error_code,
+        ResponseKind::SaslAuthenticate(r) => r.error_code,
+        ResponseKind::DescribeUserScramCredentials(r) => r.error_code,
+        ResponseKind::AlterUserScramCredentials(r) => r.results[0].error_code,
         ResponseKind::DescribeLogDirs(r) => {
             // The sample topic's partition 0 is here.
             assert_eq!(r.results[0].topics[0].partitions[0].partition_index, 0);
@@ -707,6 +730,10 @@ async fn every_advertised_version_is_served() {
                 }
                 // KIP-394: the first join of a dynamic member gets its id this way.
                 ApiKey::JoinGroup if version >= 4 => ResponseError::MemberIdRequired.code(),
+                // A PLAINTEXT listener does not authenticate.
+                ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
+                    ResponseError::IllegalSaslState.code()
+                }
                 _ => 0,
             };
             assert_eq!(

@@ -24,6 +24,7 @@ use crate::broker::Broker;
 use crate::outgoing::Outgoing;
 
 mod api_versions;
+mod client_quotas;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -56,10 +57,11 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
-/// SaslHandshake v1 (v0 sent the tokens without Kafka framing; removed in
-/// Kafka 4). Only a SASL_PLAINTEXT connection before it authenticated
-/// uses it (`crate::sasl`); elsewhere it is ILLEGAL_SASL_STATE, as in Kafka.
-const SASL_HANDSHAKE_VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
+/// SaslHandshake v0 (the tokens follow without Kafka framing) and v1
+/// (SaslAuthenticate carries them). Only a SASL_PLAINTEXT connection before
+/// it authenticated uses it (`crate::sasl`); elsewhere it is
+/// ILLEGAL_SASL_STATE, as in Kafka.
+const SASL_HANDSHAKE_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
 /// v1 adds the session lifetime; v2 is flexible.
 const SASL_AUTHENTICATE_VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
@@ -79,6 +81,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DescribeClientQuotas, client_quotas::VERSIONS),
     (ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSIONS),
     (ApiKey::SaslAuthenticate, SASL_AUTHENTICATE_VERSIONS),
     (
@@ -321,6 +324,9 @@ async fn handle(
                     "this connection is not authenticating (authenticated already, or a PLAINTEXT listener)",
                 ))),
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(r))
+        }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             scram_credentials::alter(broker, r).await,
         ),

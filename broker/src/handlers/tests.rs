@@ -540,6 +540,13 @@ fn request_with_producer(
                     ]),
             ]))
         }
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            DescribeClientQuotasRequest::default().with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(s("user"))
+                    .with_match_type(2),
+            ]),
+        ),
         ApiKey::SaslHandshake => RequestKind::SaslHandshake(
             SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")),
         ),
@@ -633,6 +640,7 @@ fn first_error(response: &ResponseKind) -> i16 {
         ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
         ResponseKind::AlterConfigs(r) => r.responses[0].error_code,
         ResponseKind::SaslHandshake(r) => r.error_code,
+        ResponseKind::DescribeClientQuotas(r) => r.error_code,
         ResponseKind::SaslAuthenticate(r) => r.error_code,
         ResponseKind::DescribeUserScramCredentials(r) => r.error_code,
         ResponseKind::AlterUserScramCredentials(r) => r.results[0].error_code,

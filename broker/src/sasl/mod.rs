@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  connect ─▶ ApiVersions* ─▶ SaslHandshake(mechanism) ─▶ SaslAuthenticate × 1 (PLAIN) or 2 (SCRAM)
+//!          (after a SaslHandshake v0: the bare tokens, size-prefixed)
 //!          ─▶ authenticated: every other API, as on a PLAINTEXT listener
 //! ```
 //! Any other request before that, or a failed exchange, closes the
@@ -68,10 +69,39 @@ where
 {
     let mechanisms = enabled(&broker.settings);
     let mut chosen: Option<(String, Chosen)> = None;
+    // After a SaslHandshake v0 the tokens come as bare size-prefixed frames.
+    let mut raw = false;
     loop {
         let frame = crate::server::read_frame(reader, max_request)
             .await?
             .ok_or("the client left before authenticating")?;
+        if raw {
+            let Some((name, mechanism)) = chosen.as_mut() else {
+                return Err("no SASL mechanism chosen".into());
+            };
+            match step(broker, mechanism, &frame) {
+                Ok((reply, user)) => {
+                    let mut out = Vec::with_capacity(4 + reply.len());
+                    out.extend_from_slice(&(reply.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&reply);
+                    crate::outgoing::Outgoing::from(Bytes::from(out))
+                        .write_to(writer)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if let Some(user) = user {
+                        broker.metrics.authentication(true);
+                        info!(%peer, %user, mechanism = %name, "authenticated");
+                        return Ok(user);
+                    }
+                }
+                Err(why) => {
+                    broker.metrics.authentication(false);
+                    debug!(%peer, mechanism = %name, %why, "authentication failed");
+                    return Err(format!("authentication failed ({name})"));
+                }
+            }
+            continue;
+        }
         if frame.len() < 8 {
             return Err("a request shorter than its header".into());
         }
@@ -86,7 +116,8 @@ where
                     out.write_to(writer).await.map_err(|e| e.to_string())?;
                 }
             }
-            Ok(ApiKey::SaslHandshake) if chosen.is_none() && version == 1 => {
+            Ok(ApiKey::SaslHandshake) if chosen.is_none() && (0..=1).contains(&version) => {
+                raw = version == 0;
                 let (correlation_id, request) =
                     decode::<SaslHandshakeRequest>(ApiKey::SaslHandshake, version, frame)?;
                 let wanted = request.mechanism.to_string();

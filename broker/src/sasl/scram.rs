@@ -307,7 +307,9 @@ impl ScramServer {
                 sent_nonce = Some(value);
             }
         }
-        if sent_nonce != Some(nonce) {
+        // Kafka accepts a nonce that ends with the server's (librdkafka
+        // before 2.1 sends its own nonce again in front); so does Runnel.
+        if !sent_nonce.is_some_and(|sent| sent.ends_with(nonce)) {
             return Err("the SCRAM nonce does not match".into());
         }
         let proof = B64
@@ -404,6 +406,36 @@ mod tests {
             String::from_utf8(last).expect("utf-8"),
             "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
         );
+    }
+
+    #[test]
+    fn a_final_nonce_with_the_client_nonce_in_front_again_is_accepted() {
+        // librdkafka before 2.1 sends its nonce again in front of the
+        // server's; Kafka accepts a nonce that ends with the server's.
+        let m = Mechanism::Sha256;
+        let credential = m.new_credential("pw", 4096);
+        let lookup = |user: &str| (user == "u").then(|| credential.clone());
+        let mut server = ScramServer::new(m, "S".into());
+        let (first, _) = server.step(b"n,,n=u,r=C", lookup).expect("first");
+        assert!(String::from_utf8(first)
+            .expect("utf-8")
+            .starts_with("r=CS,"));
+        let without_proof = "c=biws,r=CCS";
+        let auth = format!(
+            "n=u,r=C,r=CS,s={},i=4096,{without_proof}",
+            B64.encode(&credential.salt)
+        );
+        let salted = m.salted_password(b"pw", &credential.salt, 4096);
+        let client_key = m.hmac(&salted, b"Client Key");
+        let signature = m.hmac(&credential.stored_key, auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let last = format!("{without_proof},p={}", B64.encode(proof));
+        let (_, user) = server.step(last.as_bytes(), lookup).expect("accepted");
+        assert_eq!(user.as_deref(), Some("u"));
     }
 
     #[test]

@@ -297,14 +297,7 @@ pub(crate) async fn incremental_alter(
                 format!("resource type {other} is not supported"),
             )),
         };
-        let result = match planned {
-            Ok(Some(configs)) => broker
-                .set_configs(&name, configs)
-                .await
-                .map_err(|e| (e.kafka(), e.to_string())),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
+        let result = apply_plan(broker, &name, planned).await;
         let entry = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);
@@ -316,6 +309,22 @@ pub(crate) async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Writes a topic's planned configs (`None`: nothing to write, as for a
+/// validate-only request or a broker resource).
+async fn apply_plan(
+    broker: &Broker,
+    name: &str,
+    planned: Result<Option<TopicConfigs>, (ResponseError, String)>,
+) -> Result<(), (ResponseError, String)> {
+    match planned? {
+        Some(configs) => broker
+            .set_configs(name, configs)
+            .await
+            .map_err(|e| (e.kafka(), e.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Answers AlterConfigs (the legacy form, which kafka-python with
@@ -371,14 +380,7 @@ pub(crate) async fn alter(
                 format!("resource type {other} is not supported"),
             )),
         };
-        let result = match planned {
-            Ok(Some(configs)) => broker
-                .set_configs(&name, configs)
-                .await
-                .map_err(|e| (e.kafka(), e.to_string())),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
+        let result = apply_plan(broker, &name, planned).await;
         let entry = LegacyResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);

@@ -96,7 +96,10 @@ async fn serve_connection(
     if crate::sasl::required(&broker.settings) {
         let authenticated = tokio::select! {
             () = shutdown.cancelled() => Err("shutting down".to_string()),
-            outcome = crate::sasl::authenticate(&broker, &mut reader, &mut write_half, peer, max_request) => outcome,
+            outcome = tokio::time::timeout(
+                crate::sasl::AUTHENTICATION_TIMEOUT,
+                crate::sasl::authenticate(&broker, &mut reader, &mut write_half, peer, max_request),
+            ) => outcome.unwrap_or_else(|_| Err("no authentication within the time allowed".into())),
         };
         if let Err(why) = authenticated {
             debug!(%peer, %why, "closing unauthenticated connection");
@@ -182,6 +185,25 @@ pub(crate) async fn read_frame<R>(
 where
     R: tokio::io::AsyncRead + Unpin,
 {
+    read_frame_within(
+        reader,
+        MIN_REQUEST_LEN,
+        max_request,
+        "socket.request.max.bytes",
+    )
+    .await
+}
+
+/// [`read_frame`] with other bounds: `limit` names the setting behind `max`.
+pub(crate) async fn read_frame_within<R>(
+    reader: &mut R,
+    min: i32,
+    max: i64,
+    limit: &str,
+) -> Result<Option<BytesMut>, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     let size = match reader.read_i32().await {
         Ok(size) => size,
         // The client went away between requests: not a bad frame.
@@ -198,15 +220,11 @@ where
         }
         Err(e) => return Err(format!("read failed: {e}")),
     };
-    if size < MIN_REQUEST_LEN {
-        return Err(format!(
-            "request size {size} is below the minimum {MIN_REQUEST_LEN}"
-        ));
+    if size < min {
+        return Err(format!("request size {size} is below the minimum {min}"));
     }
-    if i64::from(size) > max_request {
-        return Err(format!(
-            "request size {size} exceeds socket.request.max.bytes {max_request}"
-        ));
+    if i64::from(size) > max {
+        return Err(format!("request size {size} exceeds {limit} {max}"));
     }
     // Read into uninitialised capacity: no zeroing of large produce frames.
     let size = size as usize;

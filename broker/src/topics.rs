@@ -267,7 +267,12 @@ impl Partition {
                 // Only the transaction coordinator writes markers.
                 return Err(BrokerError::Producer(ResponseError::InvalidRecord));
             }
-            if header.is_transactional() {
+            // As Kafka: a retried batch is acknowledged before anything
+            // else is looked at; then a transactional batch must be in an
+            // open or verified transaction; then its sequence must follow.
+            let sequence = data.producers.check(header);
+            let duplicate = matches!(sequence, SequenceCheck::Duplicate { .. });
+            if header.is_transactional() && !duplicate {
                 data.producers
                     .check_txn(header.producer_id, txn)
                     .map_err(|code| BrokerError::Refused {
@@ -275,7 +280,7 @@ impl Partition {
                         message: "Record was not part of an ongoing transaction".into(),
                     })?;
             }
-            match data.producers.check(header) {
+            match sequence {
                 SequenceCheck::Append => {}
                 // A retried request: its batches are in the log already.
                 SequenceCheck::Duplicate { base_offset } if i == 0 => {

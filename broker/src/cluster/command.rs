@@ -137,15 +137,13 @@ pub enum MetadataCommand {
         /// How many.
         count: i64,
     },
-    /// Sets (or with `None` deletes) a user's SCRAM credential for one
-    /// mechanism (AlterUserScramCredentials).
-    SetScramCredential {
+    /// Sets (or with `None` deletes) a user's SCRAM credentials, one per
+    /// mechanism, all or none (AlterUserScramCredentials).
+    SetScramCredentials {
         /// The user.
         user: String,
-        /// The mechanism's SASL name.
-        mechanism: String,
-        /// The credential.
-        credential: Option<ScramCredential>,
+        /// Per mechanism (its SASL name), the new credential or `None`.
+        changes: Vec<(String, Option<ScramCredential>)>,
     },
 }
 
@@ -398,37 +396,35 @@ impl ClusterImage {
                 self.next_producer_id += (*count).max(1);
                 CommandResult::ProducerIds(start)
             }
-            MetadataCommand::SetScramCredential {
-                user,
-                mechanism,
-                credential,
-            } => match credential {
-                Some(credential) => {
-                    self.scram
-                        .entry(user.clone())
-                        .or_default()
-                        .insert(mechanism.clone(), credential.clone());
-                    CommandResult::Ok
+            MetadataCommand::SetScramCredentials { user, changes } => {
+                let current = self.scram.get(user);
+                let missing = changes.iter().find(|(mechanism, credential)| {
+                    credential.is_none() && !current.is_some_and(|m| m.contains_key(mechanism))
+                });
+                if let Some((mechanism, _)) = missing {
+                    return CommandResult::error(
+                        ResponseError::ResourceNotFound,
+                        format!(
+                            "Attempt to delete a user credential that does not exist: {user} {mechanism}"
+                        ),
+                    );
                 }
-                None => {
-                    let removed = self
-                        .scram
-                        .get_mut(user)
-                        .and_then(|m| m.remove(mechanism))
-                        .is_some();
-                    if self.scram.get(user).is_some_and(BTreeMap::is_empty) {
-                        self.scram.remove(user);
-                    }
-                    if removed {
-                        CommandResult::Ok
-                    } else {
-                        CommandResult::error(
-                            ResponseError::ResourceNotFound,
-                            format!("user {user:?} has no {mechanism} credential"),
-                        )
+                let credentials = self.scram.entry(user.clone()).or_default();
+                for (mechanism, credential) in changes {
+                    match credential {
+                        Some(credential) => {
+                            credentials.insert(mechanism.clone(), credential.clone());
+                        }
+                        None => {
+                            credentials.remove(mechanism);
+                        }
                     }
                 }
-            },
+                if credentials.is_empty() {
+                    self.scram.remove(user);
+                }
+                CommandResult::Ok
+            }
         }
     }
 

@@ -26,6 +26,10 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 /// The offset that means "the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 
+/// A partition whose log start moved, and the offset its replicas must
+/// reach; or why it did not move.
+type Moved = Result<(Arc<Partition>, i64), BrokerError>;
+
 /// Answers DeleteRecords. Each partition's leader moves its log start
 /// offset to the offset asked (-1: the high watermark; past the high
 /// watermark is OFFSET_OUT_OF_RANGE; a topic whose `cleanup.policy` lacks
@@ -39,12 +43,25 @@ pub(crate) async fn handle(
 ) -> DeleteRecordsResponse {
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    // Every partition moves first; then the answer waits for all of them.
+    let moved: Vec<Vec<Moved>> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|p| delete_before(broker, &topic.name.0, p.partition_index, p.offset))
+                .collect()
+        })
+        .collect();
+    // Wake the followers' waiting fetches: they learn the new start now.
+    broker.topics.notify();
     let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
-        let name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in topic.partitions {
-            let result = match delete_before(broker, &name, p.partition_index, p.offset) {
+    for (topic, moved) in request.topics.into_iter().zip(moved) {
+        let mut partitions = Vec::with_capacity(moved.len());
+        for (p, moved) in topic.partitions.iter().zip(moved) {
+            let result = match moved {
                 Ok((partition, target)) => {
                     wait_for_replicas(broker, &partition, target, deadline).await
                 }
@@ -97,12 +114,7 @@ async fn wait_for_replicas(
 
 /// Moves one partition's log start offset as its leader; the partition
 /// and the offset its replicas must reach.
-fn delete_before(
-    broker: &Broker,
-    topic: &str,
-    index: i32,
-    offset: i64,
-) -> Result<(Arc<Partition>, i64), BrokerError> {
+fn delete_before(broker: &Broker, topic: &str, index: i32, offset: i64) -> Moved {
     let partition = broker.topics.partition(topic, index)?;
     let compact_only = broker
         .topics

@@ -218,8 +218,12 @@ struct Verified {
 impl Verified {
     /// The check for a partition's append, or why it is refused.
     fn check(&mut self, topic: &str, index: i32) -> Result<TxnCheck, BrokerError> {
-        self.partitions
-            .remove(&(topic.to_string(), index))
+        let listed = if self.partitions.is_empty() {
+            None
+        } else {
+            self.partitions.remove(&(topic.to_string(), index))
+        };
+        listed
             .unwrap_or_else(|| self.default.clone())
             .map_err(|(code, message)| BrokerError::Refused { code, message })
     }
@@ -252,11 +256,7 @@ async fn verify_transactional(
             }
         }
     }
-    let enabled = || {
-        broker
-            .settings
-            .get_bool("transaction.partition.verification.enable")
-    };
+    let enabled = || broker.txns.verification_enabled();
     let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string());
     let refuse = |code: ResponseError, message: &str| Verified {
         default: Err((code, message.to_string())),
@@ -314,7 +314,11 @@ async fn verify_transactional(
         let answers = verify(broker, &transactional_id, producer_id, producer_epoch, &tps).await;
         for (i, (tp, guard)) in asking.into_iter().enumerate() {
             let outcome = match &answers {
-                Ok(errors) => errors.get(i).copied().flatten(),
+                // An answer short of a partition leaves it unverified.
+                Ok(errors) => errors
+                    .get(i)
+                    .copied()
+                    .unwrap_or(Some(ResponseError::InvalidTxnState)),
                 Err(error) => Some(*error),
             };
             let result = match outcome {

@@ -136,35 +136,20 @@ pub(crate) async fn alter(
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
 
-/// Writes one user's checked changes through the controller.
+/// Writes one user's checked changes through the controller, as one
+/// metadata entry: all of them or none.
 async fn apply(broker: &Arc<Broker>, user: &str, changes: Vec<Change>) -> Result<(), Refusal> {
-    let image = broker.image();
-    for change in &changes {
-        let exists = image
-            .scram
-            .get(user)
-            .is_some_and(|m| m.contains_key(change.mechanism.name()));
-        if change.credential.is_none() && !exists {
-            return Err((
-                ResponseError::ResourceNotFound,
-                format!(
-                    "Attempt to delete a user credential that does not exist: {user} {}",
-                    change.mechanism.name()
-                ),
-            ));
-        }
-    }
-    for change in changes {
-        broker
-            .write(MetadataCommand::SetScramCredential {
-                user: user.to_string(),
-                mechanism: change.mechanism.name().to_string(),
-                credential: change.credential,
-            })
-            .await
-            .map_err(|e| (e.kafka(), e.to_string()))?;
-    }
-    Ok(())
+    broker
+        .write(MetadataCommand::SetScramCredentials {
+            user: user.to_string(),
+            changes: changes
+                .into_iter()
+                .map(|c| (c.mechanism.name().to_string(), c.credential))
+                .collect(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.kafka(), e.to_string()))
 }
 
 /// Answers DescribeUserScramCredentials: the mechanisms and iterations of

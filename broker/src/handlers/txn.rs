@@ -247,10 +247,7 @@ async fn verify_offsets_partition(
     request: &TxnOffsetCommitRequest,
     group_id: &str,
 ) -> Result<TxnCheck, ResponseError> {
-    if !broker
-        .settings
-        .get_bool("transaction.partition.verification.enable")
-    {
+    if !broker.txns.verification_enabled() {
         return Ok(TxnCheck::Unchecked);
     }
     let index = broker.groups.partition_of(group_id);
@@ -272,9 +269,15 @@ async fn verify_offsets_partition(
         &[(OFFSETS_TOPIC.to_string(), index)],
     )
     .await
-    .and_then(|errors| match errors.first().copied().flatten() {
-        Some(error) => Err(error),
-        None => Ok(()),
+    .and_then(|errors| {
+        match errors
+            .first()
+            .copied()
+            .unwrap_or(Some(ResponseError::InvalidTxnState))
+        {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     });
     match answer {
         Ok(()) => Ok(TxnCheck::Verified(Some(guard))),

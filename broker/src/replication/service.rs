@@ -157,6 +157,9 @@ impl ReplicaService {
         }
     }
 
+    /// One pass over the partitions: the answer, its record bytes, and
+    /// whether it must go now even without records (errors, a diverging
+    /// log, a moved log start).
     fn read_once(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
         let now = crate::clock::now_ms();
         let mut budget = request.max_bytes.max(1) as usize;
@@ -182,7 +185,12 @@ impl ReplicaService {
                     }
                 }
             };
-            if answer.diverging_end_offset >= 0 {
+            // Answer now, not at the long poll's end, when the follower
+            // must truncate or move its log start (DeleteRecords waits on it).
+            let start_moved = wanted
+                .log_start_offset
+                .is_some_and(|start| answer.log_start_offset > start);
+            if answer.diverging_end_offset >= 0 || start_moved {
                 errors = true;
             }
             total += answer.records.len();

@@ -34,6 +34,13 @@ use crate::config::BrokerSettings;
 use crate::handlers::{self, Dispatch, Step};
 use scram::{Mechanism, ScramServer};
 
+/// The largest frame read from a client before it has authenticated
+/// (Kafka's `sasl.server.max.receive.size` default).
+const MAX_RECEIVE_BEFORE_AUTHENTICATION: i64 = 512 * 1024;
+
+/// How long a client may take to authenticate before the connection closes.
+pub(crate) const AUTHENTICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Whether the Kafka listener asks clients to authenticate.
 pub(crate) fn required(settings: &BrokerSettings) -> bool {
     settings.get("listener.security.protocol") == "SASL_PLAINTEXT"
@@ -72,14 +79,22 @@ where
     // After a SaslHandshake v0 the tokens come as bare size-prefixed frames.
     let mut raw = false;
     loop {
-        let frame = crate::server::read_frame(reader, max_request)
-            .await?
-            .ok_or("the client left before authenticating")?;
+        // Kafka's sasl.server.max.receive.size bounds what a client that
+        // has not authenticated may make the broker read; a bare token
+        // (after SaslHandshake v0) may be shorter than a request header.
+        let frame = crate::server::read_frame_within(
+            reader,
+            if raw { 1 } else { 8 },
+            max_request.min(MAX_RECEIVE_BEFORE_AUTHENTICATION),
+            "sasl.server.max.receive.size",
+        )
+        .await?
+        .ok_or("the client left before authenticating")?;
         if raw {
             let Some((name, mechanism)) = chosen.as_mut() else {
                 return Err("no SASL mechanism chosen".into());
             };
-            match step(broker, mechanism, &frame) {
+            match step(broker, mechanism, &frame).await {
                 Ok((reply, user)) => {
                     let mut out = Vec::with_capacity(4 + reply.len());
                     out.extend_from_slice(&(reply.len() as i32).to_be_bytes());
@@ -150,7 +165,7 @@ where
                             return Err(format!("unsupported SASL mechanism {wanted:?}"));
                         }
                         Some(m) => {
-                            Chosen::Scram(Box::new(ScramServer::new(m, scram::server_nonce())))
+                            Chosen::Scram(Box::new(ScramServer::new(m, scram::server_nonce()?)))
                         }
                         None => Chosen::Plain,
                     },
@@ -162,7 +177,7 @@ where
                 let Some((name, mechanism)) = chosen.as_mut() else {
                     return Err("no SASL mechanism chosen".into());
                 };
-                let outcome = step(broker, mechanism, &request.auth_bytes);
+                let outcome = step(broker, mechanism, &request.auth_bytes).await;
                 let response = SaslAuthenticateResponse::default();
                 let (response, result) = match outcome {
                     Ok((reply, user)) => (response.with_auth_bytes(Bytes::from(reply)), Ok(user)),
@@ -208,7 +223,7 @@ where
 }
 
 /// One SaslAuthenticate step: the reply, and the user once authenticated.
-fn step(
+async fn step(
     broker: &Broker,
     mechanism: &mut Chosen,
     token: &[u8],
@@ -233,14 +248,34 @@ fn step(
             if !authzid.is_empty() && authzid != user {
                 return Err("the authorization id is not the username".into());
             }
-            let known = image.scram.get(user).is_some_and(|credentials| {
-                Mechanism::ALL.into_iter().any(|m| {
-                    credentials
-                        .get(m.name())
-                        .is_some_and(|c| m.verify_password(c, password))
-                })
+            // The user's first SCRAM credential (an unknown user costs the
+            // same work, so the time taken does not tell users apart).
+            let credential = image.scram.get(user).and_then(|credentials| {
+                Mechanism::ALL
+                    .into_iter()
+                    .find_map(|m| credentials.get(m.name()).map(|c| (m, c.clone())))
             });
-            if known {
+            let password = password.to_string();
+            // PBKDF2 runs thousands of rounds: off the runtime's workers,
+            // a few at a time, so logins cannot starve produce and fetch.
+            let _permit = PLAIN_CHECKS
+                .acquire()
+                .await
+                .map_err(|_| "shutting down".to_string())?;
+            let matched = tokio::task::spawn_blocking(move || match credential {
+                Some((m, credential)) => m.verify_password(&credential, &password),
+                None => {
+                    let _ = Mechanism::Sha256.salted_password(
+                        password.as_bytes(),
+                        b"no-such-user",
+                        scram::MIN_ITERATIONS,
+                    );
+                    false
+                }
+            })
+            .await
+            .map_err(|e| format!("the password check failed: {e}"))?;
+            if matched {
                 Ok((Vec::new(), Some(user.to_string())))
             } else {
                 Err(format!("invalid credentials for {user:?}"))
@@ -248,6 +283,9 @@ fn step(
         }
     }
 }
+
+/// PLAIN password checks running at once.
+static PLAIN_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// A request's correlation id and body.
 fn decode<T: Decodable>(key: ApiKey, version: i16, frame: BytesMut) -> Result<(i32, T), String> {
@@ -290,10 +328,16 @@ pub(crate) async fn add_credentials(
             continue;
         }
         broker
-            .write(crate::cluster::MetadataCommand::SetScramCredential {
+            .write(crate::cluster::MetadataCommand::SetScramCredentials {
                 user: user.clone(),
-                mechanism: mechanism.name().to_string(),
-                credential: Some(mechanism.new_credential(&password, iterations)),
+                changes: vec![(
+                    mechanism.name().to_string(),
+                    Some(
+                        mechanism
+                            .new_credential(&password, iterations)
+                            .map_err(crate::error::BrokerError::MetadataIo)?,
+                    ),
+                )],
             })
             .await?;
         info!(%user, mechanism = mechanism.name(), "added a SCRAM credential");

@@ -113,10 +113,14 @@ impl Mechanism {
     }
 
     /// A credential for `password` with a fresh random salt.
-    pub(crate) fn new_credential(self, password: &str, iterations: i32) -> ScramCredential {
-        let salt = random_bytes(32);
+    pub(crate) fn new_credential(
+        self,
+        password: &str,
+        iterations: i32,
+    ) -> Result<ScramCredential, String> {
+        let salt = random_bytes(32)?;
         let salted = self.salted_password(password.as_bytes(), &salt, iterations);
-        self.credential(salt, &salted, iterations)
+        Ok(self.credential(salt, &salted, iterations))
     }
 
     /// Whether `password` is the one `credential` was made from (SASL/PLAIN
@@ -129,22 +133,21 @@ impl Mechanism {
     }
 }
 
-/// Random bytes from the system's generator.
-fn random_bytes(n: usize) -> Vec<u8> {
+/// Random bytes from the system's generator; a salt or nonce is never made
+/// without it.
+fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
     let mut out = vec![0u8; n];
-    // The system generator does not fail on Linux once booted; a failure
-    // leaves zeros, which only weakens a salt or nonce, so it is logged.
-    if rand::SecureRandom::fill(&rand::SystemRandom::new(), &mut out).is_err() {
-        tracing::warn!("the system random generator failed");
-    }
-    out
+    rand::SecureRandom::fill(&rand::SystemRandom::new(), &mut out)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    Ok(out)
 }
 
 /// A fresh server nonce (printable, no commas).
-pub(crate) fn server_nonce() -> String {
-    B64.encode(random_bytes(24))
+pub(crate) fn server_nonce() -> Result<String, String> {
+    Ok(B64
+        .encode(random_bytes(24)?)
         .replace('+', "-")
-        .replace('/', "_")
+        .replace('/', "_"))
 }
 
 /// Constant-time equality of two byte strings.
@@ -413,7 +416,7 @@ mod tests {
         // librdkafka before 2.1 sends its nonce again in front of the
         // server's; Kafka accepts a nonce that ends with the server's.
         let m = Mechanism::Sha256;
-        let credential = m.new_credential("pw", 4096);
+        let credential = m.new_credential("pw", 4096).expect("random");
         let lookup = |user: &str| (user == "u").then(|| credential.clone());
         let mut server = ScramServer::new(m, "S".into());
         let (first, _) = server.step(b"n,,n=u,r=C", lookup).expect("first");
@@ -441,7 +444,7 @@ mod tests {
     #[test]
     fn a_wrong_proof_or_unknown_user_fails() {
         let m = Mechanism::Sha512;
-        let credential = m.new_credential("right", 4096);
+        let credential = m.new_credential("right", 4096).expect("random");
         assert!(m.verify_password(&credential, "right"));
         assert!(!m.verify_password(&credential, "wrong"));
         let lookup = |user: &str| (user == "alice").then(|| credential.clone());

@@ -58,6 +58,8 @@ pub(crate) struct TransactionCoordinator {
     /// gRPC channels to other brokers' coordinators, by address
     /// (verifications, see `verify`).
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// `transaction.partition.verification.enable` (KIP-890).
+    verification: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,7 +86,14 @@ impl TransactionCoordinator {
             max_timeout_ms: settings.get_i64("transaction.max.timeout.ms"),
             id_expiration_ms: settings.get_i64("transactional.id.expiration.ms"),
             channels: Mutex::new(HashMap::new()),
+            verification: settings.get_bool("transaction.partition.verification.enable"),
         }
+    }
+
+    /// Whether transactional batches are verified with their coordinator
+    /// (`transaction.partition.verification.enable`, KIP-890).
+    pub(crate) fn verification_enabled(&self) -> bool {
+        self.verification
     }
 
     /// A lazily connecting channel to the broker whose gRPC listener is at

@@ -179,3 +179,36 @@ def test_credentials_survive_a_restart_and_bad_input_is_refused(sasl_broker, top
     wait_until(lambda: carol.list_topics(timeout=10).brokers, timeout=OP_TIMEOUT_S,
                ignore=(KafkaException,), what="carol authenticated after the restart")
     admin_of(b.bootstrap, **as_admin).list_topics(timeout=10)
+
+
+def test_sasl_handshake_v0_takes_bare_tokens(sasl_broker, topic):
+    """SaslHandshake v0 (older clients): the SASL tokens follow as bare
+    size-prefixed frames, without Kafka request headers; then the
+    connection is an ordinary authenticated one."""
+    import struct
+
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    from kafka.protocol.sasl import SaslHandshakeRequest, SaslHandshakeResponse
+
+    b = sasl_broker
+    w = Wire(b.host, b.port, client_id="e2e-sasl-v0")
+    try:
+        r = w.call(SaslHandshakeRequest(mechanism="PLAIN"), SaslHandshakeResponse, 0)
+        assert r.error_code == 0 and "PLAIN" in r.mechanisms, r
+        token = f"\0{ADMIN}\0{ADMIN_PASSWORD}".encode()
+        w.sock.sendall(struct.pack(">i", len(token)) + token)
+        (size,) = struct.unpack(">i", w._recv_exactly(4))
+        assert size == 0, "PLAIN's answer is empty"
+        md = w.call(MetadataRequest(topics=None), MetadataResponse, 9)
+        assert [broker.node_id for broker in md.brokers] == [1], md
+    finally:
+        w.close()
+    w = Wire(b.host, b.port, client_id="e2e-sasl-v0-wrong")
+    try:
+        w.call(SaslHandshakeRequest(mechanism="PLAIN"), SaslHandshakeResponse, 0)
+        token = f"\0{ADMIN}\0wrong".encode()
+        w.sock.sendall(struct.pack(">i", len(token)) + token)
+        with pytest.raises((EOFError, OSError)):
+            w._recv_exactly(4)
+    finally:
+        w.close()

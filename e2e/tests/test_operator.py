@@ -190,6 +190,9 @@ def test_the_api_server_refuses_invalid_specs(kube):
         (CLUSTER.format(name="bad-zones", brokers=1, zones="[]"), "spec.zones"),
         (CLUSTER.format(name="bad-brokers", brokers=0, zones="[a]"), "spec.brokers"),
         (CLUSTER.format(name="dup-zones", brokers=2, zones="[a, a]"), "spec.zones"),
+        # The operator cannot authenticate to SASL brokers yet.
+        (CLUSTER.format(name="sasl", brokers=1, zones="[a]") +
+         "  config: {listener.security.protocol: SASL_PLAINTEXT}\n", "spec.config"),
         ("""
 apiVersion: runnel.dev/v1alpha1
 kind: ConsumerGroup

@@ -86,7 +86,13 @@ pub struct ClusterSpec {
     pub storage: StorageSpec,
     /// Kafka-named broker settings (`min.insync.replicas`,
     /// `log.retention.ms`, ...), passed to each broker as `--set key=value`.
+    /// `listener.security.protocol` stays PLAINTEXT: the operator talks to
+    /// the brokers over the Kafka listener and holds no SASL credential yet.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "!('listener.security.protocol' in self) || self['listener.security.protocol'] == 'PLAINTEXT'",
+        "message": "listener.security.protocol must be PLAINTEXT: the operator reaches the brokers over the Kafka listener and cannot authenticate with SASL yet"
+    }]))]
     pub config: BTreeMap<String, String>,
     /// The broker image; `runnel/broker:latest` when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

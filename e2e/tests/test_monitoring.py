@@ -35,7 +35,7 @@ def test_the_alert_rules_pass_promtool():
     assert f"SUCCESS: {len(names)} rules found" in out, out
     assert {"RunnelOfflinePartitions", "RunnelUnderReplicatedPartitions",
             "RunnelNoControllerLeader", "RunnelConsumerGroupLagGrowing",
-            "RunnelLogCleanerFailing"} <= set(names)
+            "RunnelLogCleanerFailing", "RunnelSaslAuthenticationFailures"} <= set(names)
 
 
 @pytest.mark.timeout(deadline(300))

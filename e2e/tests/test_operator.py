@@ -74,6 +74,23 @@ def solo(tmp_path_factory):
     b.stop()
 
 
+# The operator's own SASL user on the `secure` broker.
+OPERATOR_USER, OPERATOR_PASSWORD = "runnel-operator", "operator-secret-0"
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory):
+    """A broker whose Kafka listener asks for SASL, with the operator's
+    user made at start-up as the StatefulSet's brokers make it."""
+    b = Broker(tmp_path_factory.mktemp("secure"), node_id=1,
+               settings={**BROKER_SETTINGS, "listener.security.protocol": "SASL_PLAINTEXT"},
+               extra_args=["--rack", "zone-a", "--add-scram",
+                           f"SCRAM-SHA-512=[name={OPERATOR_USER},password={OPERATOR_PASSWORD}]"])
+    b.start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="module")
 def rack_cluster(tmp_path_factory):
     """Three voter brokers in racks zone-a/b/c (cluster.py), constructed so
@@ -127,9 +144,11 @@ def roll_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def operator(kube, solo, rack_cluster, shrink_cluster, roll_cluster, tmp_path_factory, request):
+def operator(kube, solo, secure, rack_cluster, shrink_cluster, roll_cluster, tmp_path_factory,
+             request):
     op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
         f"{NS}/solo": [solo.bootstrap],
+        f"{NS}/secure": [secure.bootstrap],
         f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
         f"{NS}/shrink": [b.bootstrap for b in shrink_cluster.brokers],
         f"{NS}/roll": [b.bootstrap for b in roll_cluster.brokers],
@@ -370,6 +389,63 @@ def test_a_topic_is_created_grown_kept_in_step_and_deleted(kube, operator, solo,
     assert 'runnel_operator_reconciles_total{controller="topic"}' in metrics
     assert "runnel_operator_reconcile_duration_seconds_bucket" in metrics
     assert re.search(r"^runnel_operator_leader 1$", metrics, re.M)
+
+
+def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secure):
+    """spec.authentication: the brokers' listener is SASL_PLAINTEXT, each
+    broker makes the operator's user from its Secret at start-up, and the
+    operator authenticates with SCRAM-SHA-512 to manage the Cluster's
+    Topics."""
+    from confluent_kafka.admin import AdminClient
+
+    log.info("phase: a Secret with the operator's credentials, and a Cluster naming it")
+    kube.kubectl("create", "secret", "generic", "secure-operator", "-n", NS,
+                 f"--from-literal=username={OPERATOR_USER}",
+                 f"--from-literal=password={OPERATOR_PASSWORD}")
+    kube.apply(CLUSTER.format(name="secure", brokers=1, zones="[zone-a]") +
+               "  authentication: {type: scram-sha-512, credentialsSecret: secure-operator}\n", NS)
+    kube.wait_condition("cluster", "secure", NS, "True", "BrokersReady")
+    settings = kube.get("configmap", "secure-config", NS)["data"]["broker.settings"]
+    assert "listener.security.protocol=SASL_PLAINTEXT" in settings, settings
+    env = {e["name"]: e for e in kube.get("statefulset", "secure-zone-a", NS)
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RUNNEL_OPERATOR_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "secure-operator", "key": "password"}
+    assert env["RUNNEL_ADD_SCRAM"]["value"] == (
+        "SCRAM-SHA-512=[name=$(RUNNEL_OPERATOR_USERNAME),password=$(RUNNEL_OPERATOR_PASSWORD)]")
+
+    log.info("phase: without its Secret the Topic says why it is not created")
+    kube.kubectl("delete", "secret", "secure-operator", "-n", NS)
+    stuck = f"stuck-{suffix()}"
+    kube.apply(topic_yaml(stuck, "secure", 1, 1), NS)
+    cond = kube.wait_condition("topic", stuck, NS, "False")
+    assert "no SASL credentials" in cond["message"] and "secure-operator" in cond["message"], cond
+    kube.kubectl("create", "secret", "generic", "secure-operator", "-n", NS,
+                 f"--from-literal=username={OPERATOR_USER}",
+                 f"--from-literal=password={OPERATOR_PASSWORD}")
+    kube.wait_condition("topic", stuck, NS, "True")
+    kube.kubectl("delete", "topic", stuck, "-n", NS, "--timeout=60s")
+
+    log.info("phase: a Topic of that Cluster is created through SASL")
+    name = f"secured-{suffix()}"
+    kube.apply(topic_yaml(name, "secure", 2, 1), NS)
+    kube.wait_condition("topic", name, NS, "True")
+    a = AdminClient({"bootstrap.servers": secure.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                     "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": OPERATOR_USER,
+                     "sasl.password": OPERATOR_PASSWORD})
+    md = a.list_topics(timeout=30)
+    assert len(md.topics[name].partitions) == 2, md.topics.get(name)
+    assert metric_value(secure, "runnel_sasl_authentications_total") >= 1
+    kube.kubectl("delete", "topic", name, "-n", NS, "--timeout=60s")
+    wait_until(lambda: name not in a.list_topics(timeout=30).topics,
+               timeout=RECONCILE_TIMEOUT_S, what=f"topic {name} deleted through SASL")
+
+
+def metric_value(broker, name: str) -> float:
+    from cluster import metric_sum
+    value = metric_sum(broker, name)
+    assert value is not None, f"{name} is not exported"
+    return value
 
 
 def test_topic_ownership_conflicts_and_unmanaged(kube, operator, solo, solo_cluster):

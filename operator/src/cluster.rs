@@ -169,7 +169,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     // From outside the Kubernetes network the brokers' own metadata says
     // who is up; inside, the pods' readiness does.
     let brokers = if ctx.is_overridden(&ns, &name) {
-        match ctx.admin(&ns, &name).metadata().await {
+        match ctx.admin(&ns, &name).await.metadata().await {
             Ok(meta) => BrokerCount::Ready(i32::try_from(meta.brokers.len()).unwrap_or(i32::MAX)),
             Err(e) => BrokerCount::Unreachable(e.to_string()),
         }
@@ -263,6 +263,7 @@ async fn rolling_restart(
     let meta = match roll::plan(statefulsets, &listed, || Ok(ClusterMetadata::default())) {
         roll::Step::Restart { .. } => ctx
             .admin(ns, name)
+            .await
             .metadata()
             .await
             .map_err(|e| e.to_string()),
@@ -297,7 +298,7 @@ async fn drain(
     name: &str,
     removed: &[i32],
 ) -> Option<(&'static str, String)> {
-    let admin = ctx.admin(ns, name);
+    let admin = ctx.admin(ns, name).await;
     let unreachable = |e: crate::admin::AdminError| {
         Some((
             reason::BROKERS_HOLD_REPLICAS,
@@ -449,6 +450,7 @@ pub(crate) mod tests {
                 config: Default::default(),
                 image: None,
                 resources: None,
+                authentication: None,
             },
             status: None,
         }

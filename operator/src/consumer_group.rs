@@ -149,7 +149,7 @@ async fn reconcile_inner(group: &ConsumerGroup, ctx: &Context) -> Result<Action>
         return Ok(Action::requeue(ctx.intervals.group_refresh));
     }
 
-    let admin = ctx.admin(&ns, &group.spec.cluster);
+    let admin = ctx.admin(&ns, &group.spec.cluster).await;
     match observe_and_reset(group, &admin, &mut status, ctx).await {
         Ok(()) => {
             let lags: Vec<ObservedLag<'_>> = status

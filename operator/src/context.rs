@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use runnel_operator_api::Cluster;
 use tracing::warn;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Credentials};
 use crate::cluster::names::KAFKA_PORT;
 use crate::metrics::Metrics;
 
@@ -42,13 +44,56 @@ pub struct Context {
 impl Context {
     /// Where the brokers of Cluster `namespace/name` answer: the override if
     /// one was given, else the cluster's bootstrap Service.
-    pub fn admin(&self, namespace: &str, name: &str) -> Admin {
+    /// With `spec.authentication` it authenticates as the user in the
+    /// Cluster's credentials Secret; when that cannot be read, every call
+    /// fails saying why (Topics and ConsumerGroups show it in their status).
+    pub async fn admin(&self, namespace: &str, name: &str) -> Admin {
         let addrs = self
             .overrides
             .get(&format!("{namespace}/{name}"))
             .cloned()
             .unwrap_or_else(|| vec![format!("{name}-bootstrap.{namespace}.svc:{KAFKA_PORT}")]);
-        Admin::new(addrs, self.intervals.admin_timeout)
+        let admin = Admin::new(addrs, self.intervals.admin_timeout);
+        match self.credentials(namespace, name).await {
+            Ok(Some(credentials)) => admin.with_credentials(credentials),
+            Ok(None) => admin,
+            Err(why) => {
+                warn!(%namespace, cluster = %name, %why, "no SASL credentials for the brokers");
+                admin.without_credentials(why)
+            }
+        }
+    }
+
+    /// The operator's SCRAM credentials for Cluster `namespace/name`, if it
+    /// asks for authentication.
+    async fn credentials(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Credentials>, String> {
+        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), namespace);
+        let cluster = clusters.get_opt(name).await.map_err(|e| e.to_string())?;
+        let Some(auth) = cluster.and_then(|c| c.spec.authentication) else {
+            return Ok(None);
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets
+            .get(&auth.credentials_secret)
+            .await
+            .map_err(|e| format!("Secret {}: {e}", auth.credentials_secret))?;
+        let key = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("Secret {} has no key {key}", auth.credentials_secret))
+        };
+        Ok(Some(Credentials {
+            username: key("username")?,
+            password: key("password")?,
+        }))
     }
 
     /// Whether Cluster `namespace/name` is reached through an override.

@@ -229,7 +229,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(ctx.intervals.resync));
         }
     }
-    let admin = ctx.admin(&ns, &topic.spec.cluster);
+    let admin = ctx.admin(&ns, &topic.spec.cluster).await;
     let outcome = match sync_topic(topic, &name, &admin).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -351,6 +351,7 @@ async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
         }
     }
     ctx.admin(&ns, &topic.spec.cluster)
+        .await
         .delete_topic(name)
         .await?;
     info!(topic = %name, "topic deleted");

@@ -86,12 +86,13 @@ pub struct ClusterSpec {
     pub storage: StorageSpec,
     /// Kafka-named broker settings (`min.insync.replicas`,
     /// `log.retention.ms`, ...), passed to each broker as `--set key=value`.
-    /// `listener.security.protocol` stays PLAINTEXT: the operator talks to
-    /// the brokers over the Kafka listener and holds no SASL credential yet.
+    /// `listener.security.protocol` is not set here: `authentication` sets
+    /// it, together with the credentials the operator needs to reach the
+    /// brokers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "!('listener.security.protocol' in self) || self['listener.security.protocol'] == 'PLAINTEXT'",
-        "message": "listener.security.protocol must be PLAINTEXT: the operator reaches the brokers over the Kafka listener and cannot authenticate with SASL yet"
+        "message": "listener.security.protocol other than PLAINTEXT is set by spec.authentication, which also gives the operator its credentials for the brokers"
     }]))]
     pub config: BTreeMap<String, String>,
     /// The broker image; `runnel/broker:latest` when not set.
@@ -100,6 +101,34 @@ pub struct ClusterSpec {
     /// Each broker container's resource requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Clients must authenticate on the brokers' Kafka listener
+    /// (SASL_PLAINTEXT); none when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ClusterAuthentication>,
+}
+
+/// SASL authentication on the brokers' Kafka listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAuthentication {
+    /// The mechanism the operator itself uses; the brokers also offer
+    /// SCRAM-SHA-256, and users are managed with `kafka-configs.sh
+    /// --entity-type users`.
+    #[serde(rename = "type")]
+    pub kind: AuthenticationType,
+    /// A Secret in the Cluster's namespace with keys `username` and
+    /// `password`: the operator's own user, which the brokers create at
+    /// start-up (`--add-scram`) and the operator authenticates as.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+}
+
+/// A SASL mechanism.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuthenticationType {
+    /// SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
 }
 
 /// A broker's persistent volume.

@@ -18,7 +18,9 @@ pub mod condition;
 pub mod consumer_group;
 pub mod topic;
 
-pub use cluster::{Cluster, ClusterSpec, ClusterStatus, StorageSpec};
+pub use cluster::{
+    AuthenticationType, Cluster, ClusterAuthentication, ClusterSpec, ClusterStatus, StorageSpec,
+};
 pub use condition::Condition;
 pub use consumer_group::{
     ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, PartitionLag, ResetOffsets, ResetTo,

@@ -54,6 +54,52 @@ impl Connection {
         })
     }
 
+    /// Authenticates with SCRAM-SHA-512 (SaslHandshake v1, then two
+    /// SaslAuthenticate v1) before any other call.
+    pub(crate) async fn authenticate(
+        &mut self,
+        credentials: &super::scram::Credentials,
+    ) -> Result<(), CallError> {
+        use super::scram::{ScramClient, MECHANISM};
+        use kafka_protocol::messages::SaslHandshakeRequest;
+        let addr = self.addr.clone();
+        let failed = |why: String| CallError::Io(format!("{addr}: SASL {MECHANISM}: {why}"));
+        let handshake = self
+            .call(
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(MECHANISM)),
+                1,
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            return Err(failed(format!(
+                "the broker refuses the mechanism (error {}; it offers {:?})",
+                handshake.error_code, handshake.mechanisms
+            )));
+        }
+        let (client, first) = ScramClient::start(&credentials.username).map_err(&failed)?;
+        let server_first = self.sasl_step(first).await.map_err(&failed)?;
+        let (last, expected) = client
+            .finish(&credentials.password, &server_first)
+            .map_err(&failed)?;
+        let server_final = self.sasl_step(last).await.map_err(&failed)?;
+        ScramClient::verify(&server_final, &expected).map_err(&failed)
+    }
+
+    /// One SaslAuthenticate v1 exchange: the broker's answer token.
+    async fn sasl_step(&mut self, token: String) -> Result<String, String> {
+        use kafka_protocol::messages::SaslAuthenticateRequest;
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token));
+        let answer = self.call(&request, 1).await.map_err(|e| e.to_string())?;
+        if answer.error_code != 0 {
+            return Err(answer
+                .error_message
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| format!("error {}", answer.error_code)));
+        }
+        Ok(String::from_utf8_lossy(&answer.auth_bytes).into_owned())
+    }
+
     /// Sends `request` at `version` and waits for its response.
     pub(crate) async fn call<R: Request>(
         &mut self,

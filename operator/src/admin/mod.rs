@@ -17,6 +17,7 @@
 
 mod connection;
 mod error;
+mod scram;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,6 +52,7 @@ use tracing::debug;
 use self::connection::{CallError, Connection};
 use self::error::is_redirect;
 pub use self::error::AdminError;
+pub use self::scram::Credentials;
 
 /// API versions sent (see the module docs).
 mod version {
@@ -158,6 +160,11 @@ pub type TopicPartition = (String, i32);
 pub struct Admin {
     bootstrap: Vec<String>,
     timeout: Duration,
+    /// SCRAM-SHA-512 credentials when the brokers' listener is SASL_PLAINTEXT.
+    credentials: Option<Credentials>,
+    /// Why the credentials the Cluster asks for could not be read: every
+    /// call fails with it rather than reach brokers that would refuse it.
+    credentials_missing: Option<String>,
 }
 
 fn s(text: &str) -> StrBytes {
@@ -185,7 +192,29 @@ impl Admin {
     /// A client for the brokers at `bootstrap` (`host:port` each); every
     /// connection and call gets `timeout`.
     pub fn new(bootstrap: Vec<String>, timeout: Duration) -> Self {
-        Admin { bootstrap, timeout }
+        Admin {
+            bootstrap,
+            timeout,
+            credentials: None,
+            credentials_missing: None,
+        }
+    }
+
+    /// The same client, failing every call: the Cluster asks for
+    /// authentication and its credentials cannot be read (`why`).
+    pub fn without_credentials(self, why: String) -> Self {
+        Admin {
+            credentials_missing: Some(why),
+            ..self
+        }
+    }
+
+    /// The same client, authenticating each connection with `credentials`.
+    pub fn with_credentials(self, credentials: Credentials) -> Self {
+        Admin {
+            credentials: Some(credentials),
+            ..self
+        }
     }
 
     /// The bootstrap addresses.
@@ -204,6 +233,13 @@ impl Admin {
         version: i16,
         redirect: impl Fn(&R::Response) -> Option<ResponseError>,
     ) -> Result<R::Response, AdminError> {
+        if let Some(why) = &self.credentials_missing {
+            return Err(AdminError::Unreachable {
+                api,
+                tried: addrs.join(", "),
+                last: format!("no SASL credentials: {why}"),
+            });
+        }
         let mut last = String::from("no addresses");
         let mut tried = Vec::new();
         for addr in addrs {
@@ -213,6 +249,9 @@ impl Admin {
             tried.push(addr.clone());
             let result = async {
                 let mut conn = Connection::connect(addr, self.timeout).await?;
+                if let Some(credentials) = &self.credentials {
+                    conn.authenticate(credentials).await?;
+                }
                 conn.call(request, version).await
             }
             .await;

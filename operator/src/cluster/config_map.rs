@@ -20,12 +20,15 @@ pub const VOTERS_KEY: &str = "controller.voters";
 /// brokers zone by zone) and kept after, so brokers added later join as
 /// non-voters.
 pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
-    let settings: String = cluster
+    let mut settings: String = cluster
         .spec
         .config
         .iter()
         .map(|(k, v)| format!("{k}={v}\n"))
         .collect();
+    if cluster.spec.authentication.is_some() {
+        settings.push_str("listener.security.protocol=SASL_PLAINTEXT\n");
+    }
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(config_map_name(cluster)),

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
     EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -43,6 +43,34 @@ while IFS= read -r line || [ -n "$line" ]; do
 done < /etc/runnel/broker.settings
 exec runnel-broker "$@"
 "#;
+
+/// With `spec.authentication`, the operator's user from its Secret, made by
+/// each broker at start-up (`--add-scram`, through `RUNNEL_ADD_SCRAM`).
+fn authentication_env(cluster: &Cluster) -> Vec<EnvVar> {
+    let Some(auth) = &cluster.spec.authentication else {
+        return Vec::new();
+    };
+    let from_secret = |name: &str, key: &str| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: auth.credentials_secret.clone(),
+                key: key.to_owned(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    vec![
+        from_secret("RUNNEL_OPERATOR_USERNAME", "username"),
+        from_secret("RUNNEL_OPERATOR_PASSWORD", "password"),
+        env(
+            "RUNNEL_ADD_SCRAM",
+            "SCRAM-SHA-512=[name=$(RUNNEL_OPERATOR_USERNAME),password=$(RUNNEL_OPERATOR_PASSWORD)]",
+        ),
+    ]
+}
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -79,45 +107,51 @@ pub fn statefulset(cluster: &Cluster, index: usize) -> StatefulSet {
             "-c".to_owned(),
             START_SCRIPT.to_owned(),
         ]),
-        env: Some(vec![
-            EnvVar {
-                name: "POD_NAME".to_owned(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.name".to_owned(),
-                        ..ObjectFieldSelector::default()
+        env: Some(
+            vec![
+                EnvVar {
+                    name: "POD_NAME".to_owned(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.name".to_owned(),
+                            ..ObjectFieldSelector::default()
+                        }),
+                        ..EnvVarSource::default()
                     }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
-            env("RUNNEL_NODE_ID_BASE", node_id_base.to_string()),
-            env("RUNNEL_RACK", zone.clone()),
-            env("RUNNEL_DATA_DIR", DATA_DIR),
-            env("RUNNEL_LISTEN", format!("0.0.0.0:{KAFKA_PORT}")),
-            env(
-                "RUNNEL_ADVERTISE",
-                format!(
-                    "$(POD_NAME).{}.{}.svc:{KAFKA_PORT}",
-                    headless_service_name(cluster),
-                    namespace(cluster)
+                    ..EnvVar::default()
+                },
+                env("RUNNEL_NODE_ID_BASE", node_id_base.to_string()),
+                env("RUNNEL_RACK", zone.clone()),
+                env("RUNNEL_DATA_DIR", DATA_DIR),
+                env("RUNNEL_LISTEN", format!("0.0.0.0:{KAFKA_PORT}")),
+                env(
+                    "RUNNEL_ADVERTISE",
+                    format!(
+                        "$(POD_NAME).{}.{}.svc:{KAFKA_PORT}",
+                        headless_service_name(cluster),
+                        namespace(cluster)
+                    ),
                 ),
-            ),
-            env("RUNNEL_RPC_LISTEN", format!("0.0.0.0:{RPC_PORT}")),
-            env("RUNNEL_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
-            EnvVar {
-                name: "RUNNEL_CONTROLLER_VOTERS".to_owned(),
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: config_map_name(cluster),
-                        key: VOTERS_KEY.to_owned(),
-                        ..ConfigMapKeySelector::default()
+                env("RUNNEL_RPC_LISTEN", format!("0.0.0.0:{RPC_PORT}")),
+                env("RUNNEL_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
+                // Dependent variables: `$(NAME)` refers to one defined before.
+                EnvVar {
+                    name: "RUNNEL_CONTROLLER_VOTERS".to_owned(),
+                    value_from: Some(EnvVarSource {
+                        config_map_key_ref: Some(ConfigMapKeySelector {
+                            name: config_map_name(cluster),
+                            key: VOTERS_KEY.to_owned(),
+                            ..ConfigMapKeySelector::default()
+                        }),
+                        ..EnvVarSource::default()
                     }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
-        ]),
+                    ..EnvVar::default()
+                },
+            ]
+            .into_iter()
+            .chain(authentication_env(cluster))
+            .collect(),
+        ),
         ports: Some(vec![
             port("kafka", KAFKA_PORT),
             port("rpc", RPC_PORT),
@@ -271,6 +305,44 @@ pub fn settings_path() -> String {
 mod tests {
     use super::*;
     use crate::cluster::tests::cluster;
+
+    #[test]
+    fn authentication_gives_the_brokers_the_operators_user() {
+        let plain = cluster(1, &["zone-a"]);
+        let env_of = |c: &Cluster| -> Vec<EnvVar> {
+            statefulset(c, 0)
+                .spec
+                .and_then(|s| s.template.spec)
+                .map(|p| p.containers[0].env.clone().unwrap_or_default())
+                .unwrap_or_default()
+        };
+        assert!(env_of(&plain).iter().all(|e| e.name != "RUNNEL_ADD_SCRAM"));
+        let mut secure = plain.clone();
+        secure.spec.authentication = Some(runnel_operator_api::ClusterAuthentication {
+            kind: runnel_operator_api::AuthenticationType::ScramSha512,
+            credentials_secret: "events-operator".into(),
+        });
+        let env = env_of(&secure);
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        let user = names.iter().position(|n| *n == "RUNNEL_OPERATOR_USERNAME");
+        let add = names.iter().position(|n| *n == "RUNNEL_ADD_SCRAM");
+        assert!(user.is_some() && add.is_some() && user < add, "{names:?}");
+        let secret = env
+            .iter()
+            .find(|e| e.name == "RUNNEL_OPERATOR_PASSWORD")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("from the Secret");
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("events-operator", "password")
+        );
+        let settings = super::super::config_map::config_map(&secure, "")
+            .data
+            .expect("data");
+        assert!(settings[super::super::config_map::SETTINGS_KEY]
+            .contains("listener.security.protocol=SASL_PLAINTEXT\n"));
+    }
 
     #[test]
     fn each_zone_gets_its_own_pinned_statefulset() {

@@ -414,6 +414,11 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
     assert env["RUNNEL_ADD_SCRAM"]["value"] == (
         "SCRAM-SHA-512=[name=$(RUNNEL_OPERATOR_USERNAME),password=$(RUNNEL_OPERATOR_PASSWORD)]")
 
+    proc = kube.kubectl("patch", "cluster", "secure", "-n", NS, "--type=json", "-p",
+                        '[{"op":"remove","path":"/spec/authentication"}]', check=False)
+    assert proc.returncode != 0 and "authentication cannot be turned on or off" in proc.stderr, \
+        proc.stderr
+
     log.info("phase: without its Secret the Topic says why it is not created")
     kube.kubectl("delete", "secret", "secure-operator", "-n", NS)
     stuck = f"stuck-{suffix()}"

@@ -171,9 +171,15 @@ def test_credentials_survive_a_restart_and_bad_input_is_refused(sasl_broker, top
     assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == [
         (ScramMechanism.SCRAM_SHA_512, 4096)]
 
-    log.info("phase: after a restart the credentials are still there")
+    log.info("phase: after a restart the credentials are still there; --add-scram with a new "
+             "password replaces the old one")
     b.stop()
+    b.extra_args = ["--add-scram", f"SCRAM-SHA-256=[name={ADMIN},password=rotated-secret]"]
     b.start()
+    old = admin_of(b.bootstrap, **as_admin)
+    with pytest.raises(KafkaException):
+        old.list_topics(timeout=10)
+    as_admin = sasl("SCRAM-SHA-256", ADMIN, "rotated-secret")
     as_carol = sasl("SCRAM-SHA-512", "carol", "carol-secret")
     carol = admin_of(b.bootstrap, **as_carol)
     wait_until(lambda: carol.list_topics(timeout=10).brokers, timeout=OP_TIMEOUT_S,

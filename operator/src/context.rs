@@ -90,10 +90,21 @@ impl Context {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("Secret {} has no key {key}", auth.credentials_secret))
         };
-        Ok(Some(Credentials {
+        let credentials = Credentials {
             username: key("username")?,
             password: key("password")?,
-        }))
+        };
+        // The brokers read them in `--add-scram`'s syntax.
+        if [&credentials.username, &credentials.password]
+            .iter()
+            .any(|v| v.contains([',', ';', '"', ']']))
+        {
+            return Err(format!(
+                "the username or password in Secret {} contains one of , ; \" ] which the brokers' --add-scram cannot carry",
+                auth.credentials_secret
+            ));
+        }
+        Ok(Some(credentials))
     }
 
     /// Whether Cluster `namespace/name` is reached through an override.

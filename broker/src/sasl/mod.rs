@@ -313,18 +313,21 @@ async fn send(
 }
 
 /// Makes each `--add-scram` credential whose user has none for that
-/// mechanism yet (through the controller, so every broker has it).
+/// mechanism, or one made from another password (through the controller,
+/// so every broker has it).
 pub(crate) async fn add_credentials(
     broker: &Broker,
     entries: Vec<(Mechanism, String, String, i32)>,
 ) -> Result<(), crate::error::BrokerError> {
     for (mechanism, user, password, iterations) in entries {
-        let exists = broker
+        // Kept when it still matches; made again when the password changed
+        // (a rotated Secret takes effect when the brokers restart).
+        let current = broker
             .image()
             .scram
             .get(&user)
-            .is_some_and(|m| m.contains_key(mechanism.name()));
-        if exists {
+            .and_then(|m| m.get(mechanism.name()).cloned());
+        if current.is_some_and(|c| mechanism.verify_password(&c, &password)) {
             continue;
         }
         broker

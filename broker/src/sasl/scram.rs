@@ -338,7 +338,9 @@ impl ScramServer {
 /// `SCRAM-SHA-256=[name=alice,password=alice-secret]`, with an optional
 /// `iterations=N` (4096 by default).
 pub(crate) fn parse_add_scram(text: &str) -> Result<(Mechanism, String, String, i32), String> {
-    let bad = |why: &str| format!("--add-scram {text:?}: {why}");
+    // The text holds a password: errors name the mechanism only.
+    let shown = text.split_once('=').map_or("", |(m, _)| m);
+    let bad = |why: &str| format!("--add-scram {shown}=[...]: {why}");
     let (mechanism, rest) = text
         .split_once('=')
         .ok_or_else(|| bad("expected MECHANISM=[name=...,password=...]"))?;
@@ -488,6 +490,7 @@ mod tests {
         ] {
             let error = parse_add_scram(bad).expect_err(bad);
             assert!(error.contains("--add-scram"), "{error}");
+            assert!(!error.contains("password=b"), "no password in {error}");
         }
     }
 }

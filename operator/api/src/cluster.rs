@@ -64,6 +64,10 @@ pub const DEFAULT_IMAGE: &str = "runnel/broker:latest";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.authentication) == has(oldSelf.authentication)",
+    "message": "authentication cannot be turned on or off on an existing Cluster: its brokers would disagree with the operator while they roll"
+}]))]
 pub struct ClusterSpec {
     /// How many brokers, spread round-robin over `zones`.
     #[schemars(range(min = 1, max = 1000))]

@@ -72,9 +72,11 @@ impl ScramClient {
             .filter(|n| n.starts_with(&self.nonce) && n.len() > self.nonce.len())
             .ok_or("the broker's SCRAM nonce does not extend ours")?;
         let salt = salt.ok_or("no salt in the broker's SCRAM message")?;
+        // Kafka's maximum: a larger count would only stall the operator.
         let iterations = iterations
+            .filter(|i| *i <= 16384)
             .and_then(std::num::NonZeroU32::new)
-            .ok_or("no iteration count in the broker's SCRAM message")?;
+            .ok_or("no iteration count up to 16384 in the broker's SCRAM message")?;
         let mut salted = [0u8; 64];
         pbkdf2::derive(
             pbkdf2::PBKDF2_HMAC_SHA512,

@@ -28,6 +28,14 @@ pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
         .collect();
     if cluster.spec.authentication.is_some() {
         settings.push_str("listener.security.protocol=SASL_PLAINTEXT\n");
+        // The operator's own mechanism stays offered.
+        if let Some(mechanisms) = cluster.spec.config.get("sasl.enabled.mechanisms") {
+            if !mechanisms.split(',').any(|m| m.trim() == "SCRAM-SHA-512") {
+                settings.push_str(&format!(
+                    "sasl.enabled.mechanisms={mechanisms},SCRAM-SHA-512\n"
+                ));
+            }
+        }
     }
     ConfigMap {
         metadata: ObjectMeta {

@@ -342,6 +342,16 @@ mod tests {
             .expect("data");
         assert!(settings[super::super::config_map::SETTINGS_KEY]
             .contains("listener.security.protocol=SASL_PLAINTEXT\n"));
+        // The operator's mechanism stays offered.
+        secure
+            .spec
+            .config
+            .insert("sasl.enabled.mechanisms".into(), "PLAIN".into());
+        let settings = super::super::config_map::config_map(&secure, "")
+            .data
+            .expect("data");
+        assert!(settings[super::super::config_map::SETTINGS_KEY]
+            .ends_with("sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\n"));
     }
 
     #[test]

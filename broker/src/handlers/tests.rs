@@ -196,6 +196,22 @@ async fn transactional_producer(broker: &Arc<Broker>, transactional_id: &str) ->
     }
 }
 
+/// A one-broker cluster with a one-partition `topic` and a transactional
+/// producer `(id, epoch)` for `transactional_id`.
+async fn transactional_broker(
+    dir: &std::path::Path,
+    topic: &str,
+    transactional_id: &str,
+) -> (Arc<Broker>, (i64, i16)) {
+    let broker = open_broker(dir).await;
+    broker
+        .create_topic(topic, broker.default_assignment(1), Default::default())
+        .await
+        .expect("topic created");
+    let producer = transactional_producer(&broker, transactional_id).await;
+    (broker, producer)
+}
+
 /// The transactional id the sample transactional requests use.
 const SAMPLE_TXN: &str = "versions-txn";
 
@@ -912,14 +928,8 @@ async fn replication_throttles_can_be_deleted_but_not_set() {
 async fn the_transaction_coordinator_fences_and_aborts_as_kafka_does() {
     use crate::txn::{self, log::TxnState};
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path()).await;
-    let topic = "txn-states";
-    broker
-        .create_topic(topic, broker.default_assignment(1), Default::default())
-        .await
-        .expect("topic created");
-    let tid = "life";
-    let (pid, epoch) = transactional_producer(&broker, tid).await;
+    let (topic, tid) = ("txn-states", "life");
+    let (broker, (pid, epoch)) = transactional_broker(dir.path(), topic, tid).await;
     let state = || {
         broker
             .txns
@@ -1057,14 +1067,8 @@ async fn idle_transactional_ids_expire() {
 #[tokio::test]
 async fn transactional_batches_need_their_partition_in_the_transaction() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path()).await;
-    let topic = "txn-verified";
-    broker
-        .create_topic(topic, broker.default_assignment(1), Default::default())
-        .await
-        .expect("topic created");
-    let tid = "verified";
-    let (pid, epoch) = transactional_producer(&broker, tid).await;
+    let (topic, tid) = ("txn-verified", "verified");
+    let (broker, (pid, epoch)) = transactional_broker(dir.path(), topic, tid).await;
     let produce = |version: i16, transactional_id: Option<&str>| {
         let broker = broker.clone();
         let batch = crate::records::encode_transactional_batch(

@@ -55,8 +55,8 @@ pub(crate) struct TransactionCoordinator {
     max_timeout_ms: i64,
     /// `transactional.id.expiration.ms`.
     id_expiration_ms: i64,
-    /// gRPC channels to other brokers' coordinators, by address
-    /// (verifications, see `verify`).
+    /// gRPC channels to other brokers, by address: markers to partition
+    /// leaders, verifications to coordinators (see `verify`).
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
     /// `transaction.partition.verification.enable` (KIP-890).
     verification: bool,
@@ -679,7 +679,8 @@ async fn complete(broker: &Arc<Broker>, transactional_id: &str) {
                 let address = image.brokers.get(&leader).map(|b| b.rpc_address.clone());
                 match address {
                     Some(address) => {
-                        remote_markers(&address, &m, marker, coordinator_epoch, partitions).await
+                        remote_markers(broker, &address, &m, marker, coordinator_epoch, partitions)
+                            .await
                     }
                     None => Vec::new(), // offline: try again later
                 }
@@ -731,6 +732,7 @@ async fn complete(broker: &Arc<Broker>, transactional_id: &str) {
 
 /// Asks another broker to write markers to the partitions it leads.
 async fn remote_markers(
+    broker: &Broker,
     address: &str,
     m: &TxnMetadata,
     marker: Marker,
@@ -750,13 +752,7 @@ async fn remote_markers(
             .collect(),
     };
     let call = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = broker.txns.channel(address)?;
         ReplicaClient::new(channel)
             .write_markers(request)
             .await

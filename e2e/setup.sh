@@ -36,6 +36,16 @@ if ! command -v kcat >/dev/null 2>&1; then
 fi
 KCAT="$(command -v kcat)"
 
+# --- openssl (the TLS tests make their certificates with it) ------------------
+if ! command -v openssl >/dev/null 2>&1; then
+    log "openssl not found; installing the Debian package"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y --no-install-recommends openssl; then
+        as_root apt-get update
+        as_root apt-get install -y --no-install-recommends openssl
+    fi
+fi
+
 # --- Prometheus ---------------------------------------------------------------
 # The package's service is not started here (no init system runs it); the
 # tests start their own server on a free port.

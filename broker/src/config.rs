@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     List(&'static [&'static str]),
     /// A number from 0 to 1.
     Ratio,
+    /// Free text, such as a file path (may be empty).
+    Text,
 }
 
 impl Kind {
@@ -38,7 +40,7 @@ impl Kind {
     pub(crate) fn type_code(self) -> i8 {
         match self {
             Kind::Bool => 1,
-            Kind::Choice(_) => 2,
+            Kind::Choice(_) | Kind::Text => 2,
             Kind::Int(_) | Kind::IntOrDefault(_) => 3,
             Kind::Long(_) => 5,
             Kind::Ratio => 6,
@@ -102,6 +104,7 @@ impl Kind {
                 Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
                 _ => Err(bad("must be a number from 0 to 1".into())),
             },
+            Kind::Text => Ok(()),
         }
     }
 }
@@ -310,10 +313,11 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         default: "86400000",
     },
     // The Kafka listener's security protocol: PLAINTEXT (no
-    // authentication) or SASL_PLAINTEXT (SASL, see `sasl`).
+    // authentication), SASL_PLAINTEXT (SASL, see `sasl`), SSL (TLS, see
+    // `tls`) or SASL_SSL (SASL over TLS).
     BrokerSettingDef {
         name: "listener.security.protocol",
-        kind: Kind::Choice(&["PLAINTEXT", "SASL_PLAINTEXT"]),
+        kind: Kind::Choice(&["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"]),
         default: "PLAINTEXT",
     },
     BrokerSettingDef {
@@ -472,6 +476,52 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "socket.send.buffer.bytes",
         kind: Kind::IntOrDefault(4096),
         default: "262144",
+    },
+    // TLS for SSL and SASL_SSL listeners (see `tls`). Keys and
+    // certificates are PEM files, read again when they change.
+    // Whether TLS clients must (`required`) or may (`requested`) present a
+    // certificate signed by the truststore.
+    BrokerSettingDef {
+        name: "ssl.client.auth",
+        kind: Kind::Choice(&["none", "requested", "required"]),
+        default: "none",
+    },
+    BrokerSettingDef {
+        name: "ssl.enabled.protocols",
+        kind: Kind::List(&["TLSv1.2", "TLSv1.3"]),
+        default: "TLSv1.2,TLSv1.3",
+    },
+    // Runnel's own: the private key in a file of its own, for the
+    // `tls.crt`/`tls.key` layout of a Kubernetes TLS Secret; then
+    // `ssl.keystore.location` holds the certificate chain only.
+    BrokerSettingDef {
+        name: "ssl.keystore.key.location",
+        kind: Kind::Text,
+        default: "",
+    },
+    // A PEM file with the private key (unencrypted) and the certificate
+    // chain, the listener's certificate first.
+    BrokerSettingDef {
+        name: "ssl.keystore.location",
+        kind: Kind::Text,
+        default: "",
+    },
+    BrokerSettingDef {
+        name: "ssl.keystore.type",
+        kind: Kind::Choice(&["PEM"]),
+        default: "PEM",
+    },
+    // A PEM file of the CA certificates client certificates are checked
+    // against.
+    BrokerSettingDef {
+        name: "ssl.truststore.location",
+        kind: Kind::Text,
+        default: "",
+    },
+    BrokerSettingDef {
+        name: "ssl.truststore.type",
+        kind: Kind::Choice(&["PEM"]),
+        default: "PEM",
     },
     BrokerSettingDef {
         name: "transaction.max.timeout.ms",

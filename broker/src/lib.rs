@@ -27,6 +27,7 @@ mod records;
 pub mod replication;
 mod sasl;
 pub mod server;
+pub mod tls;
 pub mod topics;
 mod txn;
 
@@ -70,6 +71,10 @@ impl Args {
             add_scram,
         } = self;
         let settings = BrokerSettings::from_pairs(&set).context("invalid --set")?;
+        let tls = tls::ServerTls::from_settings(&settings)
+            .map_err(anyhow::Error::msg)
+            .context("invalid TLS settings")?
+            .map(Arc::new);
         let scram_users = add_scram
             .iter()
             .map(|entry| sasl::scram::parse_add_scram(entry))
@@ -182,6 +187,7 @@ impl Args {
         let server = tokio::spawn(server::run(
             listener,
             broker.clone(),
+            tls,
             server_shutdown.clone(),
         ));
         wait_for_signal().await;

@@ -64,6 +64,11 @@ pub struct Metrics {
     pub authentications: Counter,
     /// SASL authentications that failed (Kafka's failed-authentication-total).
     pub failed_authentications: Counter,
+    /// TLS handshakes that failed (bad client certificate, no common
+    /// protocol, a client speaking plaintext, a timeout).
+    pub tls_handshake_failures: Counter,
+    /// Changed TLS files that did not load (the ones before stay in use).
+    pub tls_reload_failures: Counter,
     ready: AtomicBool,
 }
 
@@ -166,9 +171,23 @@ impl Metrics {
             "SASL authentications that failed (wrong credentials, unknown user or mechanism)",
             failed_authentications.clone(),
         );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the Kafka listener that failed (bad or missing client certificate, no common protocol, plaintext, timeout)",
+            tls_handshake_failures.clone(),
+        );
+        let tls_reload_failures = Counter::default();
+        registry.register(
+            "tls_reload_failures",
+            "Changes to the TLS keystore or truststore files that did not load (the files before stay in use)",
+            tls_reload_failures.clone(),
+        );
         Metrics {
             authentications,
             failed_authentications,
+            tls_handshake_failures,
+            tls_reload_failures,
             cleaner_passes,
             cleaner_bytes_removed,
             cleaner_failures,

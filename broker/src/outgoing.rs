@@ -12,14 +12,49 @@ use std::os::fd::AsFd;
 
 use bytes::{Bytes, BytesMut};
 use runnel_storage::FileSlice;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 
 /// Frames of several pieces up to this size are read into one buffer and
 /// written with one `write`: for a small fetch answer, one system call and one
 /// packet cost less than a `sendfile` per file range between the writes of
 /// the encoded pieces. Larger frames go out without copying.
 const COPY_BELOW: usize = 64 * 1024;
+
+/// How much of a file range is read into memory at a time when it cannot
+/// go out with sendfile (a TLS connection encrypts it in user space).
+const COPY_PIECE: usize = 256 * 1024;
+
+/// Where a connection's responses go: a plain TCP socket, written with
+/// sendfile where it can, or a TLS session, which copies.
+pub(crate) enum Sink {
+    /// A PLAINTEXT or SASL_PLAINTEXT connection.
+    Plain(OwnedWriteHalf),
+    /// An SSL or SASL_SSL connection.
+    Tls(Box<tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>>),
+}
+
+impl Sink {
+    /// Writes one response frame, all of it.
+    pub(crate) async fn send(&mut self, frame: &Outgoing) -> io::Result<()> {
+        match self {
+            Sink::Plain(out) => frame.write_to(out).await,
+            Sink::Tls(out) => {
+                frame.write_copied(out).await?;
+                out.flush().await
+            }
+        }
+    }
+
+    /// Ends the connection's sending side (a TLS `close_notify` first).
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = match self {
+            Sink::Plain(out) => out.shutdown().await,
+            Sink::Tls(out) => out.shutdown().await,
+        };
+    }
+}
 
 /// One piece of a response.
 #[derive(Debug, Clone)]
@@ -118,6 +153,42 @@ impl Outgoing {
         }
         if cork {
             socket2::SockRef::from(out.as_ref()).set_tcp_cork(false)?;
+        }
+        Ok(())
+    }
+}
+
+impl Outgoing {
+    /// Writes the frame through `out`, file ranges read into memory a piece
+    /// at a time; a small frame of several pieces in one write. A range
+    /// that ends early is an error, as in [`Outgoing::write_to`].
+    pub(crate) async fn write_copied<W>(&self, out: &mut W) -> io::Result<()>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        if self.chunks.len() > 1 && self.len() <= COPY_BELOW {
+            return out.write_all(&self.gather()?).await;
+        }
+        let mut buf = Vec::new();
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Bytes(b) => out.write_all(b).await?,
+                Chunk::File(f) => {
+                    let mut done = 0u64;
+                    while done < f.len {
+                        let piece = (f.len - done).min(COPY_PIECE as u64);
+                        buf.clear();
+                        FileSlice {
+                            file: f.file.clone(),
+                            position: f.position + done,
+                            len: piece,
+                        }
+                        .read_onto(&mut buf)?;
+                        out.write_all(&buf).await?;
+                        done += piece;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -243,6 +314,40 @@ mod tests {
             slice(5, 100),
         ]);
         let error = send_and_receive(&short).await.expect_err("short file");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// Through a stream without sendfile (a TLS session's), a frame with
+    /// ranges larger than one copy piece arrives byte for byte, and a range
+    /// that ends early is an error.
+    #[tokio::test]
+    async fn copied_frames_arrive_in_order_or_fail() {
+        let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let file = file_holding(&content);
+        let slice = |position, len| file_range(&file, position, len);
+        let frame = Outgoing::from_chunks(vec![
+            Chunk::Bytes(Bytes::from_static(b"head")),
+            slice(3, 700_000),
+            Chunk::Bytes(Bytes::from_static(b"middle")),
+            slice(999_990, 10),
+        ]);
+        assert!(frame.len() > 2 * COPY_PIECE);
+        let (mut sender, mut receiver) = tokio::io::duplex(64 * 1024);
+        let expected = frame.to_bytes().expect("readable");
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).await.map(|_| got)
+        });
+        frame.write_copied(&mut sender).await.expect("written");
+        drop(sender);
+        let got = reader.await.expect("reader").expect("read");
+        assert!(got == expected, "bytes differ");
+
+        let short = Outgoing::from_chunks(vec![slice(999_000, 5_000)]);
+        let error = short
+            .write_copied(&mut tokio::io::sink())
+            .await
+            .expect_err("short file");
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 

@@ -15,6 +15,9 @@
 //! ```text
 //!  reader ─▶ [handlers] ─▶ runner: run in order ─▶ [answers] ─▶ writer: await in order ─▶ socket
 //! ```
+//! On an SSL or SASL_SSL listener the connection starts with a TLS
+//! handshake (see `tls`), and the reader and writer work through the TLS
+//! session instead of the bare socket.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,8 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::config::BrokerSettings;
 use crate::handlers::{self, Answer, Dispatch, Step};
+use crate::outgoing::Sink;
+use crate::tls::ServerTls;
 
 /// How many requests of one connection may be in flight at once; Kafka
 /// clients pipeline up to 5 by default (`max.in.flight.requests.per.connection`).
@@ -39,8 +44,20 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// The smallest request: api key, api version, correlation id.
 const MIN_REQUEST_LEN: i32 = 8;
 
-/// Serves Kafka clients on `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+/// How long a client gets to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first byte of a TLS connection: a handshake record's content type.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Serves Kafka clients on `listener` until `shutdown` is cancelled, over
+/// TLS when `tls` is given.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tls: Option<Arc<ServerTls>>,
+    shutdown: CancellationToken,
+) {
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         tokio::select! {
@@ -49,8 +66,9 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
                 Ok((stream, peer)) => {
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        serve_connection(stream, peer, broker, shutdown).await;
+                        serve_connection(stream, peer, broker, tls, shutdown).await;
                     });
                 }
                 Err(error) => {
@@ -83,6 +101,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -90,21 +109,101 @@ async fn serve_connection(
         debug!(%peer, %error, "could not set the send buffer size");
     }
     broker.metrics.connections.inc();
-    let (read_half, mut write_half) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    match tls {
+        None => {
+            let (read_half, write_half) = stream.into_split();
+            let reader = BufReader::with_capacity(64 * 1024, read_half);
+            serve(reader, Sink::Plain(write_half), peer, &broker, shutdown).await;
+        }
+        Some(tls) => {
+            if let Some(session) = handshake(stream, &tls, peer, &broker, &shutdown).await {
+                let (read_half, write_half) = tokio::io::split(session);
+                let reader = BufReader::with_capacity(64 * 1024, read_half);
+                let sink = Sink::Tls(Box::new(write_half));
+                serve(reader, sink, peer, &broker, shutdown).await;
+            }
+        }
+    }
+    broker.metrics.connections.dec();
+}
+
+/// The TLS handshake of a new connection; `None` (counted and logged) when
+/// it fails or takes too long.
+async fn handshake(
+    stream: TcpStream,
+    tls: &ServerTls,
+    peer: SocketAddr,
+    broker: &Broker,
+    shutdown: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let (config, reload_error) = tls.config();
+    if reload_error.is_some() {
+        broker.metrics.tls_reload_failures.inc();
+    }
+    let handshake = async {
+        // A connection closed before its first byte is a port probe (a
+        // load balancer's or Kubernetes' tcpSocket check), not a failed
+        // handshake; a first byte other than a TLS handshake record's is
+        // most likely a client without TLS.
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
+                return Err(std::io::Error::other(
+                    "the client does not speak TLS (a PLAINTEXT client on an SSL listener?)",
+                ))
+            }
+            Ok(_) => {}
+        }
+        tokio_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+            .map(Some)
+    };
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        outcome = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake) => outcome,
+    };
+    match outcome {
+        // Closed before its first byte: nothing to count.
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(session))) => Some(session),
+        Ok(Err(error)) => {
+            broker.metrics.tls_handshake_failures.inc();
+            info!(%peer, %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            broker.metrics.tls_handshake_failures.inc();
+            info!(%peer, "TLS handshake not done within {TLS_HANDSHAKE_TIMEOUT:?}");
+            None
+        }
+    }
+}
+
+/// Serves one connection's requests: authentication first where the
+/// listener asks for it, then every request until the client leaves.
+async fn serve<R>(
+    mut reader: R,
+    mut write_half: Sink,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+{
     let max_request = broker.settings.get_i64("socket.request.max.bytes");
     if crate::sasl::required(&broker.settings) {
         let authenticated = tokio::select! {
             () = shutdown.cancelled() => Err("shutting down".to_string()),
             outcome = tokio::time::timeout(
                 crate::sasl::AUTHENTICATION_TIMEOUT,
-                crate::sasl::authenticate(&broker, &mut reader, &mut write_half, peer, max_request),
+                crate::sasl::authenticate(broker, &mut reader, &mut write_half, peer, max_request),
             ) => outcome.unwrap_or_else(|_| Err("no authentication within the time allowed".into())),
         };
         if let Err(why) = authenticated {
             debug!(%peer, %why, "closing unauthenticated connection");
-            let _ = write_half.shutdown().await;
-            broker.metrics.connections.dec();
+            write_half.shutdown().await;
             return;
         }
     }
@@ -130,7 +229,7 @@ async fn serve_connection(
         while let Some(answer) = answers.recv().await {
             match answer.await {
                 Ok(Some(outgoing)) => {
-                    if let Err(error) = outgoing.write_to(&mut write_half).await {
+                    if let Err(error) = write_half.send(&outgoing).await {
                         debug!(%peer, %error, "write to client failed");
                         return;
                     }
@@ -142,7 +241,7 @@ async fn serve_connection(
                 }
             }
         }
-        let _ = write_half.shutdown().await;
+        write_half.shutdown().await;
     });
     loop {
         let frame = tokio::select! {
@@ -158,7 +257,7 @@ async fn serve_connection(
                 break;
             }
         };
-        match handlers::dispatch(&broker, frame, peer) {
+        match handlers::dispatch(broker, frame, peer) {
             Dispatch::Respond(fut) => {
                 if tx.send(fut).await.is_err() {
                     break;
@@ -174,7 +273,6 @@ async fn serve_connection(
     drop(tx);
     let _ = runner.await;
     let _ = writer.await;
-    broker.metrics.connections.dec();
 }
 
 /// Reads one size-prefixed frame; `Ok(None)` on a clean end of stream.

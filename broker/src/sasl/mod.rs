@@ -1,5 +1,5 @@
 //! SASL authentication of Kafka connections, when the listener is
-//! `SASL_PLAINTEXT` (`listener.security.protocol`): SCRAM-SHA-256,
+//! `SASL_PLAINTEXT` or `SASL_SSL` (`listener.security.protocol`): SCRAM-SHA-256,
 //! SCRAM-SHA-512 (KIP-84) and PLAIN, checked against the SCRAM credentials
 //! in the cluster metadata (AlterUserScramCredentials, or `--add-scram` at
 //! start-up, as KIP-554 and KIP-900 have them).
@@ -26,7 +26,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use tokio::io::AsyncRead;
-use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
@@ -43,7 +42,10 @@ pub(crate) const AUTHENTICATION_TIMEOUT: std::time::Duration = std::time::Durati
 
 /// Whether the Kafka listener asks clients to authenticate.
 pub(crate) fn required(settings: &BrokerSettings) -> bool {
-    settings.get("listener.security.protocol") == "SASL_PLAINTEXT"
+    matches!(
+        settings.get("listener.security.protocol"),
+        "SASL_PLAINTEXT" | "SASL_SSL"
+    )
 }
 
 /// `sasl.enabled.mechanisms`, in order.
@@ -67,7 +69,7 @@ enum Chosen {
 pub(crate) async fn authenticate<R>(
     broker: &Arc<Broker>,
     reader: &mut R,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut crate::outgoing::Sink,
     peer: SocketAddr,
     max_request: i64,
 ) -> Result<String, String>
@@ -99,8 +101,8 @@ where
                     let mut out = Vec::with_capacity(4 + reply.len());
                     out.extend_from_slice(&(reply.len() as i32).to_be_bytes());
                     out.extend_from_slice(&reply);
-                    crate::outgoing::Outgoing::from(Bytes::from(out))
-                        .write_to(writer)
+                    writer
+                        .send(&crate::outgoing::Outgoing::from(Bytes::from(out)))
                         .await
                         .map_err(|e| e.to_string())?;
                     if let Some(user) = user {
@@ -128,7 +130,7 @@ where
                     return Err("a malformed ApiVersions request".into());
                 };
                 if let Step::Done(Some(out)) = answer.await? {
-                    out.write_to(writer).await.map_err(|e| e.to_string())?;
+                    writer.send(&out).await.map_err(|e| e.to_string())?;
                 }
             }
             Ok(ApiKey::SaslHandshake) if chosen.is_none() && (0..=1).contains(&version) => {
@@ -299,15 +301,15 @@ fn decode<T: Decodable>(key: ApiKey, version: i16, frame: BytesMut) -> Result<(i
 
 /// Writes one response.
 async fn send(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut crate::outgoing::Sink,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: ResponseKind,
 ) -> Result<(), String> {
     let bytes = handlers::encode_response(key, version, correlation_id, response)?;
-    crate::outgoing::Outgoing::from(bytes)
-        .write_to(writer)
+    writer
+        .send(&crate::outgoing::Outgoing::from(bytes))
         .await
         .map_err(|e| e.to_string())
 }

@@ -92,6 +92,32 @@ def secure(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory):
+    """A CA and the `tlssec` broker's certificate (naming 127.0.0.1, where
+    the operator reaches it), as a cert-manager Secret would hold them."""
+    from tls_certs import Certs
+    certs = Certs(tmp_path_factory.mktemp("tls-certs"))
+    key, crt = certs.server("tlssec")
+    return certs, key, crt
+
+
+@pytest.fixture(scope="module")
+def tlssec(tmp_path_factory, tls_certs):
+    """A broker whose Kafka listener is SASL_SSL, with the files and the
+    operator's user the StatefulSet of Cluster `tlssec` gives its brokers."""
+    _, key, crt = tls_certs
+    b = Broker(tmp_path_factory.mktemp("tlssec"), node_id=1,
+               settings={**BROKER_SETTINGS, "listener.security.protocol": "SASL_SSL",
+                         "ssl.keystore.location": str(crt),
+                         "ssl.keystore.key.location": str(key)},
+               extra_args=["--rack", "zone-a", "--add-scram",
+                           f"SCRAM-SHA-512=[name={OPERATOR_USER},password={OPERATOR_PASSWORD}]"])
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
 def rack_cluster(tmp_path_factory):
     """Three voter brokers in racks zone-a/b/c (cluster.py), constructed so
     that their addresses are known when the operator starts; started by
@@ -144,11 +170,12 @@ def roll_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def operator(kube, solo, secure, rack_cluster, shrink_cluster, roll_cluster, tmp_path_factory,
-             request):
+def operator(kube, solo, secure, tlssec, rack_cluster, shrink_cluster, roll_cluster,
+             tmp_path_factory, request):
     op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
         f"{NS}/solo": [solo.bootstrap],
         f"{NS}/secure": [secure.bootstrap],
+        f"{NS}/tlssec": [tlssec.bootstrap],
         f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
         f"{NS}/shrink": [b.bootstrap for b in shrink_cluster.brokers],
         f"{NS}/roll": [b.bootstrap for b in roll_cluster.brokers],
@@ -212,6 +239,11 @@ def test_the_api_server_refuses_invalid_specs(kube):
         # The operator cannot authenticate to SASL brokers yet.
         (CLUSTER.format(name="sasl", brokers=1, zones="[a]") +
          "  config: {listener.security.protocol: SASL_PLAINTEXT}\n", "spec.config"),
+        # spec.tls sets the keystore; client certificates are not supported yet.
+        (CLUSTER.format(name="keystore", brokers=1, zones="[a]") +
+         "  config: {ssl.keystore.location: /tmp/k.pem}\n", "spec.config"),
+        (CLUSTER.format(name="mtls", brokers=1, zones="[a]") +
+         "  config: {ssl.client.auth: required}\n", "spec.config"),
         ("""
 apiVersion: runnel.dev/v1alpha1
 kind: ConsumerGroup
@@ -444,6 +476,68 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
     kube.kubectl("delete", "topic", name, "-n", NS, "--timeout=60s")
     wait_until(lambda: name not in a.list_topics(timeout=30).topics,
                timeout=RECONCILE_TIMEOUT_S, what=f"topic {name} deleted through SASL")
+
+
+def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_certs):
+    """spec.tls: the brokers' listener gets TLS from a cert-manager style
+    Secret (tls.crt, tls.key, ca.crt) mounted into their pods, and the
+    operator connects over TLS trusting its ca.crt; with spec.authentication
+    too, the listener is SASL_SSL."""
+    from confluent_kafka.admin import AdminClient
+
+    certs, key, crt = tls_certs
+    log.info("phase: the Secrets, and a Cluster with tls and authentication")
+    kube.kubectl("create", "secret", "generic", "tlssec-operator", "-n", NS,
+                 f"--from-literal=username={OPERATOR_USER}",
+                 f"--from-literal=password={OPERATOR_PASSWORD}")
+
+    def create_cert_secret():
+        kube.kubectl("create", "secret", "generic", "tlssec-cert", "-n", NS,
+                     f"--from-file=tls.crt={crt}", f"--from-file=tls.key={key}",
+                     f"--from-file=ca.crt={certs.ca_crt}")
+
+    create_cert_secret()
+    kube.apply(CLUSTER.format(name="tlssec", brokers=1, zones="[zone-a]") +
+               "  authentication: {type: scram-sha-512, credentialsSecret: tlssec-operator}\n"
+               "  tls: {certificateSecret: tlssec-cert}\n", NS)
+    kube.wait_condition("cluster", "tlssec", NS, "True", "BrokersReady")
+    settings = kube.get("configmap", "tlssec-config", NS)["data"]["broker.settings"]
+    assert "listener.security.protocol=SASL_SSL" in settings, settings
+    assert "ssl.keystore.location=/etc/runnel-tls/tls.crt" in settings, settings
+    assert "ssl.keystore.key.location=/etc/runnel-tls/tls.key" in settings, settings
+    pod = kube.get("statefulset", "tlssec-zone-a", NS)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "tlssec-cert", volumes
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/etc/runnel-tls"]["name"] == "tls", mounts
+
+    proc = kube.kubectl("patch", "cluster", "tlssec", "-n", NS, "--type=json", "-p",
+                        '[{"op":"remove","path":"/spec/tls"}]', check=False)
+    assert proc.returncode != 0 and "tls cannot be turned on or off" in proc.stderr, proc.stderr
+
+    log.info("phase: a Topic of that Cluster is created over TLS and SASL")
+    name = f"tls-{suffix()}"
+    kube.apply(topic_yaml(name, "tlssec", 2, 1), NS)
+    kube.wait_condition("topic", name, NS, "True")
+    a = AdminClient({"bootstrap.servers": tlssec.bootstrap, "security.protocol": "SASL_SSL",
+                     "ssl.ca.location": str(certs.ca_crt), "sasl.mechanisms": "SCRAM-SHA-512",
+                     "sasl.username": OPERATOR_USER, "sasl.password": OPERATOR_PASSWORD})
+    md = a.list_topics(timeout=30)
+    assert len(md.topics[name].partitions) == 2, md.topics.get(name)
+
+    log.info("phase: without the certificate Secret the Topic says why it is not created")
+    kube.kubectl("delete", "secret", "tlssec-cert", "-n", NS)
+    stuck = f"stuck-tls-{suffix()}"
+    kube.apply(topic_yaml(stuck, "tlssec", 1, 1), NS)
+    cond = kube.wait_condition("topic", stuck, NS, "False")
+    assert "no CA to trust" in cond["message"] and "tlssec-cert" in cond["message"], cond
+    create_cert_secret()
+    kube.wait_condition("topic", stuck, NS, "True")
+
+    for topic in (name, stuck):
+        kube.kubectl("delete", "topic", topic, "-n", NS, "--timeout=60s")
+    wait_until(lambda: not {name, stuck} & set(a.list_topics(timeout=30).topics),
+               timeout=RECONCILE_TIMEOUT_S, what="the topics deleted over TLS")
 
 
 def metric_value(broker, name: str) -> float:

@@ -22,54 +22,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import kafka_tool, kafka_tools_missing, metric_sum
+from tls_certs import Certs, keystore, openssl
 from harness import (OP_TIMEOUT_S, Broker, confluent_producer, consume_confluent,
                      consume_kafka_python, kcat, kp_producer, produce_confluent, wait_until)
 
 log = logging.getLogger("e2e")
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-class Certs:
-    """A CA and certificates it signed, as PEM files in `directory`."""
-
-    def __init__(self, directory: Path, name: str = "ca"):
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.ca_key, self.ca_crt = self.dir / f"{name}.key", self.dir / f"{name}.crt"
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key),
-                "-out", str(self.ca_crt), "-days", "30", "-subj", f"/CN={name}")
-
-    def issue(self, cn: str, extensions: str) -> tuple[Path, Path]:
-        """A key and a certificate for `cn`, signed by this CA (X.509 v3)."""
-        key, csr, crt = (self.dir / f"{cn}.key", self.dir / f"{cn}.csr", self.dir / f"{cn}.crt")
-        ext = self.dir / f"{cn}.ext"
-        ext.write_text(extensions + "\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-                "-subj", f"/CN={cn}")
-        openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey",
-                str(self.ca_key), "-CAcreateserial", "-out", str(crt), "-days", "30",
-                "-extfile", str(ext))
-        return key, crt
-
-    def server(self, cn: str = "broker") -> tuple[Path, Path]:
-        return self.issue(cn, "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                              "extendedKeyUsage=serverAuth")
-
-    def client(self, cn: str) -> tuple[Path, Path]:
-        return self.issue(cn, "extendedKeyUsage=clientAuth")
-
-
-def keystore(certs: Certs, path: Path, cn: str = "broker") -> Path:
-    """Kafka's PEM keystore: the private key and the certificate chain in one file."""
-    key, crt = certs.server(cn)
-    path.write_bytes(key.read_bytes() + crt.read_bytes())
-    return path
 
 
 def ssl_conf(ca: Path, protocol: str = "SSL", **more: str) -> dict:

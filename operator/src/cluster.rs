@@ -451,6 +451,7 @@ pub(crate) mod tests {
                 image: None,
                 resources: None,
                 authentication: None,
+                tls: None,
             },
             status: None,
         }

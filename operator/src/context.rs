@@ -45,8 +45,10 @@ impl Context {
     /// Where the brokers of Cluster `namespace/name` answer: the override if
     /// one was given, else the cluster's bootstrap Service.
     /// With `spec.authentication` it authenticates as the user in the
-    /// Cluster's credentials Secret; when that cannot be read, every call
-    /// fails saying why (Topics and ConsumerGroups show it in their status).
+    /// Cluster's credentials Secret, and with `spec.tls` it connects over
+    /// TLS trusting the `ca.crt` of the certificate Secret; when either
+    /// cannot be read, every call fails saying why (Topics and
+    /// ConsumerGroups show it in their status).
     pub async fn admin(&self, namespace: &str, name: &str) -> Admin {
         let addrs = self
             .overrides
@@ -54,7 +56,34 @@ impl Context {
             .cloned()
             .unwrap_or_else(|| vec![format!("{name}-bootstrap.{namespace}.svc:{KAFKA_PORT}")]);
         let admin = Admin::new(addrs, self.intervals.admin_timeout);
-        match self.credentials(namespace, name).await {
+        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), namespace);
+        let cluster = match clusters.get_opt(name).await {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                warn!(%namespace, cluster = %name, error = %e, "Cluster not readable");
+                return admin.without_credentials(format!("Cluster {name}: {e}"));
+            }
+        };
+        let Some(cluster) = cluster else {
+            return admin;
+        };
+        let admin = match &cluster.spec.tls {
+            None => admin,
+            Some(tls) => match self.trusted_ca(namespace, &tls.certificate_secret).await {
+                Ok(ca) => match admin.clone().with_tls(&ca) {
+                    Ok(admin) => admin,
+                    Err(why) => admin.without_tls(format!(
+                        "ca.crt of Secret {}: {why}",
+                        tls.certificate_secret
+                    )),
+                },
+                Err(why) => {
+                    warn!(%namespace, cluster = %name, %why, "no CA to trust for the brokers");
+                    return admin.without_tls(why);
+                }
+            },
+        };
+        match self.credentials(namespace, &cluster).await {
             Ok(Some(credentials)) => admin.with_credentials(credentials),
             Ok(None) => admin,
             Err(why) => {
@@ -64,16 +93,30 @@ impl Context {
         }
     }
 
-    /// The operator's SCRAM credentials for Cluster `namespace/name`, if it
-    /// asks for authentication.
+    /// The `ca.crt` of Secret `secret`: the CA the brokers' certificates
+    /// chain to.
+    async fn trusted_ca(&self, namespace: &str, secret: &str) -> Result<Vec<u8>, String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let found = secrets
+            .get(secret)
+            .await
+            .map_err(|e| format!("Secret {secret}: {e}"))?;
+        found
+            .data
+            .and_then(|mut d| d.remove("ca.crt"))
+            .map(|v| v.0)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("Secret {secret} has no key ca.crt"))
+    }
+
+    /// The operator's SCRAM credentials for `cluster`, if it asks for
+    /// authentication.
     async fn credentials(
         &self,
         namespace: &str,
-        name: &str,
+        cluster: &Cluster,
     ) -> Result<Option<Credentials>, String> {
-        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), namespace);
-        let cluster = clusters.get_opt(name).await.map_err(|e| e.to_string())?;
-        let Some(auth) = cluster.and_then(|c| c.spec.authentication) else {
+        let Some(auth) = &cluster.spec.authentication else {
             return Ok(None);
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);

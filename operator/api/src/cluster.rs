@@ -67,6 +67,9 @@ pub const DEFAULT_IMAGE: &str = "runnel/broker:latest";
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "has(self.authentication) == has(oldSelf.authentication)",
     "message": "authentication cannot be turned on or off on an existing Cluster: its brokers would disagree with the operator while they roll"
+}, {
+    "rule": "has(self.tls) == has(oldSelf.tls)",
+    "message": "tls cannot be turned on or off on an existing Cluster: its brokers would disagree with the operator and the clients while they roll"
 }]))]
 pub struct ClusterSpec {
     /// How many brokers, spread round-robin over `zones`.
@@ -90,13 +93,17 @@ pub struct ClusterSpec {
     pub storage: StorageSpec,
     /// Kafka-named broker settings (`min.insync.replicas`,
     /// `log.retention.ms`, ...), passed to each broker as `--set key=value`.
-    /// `listener.security.protocol` is not set here: `authentication` sets
-    /// it, together with the credentials the operator needs to reach the
-    /// brokers.
+    /// `listener.security.protocol` is not set here: `authentication` and
+    /// `tls` set it, together with what the operator needs to reach the
+    /// brokers; nor are the `ssl.*` settings but `ssl.enabled.protocols`:
+    /// `tls` sets the keystore.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "!('listener.security.protocol' in self) || self['listener.security.protocol'] == 'PLAINTEXT'",
-        "message": "listener.security.protocol other than PLAINTEXT is set by spec.authentication, which also gives the operator its credentials for the brokers"
+        "message": "listener.security.protocol other than PLAINTEXT is set by spec.authentication and spec.tls, which also give the operator what it needs to reach the brokers"
+    }, {
+        "rule": "self.all(k, !k.startsWith('ssl.') || k == 'ssl.enabled.protocols')",
+        "message": "ssl.* settings other than ssl.enabled.protocols are set by spec.tls (client certificates, ssl.client.auth, are not supported by the operator yet)"
     }]))]
     pub config: BTreeMap<String, String>,
     /// The broker image; `runnel/broker:latest` when not set.
@@ -109,6 +116,25 @@ pub struct ClusterSpec {
     /// (SASL_PLAINTEXT); none when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<ClusterAuthentication>,
+    /// TLS on the brokers' Kafka listener (SSL, or SASL_SSL with
+    /// `authentication`); none when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS on the brokers' Kafka listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTls {
+    /// A Secret in the Cluster's namespace with keys `tls.crt` (the
+    /// brokers' certificate chain), `tls.key` (its private key, unencrypted
+    /// PEM) and `ca.crt` (the CA that signed it, which the operator
+    /// trusts), as cert-manager writes them. The certificate must name
+    /// `*.<cluster>-brokers.<namespace>.svc` and
+    /// `<cluster>-bootstrap.<namespace>.svc`. The brokers read a renewed
+    /// certificate without restarting; naming another Secret rolls them.
+    #[schemars(length(min = 1, max = 253))]
+    pub certificate_secret: String,
 }
 
 /// SASL authentication on the brokers' Kafka listener.

@@ -19,7 +19,8 @@ pub mod consumer_group;
 pub mod topic;
 
 pub use cluster::{
-    AuthenticationType, Cluster, ClusterAuthentication, ClusterSpec, ClusterStatus, StorageSpec,
+    AuthenticationType, Cluster, ClusterAuthentication, ClusterSpec, ClusterStatus, ClusterTls,
+    StorageSpec,
 };
 pub use condition::Condition;
 pub use consumer_group::{

@@ -1,12 +1,14 @@
-//! One TCP connection to one broker: size-prefixed request frames out,
-//! responses in, matched by correlation id.
+//! One TCP connection to one broker (over TLS when the brokers' listener
+//! has it): size-prefixed request frames out, responses in, matched by
+//! correlation id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The client id the brokers see.
@@ -27,18 +29,53 @@ pub(crate) enum CallError {
     Protocol(String),
 }
 
+/// A byte stream to a broker: a TCP socket or a TLS session over one.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The TLS client configuration trusting the CA certificates in `ca_pem`
+/// (the brokers' certificates must chain to one of them and name the
+/// host the operator connects to).
+pub(crate) fn tls_trusting(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a CA certificate is not usable: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate (PEM `BEGIN CERTIFICATE`) in it".to_owned());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A connection to one broker.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     addr: String,
     correlation_id: i32,
     timeout: Duration,
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) within `timeout`; calls on the
-    /// connection get the same deadline.
-    pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Self, CallError> {
+    /// Connects to `addr` (`host:port`) within `timeout`, with a TLS
+    /// handshake when `tls` is given; calls on the connection get the same
+    /// deadline.
+    pub(crate) async fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, CallError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| CallError::Io(format!("connect to {addr} timed out")))?
@@ -46,6 +83,25 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| CallError::Io(format!("{addr}: {e}")))?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(stream),
+            Some(config) => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| CallError::Io(format!("{addr}: not a TLS server name: {e}")))?;
+                let handshake =
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream);
+                let session = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| CallError::Io(format!("{addr}: TLS handshake timed out")))?
+                    .map_err(|e| CallError::Io(format!("{addr}: TLS handshake: {e}")))?;
+                Box::new(session)
+            }
+        };
         Ok(Connection {
             stream,
             addr: addr.to_owned(),
@@ -138,6 +194,7 @@ impl Connection {
         frame[..4].copy_from_slice(&size.to_be_bytes());
         let io = |e: std::io::Error| CallError::Io(format!("{}: {e}", self.addr));
         self.stream.write_all(&frame).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)?;
 
         let size = self.stream.read_i32().await.map_err(io)?;
         let size = usize::try_from(size)

@@ -20,6 +20,7 @@ mod error;
 mod scram;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -160,11 +161,14 @@ pub type TopicPartition = (String, i32);
 pub struct Admin {
     bootstrap: Vec<String>,
     timeout: Duration,
-    /// SCRAM-SHA-512 credentials when the brokers' listener is SASL_PLAINTEXT.
+    /// SCRAM-SHA-512 credentials when the brokers' listener asks for SASL.
     credentials: Option<Credentials>,
-    /// Why the credentials the Cluster asks for could not be read: every
-    /// call fails with it rather than reach brokers that would refuse it.
-    credentials_missing: Option<String>,
+    /// The TLS client configuration when the brokers' listener has TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Why what the Cluster asks for (credentials, the CA to trust) could
+    /// not be read: every call fails with it rather than reach brokers that
+    /// would refuse it.
+    unusable: Option<String>,
 }
 
 fn s(text: &str) -> StrBytes {
@@ -196,7 +200,8 @@ impl Admin {
             bootstrap,
             timeout,
             credentials: None,
-            credentials_missing: None,
+            tls: None,
+            unusable: None,
         }
     }
 
@@ -204,9 +209,26 @@ impl Admin {
     /// authentication and its credentials cannot be read (`why`).
     pub fn without_credentials(self, why: String) -> Self {
         Admin {
-            credentials_missing: Some(why),
+            unusable: Some(format!("no SASL credentials: {why}")),
             ..self
         }
+    }
+
+    /// The same client, failing every call: the Cluster's listener has TLS
+    /// and the CA to trust cannot be read (`why`).
+    pub fn without_tls(self, why: String) -> Self {
+        Admin {
+            unusable: Some(format!("no CA to trust for the brokers' TLS: {why}")),
+            ..self
+        }
+    }
+
+    /// The same client over TLS, trusting the CA certificates in `ca_pem`.
+    pub fn with_tls(self, ca_pem: &[u8]) -> Result<Self, String> {
+        Ok(Admin {
+            tls: Some(connection::tls_trusting(ca_pem)?),
+            ..self
+        })
     }
 
     /// The same client, authenticating each connection with `credentials`.
@@ -233,11 +255,11 @@ impl Admin {
         version: i16,
         redirect: impl Fn(&R::Response) -> Option<ResponseError>,
     ) -> Result<R::Response, AdminError> {
-        if let Some(why) = &self.credentials_missing {
+        if let Some(why) = &self.unusable {
             return Err(AdminError::Unreachable {
                 api,
                 tried: addrs.join(", "),
-                last: format!("no SASL credentials: {why}"),
+                last: why.clone(),
             });
         }
         let mut last = String::from("no addresses");
@@ -248,7 +270,7 @@ impl Admin {
             }
             tried.push(addr.clone());
             let result = async {
-                let mut conn = Connection::connect(addr, self.timeout).await?;
+                let mut conn = Connection::connect(addr, self.timeout, self.tls.as_ref()).await?;
                 if let Some(credentials) = &self.credentials {
                     conn.authenticate(credentials).await?;
                 }

@@ -9,6 +9,7 @@ use kube::Resource;
 use runnel_operator_api::Cluster;
 
 use super::names::{config_map_name, labels};
+use super::statefulset::TLS_DIR;
 
 /// The key of the settings file.
 pub const SETTINGS_KEY: &str = "broker.settings";
@@ -26,8 +27,23 @@ pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
         .iter()
         .map(|(k, v)| format!("{k}={v}\n"))
         .collect();
+    let protocol = match (&cluster.spec.authentication, &cluster.spec.tls) {
+        (None, None) => None,
+        (Some(_), None) => Some("SASL_PLAINTEXT"),
+        (None, Some(_)) => Some("SSL"),
+        (Some(_), Some(_)) => Some("SASL_SSL"),
+    };
+    if let Some(protocol) = protocol {
+        settings.push_str(&format!("listener.security.protocol={protocol}\n"));
+    }
+    if cluster.spec.tls.is_some() {
+        // The Secret's files, as the StatefulSet mounts them; the brokers
+        // read them again when a renewed certificate lands.
+        settings.push_str(&format!(
+            "ssl.keystore.location={TLS_DIR}/tls.crt\nssl.keystore.key.location={TLS_DIR}/tls.key\n"
+        ));
+    }
     if cluster.spec.authentication.is_some() {
-        settings.push_str("listener.security.protocol=SASL_PLAINTEXT\n");
         // The operator's own mechanism stays offered.
         if let Some(mechanisms) = cluster.spec.config.get("sasl.enabled.mechanisms") {
             if !mechanisms.split(',').any(|m| m.trim() == "SCRAM-SHA-512") {
@@ -75,6 +91,23 @@ mod tests {
             .insert("min.insync.replicas".to_owned(), "2".to_owned());
         let data = config_map(&c, &controller_voters(&c)).data.expect("data");
         assert_eq!(data[SETTINGS_KEY], "min.insync.replicas=2\n");
+        let mut tls = c.clone();
+        tls.spec.tls = Some(runnel_operator_api::ClusterTls {
+            certificate_secret: "events-tls".to_owned(),
+        });
+        let settings = &config_map(&tls, "").data.expect("data")[SETTINGS_KEY];
+        assert_eq!(
+            settings,
+            "min.insync.replicas=2\nlistener.security.protocol=SSL\n\
+             ssl.keystore.location=/etc/runnel-tls/tls.crt\n\
+             ssl.keystore.key.location=/etc/runnel-tls/tls.key\n"
+        );
+        tls.spec.authentication = Some(runnel_operator_api::ClusterAuthentication {
+            kind: runnel_operator_api::AuthenticationType::ScramSha512,
+            credentials_secret: "events-operator".to_owned(),
+        });
+        let settings = &config_map(&tls, "").data.expect("data")[SETTINGS_KEY];
+        assert!(settings.contains("listener.security.protocol=SASL_SSL\n"));
         assert_eq!(
             data[VOTERS_KEY],
             "1000@events-zone-a-0.events-brokers.streams.svc:9093,\

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
     EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -28,6 +28,10 @@ pub const DATA_DIR: &str = "/var/lib/runnel";
 
 /// Where the ConfigMap is mounted.
 const CONFIG_DIR: &str = "/etc/runnel";
+
+/// Where the `spec.tls` Secret is mounted (beside the ConfigMap's
+/// directory, not in it: that one is read-only).
+pub const TLS_DIR: &str = "/etc/runnel-tls";
 
 /// The container's start-up: the node id from the pod's ordinal and its
 /// zone's base, then one `--set` per line of the settings file. Needs
@@ -167,19 +171,29 @@ pub fn statefulset(cluster: &Cluster, index: usize) -> StatefulSet {
             ..Probe::default()
         }),
         resources: cluster.spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".to_owned(),
-                mount_path: DATA_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: CONFIG_DIR.to_owned(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "data".to_owned(),
+                    mount_path: DATA_DIR.to_owned(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "config".to_owned(),
+                    mount_path: CONFIG_DIR.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(cluster.spec.tls.as_ref().map(|_| VolumeMount {
+                name: "tls".to_owned(),
+                mount_path: TLS_DIR.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Container::default()
     };
 
@@ -277,15 +291,27 @@ pub fn statefulset(cluster: &Cluster, index: usize) -> StatefulSet {
                     affinity: Some(affinity),
                     containers: vec![container],
                     termination_grace_period_seconds: Some(60),
-                    volumes: Some(vec![Volume {
-                        name: "config".to_owned(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: config_map_name(cluster),
-                            items: None,
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        [Volume {
+                            name: "config".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: config_map_name(cluster),
+                                items: None,
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        }]
+                        .into_iter()
+                        .chain(cluster.spec.tls.as_ref().map(|tls| Volume {
+                            name: "tls".to_owned(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(tls.certificate_secret.clone()),
+                                ..SecretVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        }))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -305,6 +331,46 @@ pub fn settings_path() -> String {
 mod tests {
     use super::*;
     use crate::cluster::tests::cluster;
+
+    #[test]
+    fn tls_mounts_the_certificate_secret() {
+        let plain = cluster(1, &["zone-a"]);
+        let pod = |c: &Cluster| {
+            statefulset(c, 0)
+                .spec
+                .and_then(|s| s.template.spec)
+                .expect("pod")
+        };
+        assert!(pod(&plain)
+            .volumes
+            .unwrap_or_default()
+            .iter()
+            .all(|v| v.name != "tls"));
+        let mut tls = plain.clone();
+        tls.spec.tls = Some(runnel_operator_api::ClusterTls {
+            certificate_secret: "events-tls".into(),
+        });
+        let spec = pod(&tls);
+        let volume = spec
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .expect("a tls volume");
+        assert_eq!(
+            volume.secret.and_then(|s| s.secret_name).as_deref(),
+            Some("events-tls")
+        );
+        let mount = spec.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.name == "tls")
+            .expect("mounted");
+        assert_eq!(mount.mount_path, TLS_DIR);
+        assert_eq!(mount.read_only, Some(true));
+    }
 
     #[test]
     fn authentication_gives_the_brokers_the_operators_user() {

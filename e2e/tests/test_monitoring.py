@@ -35,7 +35,8 @@ def test_the_alert_rules_pass_promtool():
     assert f"SUCCESS: {len(names)} rules found" in out, out
     assert {"RunnelOfflinePartitions", "RunnelUnderReplicatedPartitions",
             "RunnelNoControllerLeader", "RunnelConsumerGroupLagGrowing",
-            "RunnelLogCleanerFailing", "RunnelSaslAuthenticationFailures"} <= set(names)
+            "RunnelLogCleanerFailing", "RunnelSaslAuthenticationFailures",
+            "RunnelTlsCertificateReloadFailing"} <= set(names)
 
 
 @pytest.mark.timeout(deadline(300))

@@ -272,6 +272,22 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::Bool,
         default: "true",
     },
+    // The consumer rebalance protocol (KIP-848).
+    BrokerSettingDef {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: Kind::Int(1),
+        default: "5000",
+    },
+    BrokerSettingDef {
+        name: "group.consumer.max.size",
+        kind: Kind::Int(1),
+        default: "2147483647",
+    },
+    BrokerSettingDef {
+        name: "group.consumer.session.timeout.ms",
+        kind: Kind::Int(1),
+        default: "45000",
+    },
     BrokerSettingDef {
         name: "group.initial.rebalance.delay.ms",
         kind: Kind::Long(0),

@@ -26,6 +26,7 @@ use crate::outgoing::Outgoing;
 mod api_versions;
 mod client_quotas;
 mod configs;
+mod consumer_group;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -100,6 +101,14 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
     (ApiKey::ListGroups, list_groups::VERSIONS),
+    (
+        ApiKey::ConsumerGroupHeartbeat,
+        consumer_group::HEARTBEAT_VERSIONS,
+    ),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        consumer_group::DESCRIBE_VERSIONS,
+    ),
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
@@ -357,6 +366,12 @@ async fn handle(
             ResponseKind::OffsetFetch(offset_fetch::handle(broker, v, r))
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, v, r)),
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group::handle_heartbeat(broker, ctx, r),
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group::handle_describe(broker, v, r),
+        ),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(describe_groups::handle(broker, v, r))
         }

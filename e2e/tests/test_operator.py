@@ -547,6 +547,57 @@ def metric_value(broker, name: str) -> float:
     return value
 
 
+def test_a_consumer_protocol_group_is_observed_and_reset_once_empty(kube, operator, solo,
+                                                                    solo_cluster):
+    """A group of the consumer protocol (KIP-848): its state and members come
+    from ConsumerGroupDescribe, and a reset still waits for it to be empty."""
+    from confluent_kafka import Consumer
+
+    topic, group = f"modern-{suffix()}", f"modern-readers-{suffix()}"
+    kube.apply(topic_yaml(topic, "solo", 2, 1), NS)
+    kube.wait_condition("topic", topic, NS, "True")
+    producer = confluent_producer(solo.bootstrap)
+    produce_confluent(producer, topic, [{"value": b"m", "partition": i % 2} for i in range(10)])
+    commit_standalone(solo.bootstrap, group, topic, {0: 5, 1: 5})
+
+    log.info("phase: a consumer-protocol member; the resource sees it, and its reset waits")
+    consumer = Consumer({"bootstrap.servers": solo.bootstrap, "group.id": group,
+                         "group.protocol": "consumer", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    try:
+        wait_until(lambda: consumer.poll(0.2) is None and len(consumer.assignment()) == 2,
+                   timeout=60, what="the member assigned both partitions")
+        kube.apply(f"""
+apiVersion: runnel.dev/v1alpha1
+kind: ConsumerGroup
+metadata: {{name: modern}}
+spec:
+  cluster: solo
+  groupId: {group}
+  resetOffsets: {{to: earliest, topics: [{topic}]}}
+""", NS)
+
+        def status():
+            consumer.poll(0.1)
+            return (kube.get("consumergroup", "modern", NS) or {}).get("status") or {}
+
+        s = wait_until(lambda: status() if status().get("members") == 1 else None,
+                       timeout=RECONCILE_TIMEOUT_S, what="one member in the status")
+        assert s["state"] == "Stable", s
+        wait_until(lambda: (consumer.poll(0.1), (kube.condition(
+            "consumergroup", "modern", NS, "OffsetsReset") or {}).get("reason"))[1]
+            == "GroupNotEmpty", timeout=RECONCILE_TIMEOUT_S, what="the reset waiting")
+        assert admin_committed(solo.bootstrap, group) == {(topic, 0): 5, (topic, 1): 5}
+    finally:
+        consumer.close()
+
+    log.info("phase: the member left: the reset is applied")
+    kube.wait_condition("consumergroup", "modern", NS, "True", "ResetApplied",
+                        type_="OffsetsReset")
+    assert admin_committed(solo.bootstrap, group) == {(topic, 0): 0, (topic, 1): 0}
+    kube.kubectl("delete", "consumergroup", "modern", "-n", NS, "--timeout=60s")
+
+
 def test_topic_ownership_conflicts_and_unmanaged(kube, operator, solo, solo_cluster):
     bootstrap = solo.bootstrap
     from harness import create_topic

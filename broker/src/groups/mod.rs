@@ -1,14 +1,17 @@
-//! The group coordinator: consumer-group membership (the classic protocol)
-//! and committed offsets stored in `__consumer_offsets`.
+//! The group coordinator: consumer-group membership (the classic protocol,
+//! and the consumer protocol of KIP-848) and committed offsets stored in
+//! `__consumer_offsets`.
 //!
 //! ```text
 //!   JoinGroup/SyncGroup/Heartbeat/LeaveGroup ─▶ state::Group (pure state machine,
 //!                                               deferred replies via oneshot)
+//!   ConsumerGroupHeartbeat ─▶ consumer::ConsumerGroup (pure state machine)
 //!   OffsetCommit ─▶ record in __consumer_offsets (same log as user data)
 //!                 ─▶ offsets::OffsetTable (in memory, rebuilt from the log on start)
 //!   timer (lib.rs) ─▶ tick(): session expiry, rebalance deadlines
 //! ```
 
+pub(crate) mod consumer;
 pub(crate) mod offsets;
 pub(crate) mod state;
 
@@ -22,6 +25,7 @@ use tracing::{info, warn};
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::error::BrokerError;
 use crate::topics::{RoleChange, TopicTable};
+use consumer::{Catalog, ConsumerGroup, ConsumerGroupConfig, Heartbeat, HeartbeatAnswer};
 use offsets::{Committed, OffsetTable, OFFSETS_TOPIC};
 use state::{
     Group, GroupConfig, GroupDescription, GroupState, JoinRequest, JoinResult, Reply, SyncResult,
@@ -59,6 +63,16 @@ pub(crate) struct ListedGroup {
     pub(crate) protocol_type: String,
     /// Its state, by Kafka's name.
     pub(crate) state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub(crate) group_type: &'static str,
+}
+
+/// Why a consumer-protocol request cannot use a group id.
+fn not_a_consumer_group(group_id: &str) -> (ResponseError, String) {
+    (
+        ResponseError::GroupIdNotFound,
+        format!("group {group_id} is a classic group with members, not a consumer group"),
+    )
 }
 
 /// The coordinator of every group on this broker.
@@ -67,6 +81,10 @@ pub(crate) struct GroupCoordinator {
     /// The `__consumer_offsets` partitions this broker leads, loaded.
     owned: Mutex<HashSet<i32>>,
     groups: Mutex<HashMap<String, Group>>,
+    /// Groups of the consumer protocol (KIP-848). A group id is in at most
+    /// one of the two maps.
+    consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
+    consumer_config: ConsumerGroupConfig,
     offsets: Mutex<OffsetTable>,
     /// Offsets committed in open transactions, by producer id: they count
     /// once the transaction's commit marker is written.
@@ -98,6 +116,13 @@ impl GroupCoordinator {
         GroupCoordinator {
             owned: Mutex::new(HashSet::new()),
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
+            consumer_config: ConsumerGroupConfig {
+                session_timeout_ms: settings.get_i64("group.consumer.session.timeout.ms"),
+                heartbeat_interval_ms: settings.get_i64("group.consumer.heartbeat.interval.ms")
+                    as i32,
+                max_size: settings.get_i64("group.consumer.max.size").max(1) as usize,
+            },
             offsets: Mutex::new(OffsetTable::default()),
             pending: Mutex::new(HashMap::new()),
             config: GroupConfig {
@@ -168,6 +193,7 @@ impl GroupCoordinator {
     fn unload_partition(&self, partition: i32) {
         let n = self.offsets_partitions;
         lock(&self.groups).retain(|id, _| offsets::partition_for(id, n) != partition);
+        lock(&self.consumer_groups).retain(|id, _| offsets::partition_for(id, n) != partition);
         for commits in lock(&self.pending).values_mut() {
             commits.retain(|c| offsets::partition_for(&c.group, n) != partition);
         }
@@ -286,6 +312,22 @@ impl GroupCoordinator {
                 members: Vec::new(),
             });
         }
+        {
+            let mut consumer_groups = lock(&self.consumer_groups);
+            if consumer_groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+                return Reply::Now(JoinResult {
+                    error: Some(ResponseError::InconsistentGroupProtocol),
+                    generation_id: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    leader: String::new(),
+                    member_id: joiner,
+                    members: Vec::new(),
+                });
+            }
+            // An empty consumer group becomes a classic one.
+            consumer_groups.remove(group_id);
+        }
         self.with_group(group_id, true, |g| g.join(request, now_ms))
             .unwrap_or_else(|| {
                 Reply::Now(JoinResult {
@@ -378,6 +420,106 @@ impl GroupCoordinator {
         for group in groups.values_mut() {
             group.tick(now_ms);
         }
+        drop(groups);
+        for (id, group) in lock(&self.consumer_groups).iter_mut() {
+            for member in group.tick(now_ms) {
+                info!(group = %id, %member, "member removed: no heartbeat within its session timeout, or no revocation within its rebalance timeout");
+            }
+        }
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub(crate) fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        request: Heartbeat,
+        catalog: &Catalog,
+        now_ms: i64,
+    ) -> HeartbeatAnswer {
+        let refuse = |(error, message): (ResponseError, String)| HeartbeatAnswer {
+            error: Some((error, message)),
+            member_id: request.member_id.clone(),
+            member_epoch: request.member_epoch,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        };
+        if group_id.is_empty() {
+            return refuse((ResponseError::InvalidRequest, "GroupId is empty".into()));
+        }
+        if let Err(error) = self.owns(group_id) {
+            return refuse((error, format!("not the coordinator of group {group_id}")));
+        }
+        {
+            let mut classic = lock(&self.groups);
+            match classic.get(group_id) {
+                Some(g) if !g.is_empty() => return refuse(not_a_consumer_group(group_id)),
+                Some(_) => {
+                    // An empty classic group becomes a consumer group.
+                    classic.remove(group_id);
+                }
+                None => {}
+            }
+        }
+        let mut groups = lock(&self.consumer_groups);
+        if !groups.contains_key(group_id) {
+            if request.member_epoch != 0 {
+                return refuse((
+                    ResponseError::UnknownMemberId,
+                    format!("group {group_id} has no member {}", request.member_id),
+                ));
+            }
+            groups.insert(
+                group_id.to_string(),
+                ConsumerGroup::new(group_id.to_string(), self.consumer_config.clone()),
+            );
+        }
+        match groups.get_mut(group_id) {
+            Some(group) => group.heartbeat(request, catalog, now_ms),
+            None => refuse((ResponseError::CoordinatorNotAvailable, String::new())),
+        }
+    }
+
+    /// ConsumerGroupDescribe: the group, or why not.
+    pub(crate) fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroup, (ResponseError, String)> {
+        self.owns(group_id)
+            .map_err(|e| (e, format!("not the coordinator of group {group_id}")))?;
+        if let Some(group) = lock(&self.consumer_groups).get(group_id) {
+            return Ok(group.clone());
+        }
+        if lock(&self.groups).contains_key(group_id) {
+            return Err((
+                ResponseError::GroupIdNotFound,
+                format!("group {group_id} is not a consumer group"),
+            ));
+        }
+        Err((
+            ResponseError::GroupIdNotFound,
+            format!("group {group_id} not found"),
+        ))
+    }
+
+    /// Whether `group_id` is a group of the consumer protocol (KIP-848).
+    pub(crate) fn is_consumer_group(&self, group_id: &str) -> bool {
+        lock(&self.consumer_groups).contains_key(group_id)
+    }
+
+    /// Checks an OffsetFetch's member (v9+) against a consumer group.
+    pub(crate) fn check_fetch_member(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let Some(member_id) = member_id else {
+            return Ok(());
+        };
+        match lock(&self.consumer_groups).get(group_id) {
+            Some(group) => group.check_member_epoch(member_id, member_epoch),
+            None => Ok(()),
+        }
     }
 
     /// OffsetCommit: checks membership, writes the records, then updates memory.
@@ -424,6 +566,10 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<(), ResponseError> {
+        if let Some(group) = lock(&self.consumer_groups).get(group_id) {
+            // The consumer protocol: the generation is the member's epoch.
+            return group.check_member_epoch(member_id, generation_id);
+        }
         let known = self.with_group(group_id, false, |g| {
             g.accept_offset_commit(
                 member_id,
@@ -616,14 +762,25 @@ impl GroupCoordinator {
                 group_id: id.clone(),
                 protocol_type: g.protocol_type().unwrap_or_default().to_string(),
                 state: g.state().name(),
+                group_type: "classic",
             })
             .collect();
+        let consumer_groups = lock(&self.consumer_groups);
+        for (id, g) in consumer_groups.iter() {
+            listed.push(ListedGroup {
+                group_id: id.clone(),
+                protocol_type: "consumer".to_string(),
+                state: g.state(),
+                group_type: "consumer",
+            });
+        }
         for id in lock(&self.offsets).group_ids() {
-            if !groups.contains_key(&id) {
+            if !groups.contains_key(&id) && !consumer_groups.contains_key(&id) {
                 listed.push(ListedGroup {
                     group_id: id,
                     protocol_type: String::new(),
                     state: GroupState::Empty.name(),
+                    group_type: "classic",
                 });
             }
         }
@@ -660,15 +817,24 @@ impl GroupCoordinator {
         if let Err(error) = self.owns(group_id) {
             return Some(error);
         }
-        let mut groups = lock(&self.groups);
-        let exists_in_memory = match groups.get_mut(group_id) {
-            Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
-            Some(g) => {
-                g.mark_dead();
-                true
+        let consumer_group = {
+            let mut consumer_groups = lock(&self.consumer_groups);
+            match consumer_groups.get(group_id) {
+                Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(_) => consumer_groups.remove(group_id).is_some(),
+                None => false,
             }
-            None => false,
         };
+        let mut groups = lock(&self.groups);
+        let exists_in_memory = consumer_group
+            || match groups.get_mut(group_id) {
+                Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(g) => {
+                    g.mark_dead();
+                    true
+                }
+                None => false,
+            };
         groups.remove(group_id);
         drop(groups);
         let committed = lock(&self.offsets).group(group_id);
@@ -705,6 +871,9 @@ impl GroupCoordinator {
 
     /// The group's state and whether it is subscribed to `topic` (for OffsetDelete).
     pub(crate) fn subscribed_to(&self, group_id: &str, topic: &str) -> bool {
+        if let Some(g) = lock(&self.consumer_groups).get(group_id) {
+            return g.subscribes_to(topic);
+        }
         self.with_group(group_id, false, |g| {
             let d = g.describe();
             d.protocol_type == "consumer"
@@ -717,6 +886,9 @@ impl GroupCoordinator {
 
     /// Whether the group has no members (or does not exist).
     pub(crate) fn is_empty(&self, group_id: &str) -> bool {
+        if let Some(g) = lock(&self.consumer_groups).get(group_id) {
+            return g.is_empty();
+        }
         self.with_group(group_id, false, |g| g.is_empty())
             .unwrap_or(true)
     }

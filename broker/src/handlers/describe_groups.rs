@@ -38,6 +38,20 @@ pub(crate) fn handle(
                     .with_error_code(error.code())
                     .with_group_state(StrBytes::from_static_str(""));
             }
+            if broker.groups.is_consumer_group(group_id.0.as_str()) {
+                // KIP-848: ConsumerGroupDescribe describes it.
+                let entry = entry
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_group_state(StrBytes::from_static_str(GroupState::Dead.name()));
+                return if version >= 6 {
+                    entry.with_error_message(Some(text(format!(
+                        "group {} is not a classic group",
+                        group_id.0.as_str()
+                    ))))
+                } else {
+                    entry
+                };
+            }
             match broker.groups.describe(group_id.0.as_str()) {
                 None if version >= 6 => entry
                     .with_error_code(ResponseError::GroupIdNotFound.code())

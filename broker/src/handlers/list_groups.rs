@@ -8,7 +8,7 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 
 use crate::broker::Broker;
 
-/// v4 filters by state, v5 by type (all groups here are "classic").
+/// v4 filters by state, v5 by type ("classic" or "consumer", KIP-848).
 pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
 /// Answers ListGroups.
@@ -32,7 +32,7 @@ pub(crate) fn handle(
         .list()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let entry = ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
@@ -43,7 +43,7 @@ pub(crate) fn handle(
                 entry
             };
             if version >= 5 {
-                entry.with_group_type(StrBytes::from_static_str("classic"))
+                entry.with_group_type(StrBytes::from_static_str(g.group_type))
             } else {
                 entry
             }

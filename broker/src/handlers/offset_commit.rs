@@ -14,8 +14,10 @@ use crate::groups::offsets::Committed;
 use crate::groups::CommitEntry;
 
 /// v6 carries leader epochs, v7 static membership, v8 is flexible; v9
-/// belongs to the new consumer protocol (member epochs), not served yet.
-pub(crate) const VERSIONS: VersionRange = VersionRange { min: 2, max: 8 };
+/// comes with the consumer protocol (KIP-848): a consumer group's members
+/// send their member epoch as the generation, and may get
+/// STALE_MEMBER_EPOCH.
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
 /// What a commit request asks for one partition, as an entry to commit.
 pub(super) fn commit_entry(

@@ -15,8 +15,9 @@ use crate::broker::Broker;
 use crate::groups::offsets::Committed;
 
 /// v2 fetches all topics with a null list, v5 returns leader epochs, v7
-/// `require_stable`, v8 batches groups; v9 belongs to the new consumer protocol.
-pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
+/// `require_stable`, v8 batches groups, v9 names the member (KIP-848: a
+/// consumer group's member must be at its current epoch).
+pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
 
 type Found = Vec<(String, i32, Option<Committed>)>;
 
@@ -76,7 +77,14 @@ pub(crate) fn handle(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let found = match group_offsets(broker, g.group_id.0.as_str(), wanted) {
+                let member = broker.groups.check_fetch_member(
+                    g.group_id.0.as_str(),
+                    g.member_id.as_ref().map(|m| m.as_str()),
+                    g.member_epoch,
+                );
+                let found = match member
+                    .and_then(|()| group_offsets(broker, g.group_id.0.as_str(), wanted))
+                {
                     Ok(found) => found,
                     Err(error) => {
                         return OffsetFetchResponseGroup::default()

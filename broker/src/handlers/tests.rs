@@ -418,6 +418,19 @@ fn request_with_producer(
                 ]))
         }),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        // KIP-848: each version's request joins a member to one group.
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("versions-848")))
+                .with_member_id(s(&format!("member-{now}")))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![topic_name(topic)])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(s("versions-848"))]),
+        ),
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("standalone"))]),
         ),
@@ -634,6 +647,8 @@ fn first_error(response: &ResponseKind) -> i16 {
             .error_code
             .max(r.groups.first().map_or(0, |g| g.error_code)),
         ResponseKind::ListGroups(r) => r.error_code,
+        ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code,
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups[0].error_code,
         ResponseKind::DescribeGroups(r) => r.groups[0].error_code,
         ResponseKind::DeleteGroups(r) => r.results[0].error_code,
         ResponseKind::OffsetDelete(r) => r.error_code.max(r.topics[0].partitions[0].error_code),

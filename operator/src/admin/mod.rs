@@ -41,10 +41,11 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
-    GroupId, IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ConsumerGroupDescribeRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -65,6 +66,7 @@ mod version {
     pub(super) const DELETE_TOPICS: i16 = 4;
     pub(super) const FIND_COORDINATOR: i16 = 3;
     pub(super) const DESCRIBE_GROUPS: i16 = 5;
+    pub(super) const CONSUMER_GROUP_DESCRIBE: i16 = 0;
     pub(super) const OFFSET_FETCH: i16 = 7;
     pub(super) const OFFSET_COMMIT: i16 = 8;
     pub(super) const LIST_OFFSETS: i16 = 6;
@@ -754,7 +756,8 @@ impl Admin {
             return Ok(None);
         };
         if ResponseError::try_from_code(g.error_code) == Some(ResponseError::GroupIdNotFound) {
-            return Ok(None);
+            // Not a classic group: maybe one of the consumer protocol (KIP-848).
+            return Ok(self.describe_consumer_group(group, &addrs).await);
         }
         kafka_error(
             "DescribeGroups",
@@ -769,6 +772,43 @@ impl Admin {
             state: g.group_state.to_string(),
             members: g.members.len(),
         }))
+    }
+
+    /// A consumer-protocol group's state and member count (ConsumerGroupDescribe);
+    /// `None` when there is no such group, or the brokers do not serve the
+    /// API (they answered DescribeGroups a moment ago, so a failure here is
+    /// taken for that).
+    async fn describe_consumer_group(
+        &self,
+        group: &str,
+        addrs: &[String],
+    ) -> Option<GroupDescription> {
+        let request =
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+        let response = self
+            .call_any(
+                "ConsumerGroupDescribe",
+                addrs,
+                &request,
+                version::CONSUMER_GROUP_DESCRIBE,
+                |r| {
+                    r.groups
+                        .iter()
+                        .filter_map(|g| ResponseError::try_from_code(g.error_code))
+                        .find(|e| is_redirect(*e))
+                },
+            )
+            .await
+            .map_err(|e| debug!(group, error = %e, "ConsumerGroupDescribe failed"))
+            .ok()?;
+        let g = response.groups.first()?;
+        if g.error_code != 0 || g.group_state.as_str() == "Dead" {
+            return None;
+        }
+        Some(GroupDescription {
+            state: g.group_state.to_string(),
+            members: g.members.len(),
+        })
     }
 
     /// Every committed offset of the group.

@@ -393,7 +393,10 @@ impl ConsumerGroup {
                 epoch,
             );
         };
-        let assignment = if epoch == 0 || member.sent.as_ref() != Some(&member.assigned) {
+        // The assignment goes out when it changed, and whenever the member
+        // is not at the epoch it sent (it joined, or lost an answer).
+        let assignment = if epoch != member.epoch || member.sent.as_ref() != Some(&member.assigned)
+        {
             member.sent = Some(member.assigned.clone());
             Some(member.assigned.clone())
         } else {
@@ -1096,6 +1099,25 @@ mod tests {
         }
         let sizes: Vec<usize> = clients.iter().map(|c| size(&c.owned)).collect();
         assert_eq!(sizes, vec![3, 3, 3, 3]);
+    }
+
+    #[test]
+    fn a_lost_answer_is_sent_again() {
+        let cat = catalog(&[("a", 1, 2)]);
+        let mut g = ConsumerGroup::new("g".into(), config());
+        let mut c1 = Client::join(&mut g, "m1", &["a"], &cat);
+        let _c2 = Client::join(&mut g, "m2", &["a"], &cat);
+        // m1 is told to revoke one partition, and lets it go...
+        c1.beat(&mut g, &cat);
+        assert_eq!(size(&c1.owned), 1);
+        let moved_on = g.heartbeat(beat("m1", c1.epoch, Some(&c1.owned)), &cat, 0);
+        assert_eq!(moved_on.member_epoch, 2);
+        // ...but that answer is lost: it asks again at its previous epoch
+        // and gets its epoch and assignment again.
+        let again = g.heartbeat(beat("m1", c1.epoch, Some(&c1.owned)), &cat, 0);
+        assert_eq!(again.error, None);
+        assert_eq!(again.member_epoch, 2);
+        assert_eq!(again.assignment.as_ref().map(size), Some(1));
     }
 
     #[test]

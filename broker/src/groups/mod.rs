@@ -913,7 +913,17 @@ impl GroupCoordinator {
             }
             match self.delete_offsets(topics, &id, &expired) {
                 Ok(()) => {
-                    info!(group = %id, partitions = expired.len(), "expired committed offsets")
+                    info!(group = %id, partitions = expired.len(), "expired committed offsets");
+                    // An empty consumer group goes with its last offsets, as in Kafka.
+                    if lock(&self.offsets).group(&id).is_empty() {
+                        let mut consumer_groups = lock(&self.consumer_groups);
+                        if consumer_groups
+                            .get(&id)
+                            .is_some_and(ConsumerGroup::is_empty)
+                        {
+                            consumer_groups.remove(&id);
+                        }
+                    }
                 }
                 Err(error) => warn!(group = %id, %error, "expiring committed offsets failed"),
             }

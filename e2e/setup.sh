@@ -5,7 +5,9 @@
 #     the tests of the chart's dashboard and alert rules;
 #   - a Python venv with the pinned packages of e2e/requirements.txt;
 #   - Apache Kafka's jars (e2e/reference/setup-kafka.sh), for the tests that
-#     drive Kafka's own tools (kafka-reassign-partitions) against Runnel.
+#     drive Kafka's own tools (kafka-reassign-partitions) against Runnel;
+#   - Kafka 4.x's clients and tools (e2e/kafka4/setup.sh), for
+#     test_kafka4_clients.py;
 # Idempotent: safe to re-run, and quick when everything is already there.
 # The venv lives in ${RUNNEL_CACHE:-$HOME/.cache/runnel}/venv and its packages
 # are reinstalled only when requirements.txt changes (a sha256 stamp).
@@ -88,6 +90,8 @@ fi
 
 # --- Kafka's jars, for its command-line tools ---------------------------------
 bash "$E2E_DIR/reference/setup-kafka.sh"
+# --- a current Kafka 4.x's clients and tools -------------------------------------
+bash "$E2E_DIR/kafka4/setup.sh"
 
 echo "kcat:   $KCAT ($("$KCAT" -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'))"
 echo "prometheus: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n 1))"

@@ -1192,6 +1192,12 @@ def kafka_libs() -> Path:
     return cache / "kafka-3.9.1" / "libs"
 
 
+def kafka4_libs() -> Path:
+    """Where e2e/kafka4/setup.sh puts Kafka 4.x's clients and tools."""
+    cache = Path(os.environ.get("RUNNEL_CACHE", Path.home() / ".cache" / "runnel"))
+    return cache / "kafka4-4.4.0" / "libs"
+
+
 def kafka_tools_missing() -> Optional[str]:
     """Why Kafka's tools cannot run here, or None."""
     if shutil.which("java") is None:
@@ -1206,9 +1212,10 @@ REASSIGN_TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 
 
 def kafka_tool(workdir: Path, main_class: str, *args: str, timeout: float = 180.0,
-               check: bool = True) -> subprocess.CompletedProcess:
+               check: bool = True, libs: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Run one of Kafka's command-line tools (e.g.
-    org.apache.kafka.tools.reassign.ReassignPartitionsCommand) from its jars."""
+    org.apache.kafka.tools.reassign.ReassignPartitionsCommand) from its jars
+    (Kafka 3.9.1's, or those in `libs`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log4j = workdir / "tools-log4j.properties"
     log4j.write_text("log4j.rootLogger=WARN, stderr\n"
@@ -1217,7 +1224,9 @@ def kafka_tool(workdir: Path, main_class: str, *args: str, timeout: float = 180.
                      "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
                      "log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n\n")
     argv = ["java", "-Xmx256m", f"-Dlog4j.configuration=file:{log4j}",
-            "-cp", f"{kafka_libs()}/*", main_class, *args]
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-Dorg.slf4j.simpleLogger.logFile=System.err",
+            "-cp", f"{libs or kafka_libs()}/*", main_class, *args]
     log.info("running %s %s", main_class.rsplit(".", 1)[-1], " ".join(args))
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=deadline(timeout))
     if check and proc.returncode != 0:

@@ -185,6 +185,35 @@ def test_members_share_partitions_and_hand_them_over(kip848_broker, topic, tmp_p
     assert group not in {g.group_id for g in listed.valid}
 
 
+def test_a_static_member_gets_its_partitions_back_after_a_restart(kip848_broker, topic):
+    b = kip848_broker
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(OP_TIMEOUT_S)
+    group = f"{topic}-static"
+    first = member(b.bootstrap, group, **{"group.instance.id": "pod-0"})
+    other = member(b.bootstrap, group, **{"group.instance.id": "pod-1"})
+    for m in (first, other):
+        m.subscribe([topic])
+    poll_until([first, other], lambda: [len(owned(m)) for m in (first, other)] == [3, 3],
+               "three partitions each")
+    wait_until(lambda: describe(admin, group).state.name == "STABLE", timeout=30,
+               what="the group stable")
+    mine, theirs = owned(first), owned(other)
+
+    log.info("phase: pod-0 restarts: it leaves as a static member, the other keeps its three")
+    first.close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        other.poll(0.2)
+        assert owned(other) == theirs, "the other member's partitions moved"
+    again = member(b.bootstrap, group, **{"group.instance.id": "pod-0"})
+    again.subscribe([topic])
+    poll_until([again, other], lambda: owned(again) == mine, "pod-0's partitions back")
+    assert owned(other) == theirs
+    again.close()
+    other.close()
+
+
 def test_java_clients_and_tools_on_a_consumer_group(kip848_broker, topic, tmp_path):
     why = kafka_tools_missing()
     if why is not None:

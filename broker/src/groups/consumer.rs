@@ -120,6 +120,10 @@ pub(crate) struct Member {
     revocation_deadline_ms: Option<i64>,
     /// The assignment last sent to it.
     sent: Option<Parts>,
+    /// A static member that left for now (epoch -2): its partitions wait
+    /// for its return (with the same `group.instance.id`) until its
+    /// session times out.
+    away: bool,
 }
 
 /// A consumer group of the KIP-848 protocol.
@@ -330,14 +334,16 @@ impl ConsumerGroup {
             }
             _ => {}
         }
+        let mut joined = false;
         let member_id = if epoch == 0 {
             let id = if request.member_id.is_empty() {
                 Uuid::new_v4().simple().to_string()
             } else {
                 request.member_id.clone()
             };
-            if let Some(answer) = self.join(&id, &request, now_ms) {
-                return answer;
+            match self.join(&id, &request, now_ms) {
+                Ok(changed) => joined = changed,
+                Err(answer) => return answer,
             }
             id
         } else {
@@ -376,7 +382,7 @@ impl ConsumerGroup {
         let changed = self.update_member(&member_id, &request, now_ms);
         // One new group epoch for whatever changed: a member, its
         // subscription, or the subscribed topics.
-        if epoch == 0 || changed || self.metadata_changed(catalog) {
+        if joined || changed || self.metadata_changed(catalog) {
             self.epoch += 1;
         }
         if self.epoch > self.assignment_epoch {
@@ -411,22 +417,51 @@ impl ConsumerGroup {
         }
     }
 
-    /// A member joins (or joins again with epoch 0); an answer when it may not.
-    fn join(&mut self, id: &str, request: &Heartbeat, now_ms: i64) -> Option<HeartbeatAnswer> {
+    /// A member joins (or joins again with epoch 0): whether that changes
+    /// the group (a static member returning does not), or the answer when
+    /// it may not join.
+    fn join(
+        &mut self,
+        id: &str,
+        request: &Heartbeat,
+        now_ms: i64,
+    ) -> Result<bool, HeartbeatAnswer> {
         if let Some(instance) = &request.instance_id {
-            // A static member coming back replaces its earlier incarnation.
-            let earlier: Vec<String> = self
+            let earlier = self
                 .members
                 .values()
-                .filter(|m| m.instance_id.as_ref() == Some(instance) && m.id != id)
-                .map(|m| m.id.clone())
-                .collect();
-            for old in earlier {
-                self.remove(&old);
+                .find(|m| m.instance_id.as_ref() == Some(instance) && m.id != id)
+                .map(|m| (m.id.clone(), m.away));
+            match earlier {
+                Some((old, true)) => {
+                    // A static member back from a restart takes its place:
+                    // its partitions and epoch, with no rebalance.
+                    let Some(mut member) = self.members.remove(&old) else {
+                        return Ok(true);
+                    };
+                    member.id = id.to_string();
+                    member.away = false;
+                    member.sent = None;
+                    member.session_deadline_ms = now_ms + self.config.session_timeout_ms;
+                    if let Some(target) = self.target.remove(&old) {
+                        self.target.insert(id.to_string(), target);
+                    }
+                    self.members.insert(id.to_string(), member);
+                    return Ok(false);
+                }
+                Some((old, false)) => return Err(error(
+                    ResponseError::UnreleasedInstanceId,
+                    format!(
+                        "group.instance.id {instance} is used by member {old}, which has not left"
+                    ),
+                    id,
+                    0,
+                )),
+                None => {}
             }
         }
         if !self.members.contains_key(id) && self.members.len() >= self.config.max_size {
-            return Some(error(
+            return Err(error(
                 ResponseError::GroupMaxSizeReached,
                 format!(
                     "group {} has {} members, group.consumer.max.size",
@@ -460,21 +495,27 @@ impl ConsumerGroup {
                 session_deadline_ms: now_ms + self.config.session_timeout_ms,
                 revocation_deadline_ms: None,
                 sent: None,
+                away: false,
             },
         );
-        None
+        Ok(true)
     }
 
     fn leave(&mut self, member_id: &str, epoch: i32, _now_ms: i64) -> HeartbeatAnswer {
-        if !self.members.contains_key(member_id) {
+        let Some(member) = self.members.get_mut(member_id) else {
             return error(
                 ResponseError::UnknownMemberId,
                 format!("member {member_id} is not in group {}", self.id),
                 member_id,
                 epoch,
             );
+        };
+        if epoch == -2 && member.instance_id.is_some() {
+            // A static member leaving for now keeps its partitions.
+            member.away = true;
+        } else {
+            self.remove(member_id);
         }
-        self.remove(member_id);
         HeartbeatAnswer {
             error: None,
             member_id: member_id.to_string(),
@@ -529,6 +570,7 @@ impl ConsumerGroup {
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
         member.session_deadline_ms = now_ms + session;
+        member.away = false;
         changed
     }
 
@@ -1118,6 +1160,54 @@ mod tests {
         assert_eq!(again.error, None);
         assert_eq!(again.member_epoch, 2);
         assert_eq!(again.assignment.as_ref().map(size), Some(1));
+    }
+
+    #[test]
+    fn a_static_member_returns_to_its_partitions_without_a_rebalance() {
+        let cat = catalog(&[("a", 1, 4)]);
+        let mut g = ConsumerGroup::new("g".into(), config());
+        let static_join = |id: &str| {
+            let mut h = join(id, &["a"]);
+            h.instance_id = Some("pod-0".into());
+            h
+        };
+        let a = g.heartbeat(static_join("m1"), &cat, 0);
+        let mut c1 = Client {
+            id: "m1".into(),
+            epoch: a.member_epoch,
+            owned: a.assignment.unwrap_or_default(),
+        };
+        let mut c2 = Client::join(&mut g, "m2", &["a"], &cat);
+        for _ in 0..3 {
+            c1.beat(&mut g, &cat);
+            c2.beat(&mut g, &cat);
+        }
+        let (mine, group_epoch) = (c1.owned.clone(), g.epoch);
+        assert_eq!(size(&mine), 2);
+        // Another process with the same instance id is refused while m1 is there.
+        let a = g.heartbeat(static_join("m3"), &cat, 0);
+        assert_eq!(
+            a.error.map(|e| e.0),
+            Some(ResponseError::UnreleasedInstanceId)
+        );
+        // m1 leaves for a restart (-2): nothing moves.
+        let a = g.heartbeat(beat("m1", c1.epoch, None).with_epoch(-2), &cat, 0);
+        assert_eq!((a.error, a.member_epoch), (None, -2));
+        c2.beat(&mut g, &cat);
+        assert_eq!(size(&c2.owned), 2);
+        // It comes back under a new member id: same partitions, same epoch.
+        let a = g.heartbeat(static_join("m1-again"), &cat, 1_000);
+        assert_eq!(a.error, None);
+        assert_eq!(a.assignment, Some(mine));
+        assert_eq!(g.epoch, group_epoch);
+        // Had it not come back, its session would have ended it.
+        let a = g.heartbeat(
+            beat("m1-again", a.member_epoch, None).with_epoch(-2),
+            &cat,
+            0,
+        );
+        assert_eq!(a.error, None);
+        assert_eq!(g.tick(60_000).len(), 2);
     }
 
     #[test]

@@ -58,7 +58,7 @@ def kube(tmp_path_factory):
         plane.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                       "crd/clusters.runnel.dev", "crd/topics.runnel.dev",
-                      "crd/consumergroups.runnel.dev")
+                      "crd/consumergroups.runnel.dev", "crd/users.runnel.dev")
         plane.kubectl("create", "namespace", NS)
         yield plane
     finally:
@@ -538,6 +538,118 @@ def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_cert
         kube.kubectl("delete", "topic", topic, "-n", NS, "--timeout=60s")
     wait_until(lambda: not {name, stuck} & set(a.list_topics(timeout=30).topics),
                timeout=RECONCILE_TIMEOUT_S, what="the topics deleted over TLS")
+
+
+def test_users_get_scram_credentials_from_secrets(kube, operator, secure, solo_cluster):
+    """User resources of a Cluster with spec.authentication: the operator
+    makes each user's SCRAM credential in the brokers, from a password it
+    generates into a Secret or from one the user gives, follows a changed
+    password, and deletes the credential with the resource."""
+    import base64
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    if kube.get("cluster", "secure", NS) is None:
+        kube.kubectl("create", "secret", "generic", "secure-operator", "-n", NS,
+                     f"--from-literal=username={OPERATOR_USER}",
+                     f"--from-literal=password={OPERATOR_PASSWORD}")
+        kube.apply(CLUSTER.format(name="secure", brokers=1, zones="[zone-a]") +
+                   "  authentication: {type: scram-sha-512, credentialsSecret: secure-operator}\n",
+                   NS)
+    kube.wait_condition("cluster", "secure", NS, "True", "BrokersReady")
+
+    def logs_in(user: str, password: str, mechanism: str = "SCRAM-SHA-512") -> bool:
+        a = AdminClient({"bootstrap.servers": secure.bootstrap,
+                         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": mechanism,
+                         "sasl.username": user, "sasl.password": password})
+        try:
+            a.list_topics(timeout=5)
+            return True
+        except KafkaException:
+            return False
+
+    log.info("phase: a User without a password Secret: the operator makes one")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: orders-app}
+spec:
+  cluster: secure
+  authentication: {type: scram-sha-512}
+""", NS)
+    cond = kube.wait_condition("user", "orders-app", NS, "True", "UserReady")
+    assert "orders-app" in cond["message"], cond
+    secret = kube.get("secret", "orders-app", NS)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["username"] == "orders-app" and len(data["password"]) == 32, data.keys()
+    assert f'password="{data["password"]}"' in data["sasl.jaas.config"]
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "User"
+    assert logs_in("orders-app", data["password"])
+    assert not logs_in("orders-app", "not-the-password")
+
+    log.info("phase: a User with its own password Secret, in SCRAM-SHA-256; a new password "
+             "replaces the old one")
+    kube.kubectl("create", "secret", "generic", "billing-password", "-n", NS,
+                 "--from-literal=pw=first-password")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: billing}
+spec:
+  cluster: secure
+  userName: billing-svc
+  authentication: {type: scram-sha-256}
+  passwordSecret: {name: billing-password, key: pw}
+""", NS)
+    kube.wait_condition("user", "billing", NS, "True", "UserReady")
+    assert logs_in("billing-svc", "first-password", "SCRAM-SHA-256")
+    kube.kubectl("patch", "secret", "billing-password", "-n", NS, "--type=merge", "-p",
+                 json.dumps({"stringData": {"pw": "second-password"}}))
+    wait_until(lambda: logs_in("billing-svc", "second-password", "SCRAM-SHA-256"),
+               timeout=RECONCILE_TIMEOUT_S, what="the new password accepted")
+    assert not logs_in("billing-svc", "first-password", "SCRAM-SHA-256")
+
+    log.info("phase: a missing password Secret is reported; a Secret not the User's is left alone")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: ghost}
+spec:
+  cluster: secure
+  authentication: {type: scram-sha-512}
+  passwordSecret: {name: nowhere, key: pw}
+""", NS)
+    cond = kube.wait_condition("user", "ghost", NS, "False", "PasswordUnavailable")
+    assert "nowhere" in cond["message"], cond
+    kube.kubectl("create", "secret", "generic", "squatter", "-n", NS, "--from-literal=x=y")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: squatter}
+spec:
+  cluster: secure
+  authentication: {type: scram-sha-512}
+""", NS)
+    cond = kube.wait_condition("user", "squatter", NS, "False", "PasswordUnavailable")
+    assert "not this User's" in cond["message"], cond
+    assert kube.get("secret", "squatter", NS)["data"].keys() == {"x"}
+
+    log.info("phase: a User of a Cluster without authentication says so")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: open-door}
+spec:
+  cluster: solo
+  authentication: {type: scram-sha-512}
+""", NS)
+    kube.wait_condition("user", "open-door", NS, "False", "AuthenticationDisabled")
+
+    log.info("phase: deleting a User deletes its credential")
+    for name in ("orders-app", "billing", "ghost", "squatter", "open-door"):
+        kube.kubectl("delete", "user", name, "-n", NS, "--timeout=60s")
+    assert not logs_in("orders-app", data["password"])
+    assert not logs_in("billing-svc", "second-password", "SCRAM-SHA-256")
 
 
 def metric_value(broker, name: str) -> float:

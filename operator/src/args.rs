@@ -16,7 +16,7 @@ use crate::context::{Context, Intervals};
 use crate::leader::LeaderElector;
 use crate::metrics::{self, Metrics};
 use crate::telemetry::{self, LogFormat};
-use crate::{cluster, consumer_group, crdgen, topic};
+use crate::{cluster, consumer_group, crdgen, topic, user};
 
 /// Runnel's Kubernetes operator. Uses the cluster in KUBECONFIG, or the
 /// in-cluster configuration.
@@ -238,6 +238,7 @@ impl RunArgs {
                 cluster::run(ctx.clone(), namespace.clone()),
                 topic::run(ctx.clone(), namespace.clone()),
                 consumer_group::run(ctx.clone(), namespace.clone()),
+                user::run(ctx.clone(), namespace.clone()),
             )
         };
         match &elector {

@@ -3,19 +3,24 @@
 //! a test fails when they drift.
 
 use kube::CustomResourceExt;
-use runnel_operator_api::{Cluster, ConsumerGroup, Topic};
+use runnel_operator_api::{Cluster, ConsumerGroup, Topic, User};
 
 /// Each CRD as (file name, YAML document).
 pub fn crd_files() -> Vec<(String, String)> {
-    [Cluster::crd(), Topic::crd(), ConsumerGroup::crd()]
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml =
-                serde_saphyr::to_string(&crd).expect("a CRD is plain data and always serializes");
-            (format!("{name}.yaml"), yaml)
-        })
-        .collect()
+    [
+        Cluster::crd(),
+        Topic::crd(),
+        ConsumerGroup::crd(),
+        User::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml =
+            serde_saphyr::to_string(&crd).expect("a CRD is plain data and always serializes");
+        (format!("{name}.yaml"), yaml)
+    })
+    .collect()
 }
 
 /// Every CRD as one multi-document YAML stream.

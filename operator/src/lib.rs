@@ -9,6 +9,7 @@
 //! - [`topic`]: the Topic controller; `assign` (rack-aware replica
 //!   assignment) and `plan` (spec vs. brokers) are pure;
 //! - [`consumer_group`]: the ConsumerGroup controller; `lag` is pure;
+//! - [`user`]: the User controller (SCRAM credentials);
 //! - [`admin`]: the Kafka admin client the controllers reach brokers with;
 //! - [`leader`]: Lease-based leader election;
 //! - [`context`], [`error`], [`metrics`], [`telemetry`], [`crdgen`].
@@ -32,6 +33,7 @@ pub mod leader;
 pub mod metrics;
 pub mod telemetry;
 pub mod topic;
+pub mod user;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -449,14 +449,12 @@ impl ConsumerGroup {
                     self.members.insert(id.to_string(), member);
                     return Ok(false);
                 }
-                Some((old, false)) => return Err(error(
-                    ResponseError::UnreleasedInstanceId,
-                    format!(
+                Some((old, false)) => {
+                    let message = format!(
                         "group.instance.id {instance} is used by member {old}, which has not left"
-                    ),
-                    id,
-                    0,
-                )),
+                    );
+                    return Err(error(ResponseError::UnreleasedInstanceId, message, id, 0));
+                }
                 None => {}
             }
         }

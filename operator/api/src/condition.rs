@@ -27,6 +27,12 @@ pub const ROLLING_RESTART: &str = "RollingRestart";
 
 /// The `reason`s the operator writes.
 pub mod reason {
+    /// A User's credential is in the brokers.
+    pub const USER_READY: &str = "UserReady";
+    /// A User's Cluster does not ask clients to authenticate.
+    pub const AUTHENTICATION_DISABLED: &str = "AuthenticationDisabled";
+    /// A User's password cannot be read (or its Secret is not the operator's to write).
+    pub const PASSWORD_UNAVAILABLE: &str = "PasswordUnavailable";
     /// Cluster: a stale broker pod was deleted to restart on the new revision.
     pub const RESTARTING_BROKER: &str = "RestartingBroker";
     /// Cluster: stale broker pods wait until restarting one is safe.

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod condition;
 pub mod consumer_group;
 pub mod topic;
+pub mod user;
 
 pub use cluster::{
     AuthenticationType, Cluster, ClusterAuthentication, ClusterSpec, ClusterStatus, ClusterTls,
@@ -27,6 +28,7 @@ pub use consumer_group::{
     ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, PartitionLag, ResetOffsets, ResetTo,
 };
 pub use topic::{Topic, TopicSpec, TopicStatus};
+pub use user::{ScramMechanism, SecretKeyRef, User, UserAuthentication, UserSpec, UserStatus};
 
 /// The API group of every Runnel resource.
 pub const GROUP: &str = "runnel.dev";

@@ -41,11 +41,13 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, ConsumerGroupDescribeRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    alter_user_scram_credentials_request, describe_user_scram_credentials_request,
+    AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest, BrokerId,
+    ConsumerGroupDescribeRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeUserScramCredentialsRequest, FindCoordinatorRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -54,7 +56,7 @@ use tracing::debug;
 use self::connection::{CallError, Connection};
 use self::error::is_redirect;
 pub use self::error::AdminError;
-pub use self::scram::Credentials;
+pub use self::scram::{generate_password, Credentials};
 
 /// API versions sent (see the module docs).
 mod version {
@@ -67,6 +69,8 @@ mod version {
     pub(super) const FIND_COORDINATOR: i16 = 3;
     pub(super) const DESCRIBE_GROUPS: i16 = 5;
     pub(super) const CONSUMER_GROUP_DESCRIBE: i16 = 0;
+    pub(super) const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 0;
+    pub(super) const ALTER_USER_SCRAM_CREDENTIALS: i16 = 0;
     pub(super) const OFFSET_FETCH: i16 = 7;
     pub(super) const OFFSET_COMMIT: i16 = 8;
     pub(super) const LIST_OFFSETS: i16 = 6;
@@ -698,6 +702,114 @@ impl Admin {
             kafka_error(
                 "DeleteTopics",
                 topic,
+                r.error_code,
+                r.error_message.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The SCRAM mechanisms (`SCRAM-SHA-256`, `SCRAM-SHA-512`) `user` has a
+    /// credential for.
+    pub async fn scram_mechanisms(&self, user: &str) -> Result<Vec<String>, AdminError> {
+        let request = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+            describe_user_scram_credentials_request::UserName::default().with_name(s(user)),
+        ]));
+        let response = self
+            .call_any(
+                "DescribeUserScramCredentials",
+                &self.bootstrap,
+                &request,
+                version::DESCRIBE_USER_SCRAM_CREDENTIALS,
+                |_| None,
+            )
+            .await?;
+        let mut mechanisms = Vec::new();
+        for result in &response.results {
+            if ResponseError::try_from_code(result.error_code)
+                == Some(ResponseError::ResourceNotFound)
+            {
+                continue;
+            }
+            kafka_error(
+                "DescribeUserScramCredentials",
+                user,
+                result.error_code,
+                result.error_message.as_ref(),
+            )?;
+            for info in &result.credential_infos {
+                mechanisms.push(scram::mechanism_name(info.mechanism).to_owned());
+            }
+        }
+        Ok(mechanisms)
+    }
+
+    /// Makes (or replaces) `user`'s credential for `mechanism` from
+    /// `password`: salted here, as Kafka's tools do, so the password never
+    /// leaves the operator.
+    pub async fn upsert_scram(
+        &self,
+        user: &str,
+        mechanism: &str,
+        password: &str,
+    ) -> Result<(), AdminError> {
+        let (code, salt, iterations, salted) =
+            scram::salt_password(mechanism, password).map_err(|message| AdminError::Protocol {
+                api: "AlterUserScramCredentials",
+                addr: String::new(),
+                message,
+            })?;
+        let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                .with_name(s(user))
+                .with_mechanism(code)
+                .with_iterations(iterations)
+                .with_salt(salt.into())
+                .with_salted_password(salted.into()),
+        ]);
+        self.alter_scram(user, request).await
+    }
+
+    /// Deletes `user`'s credential for `mechanism`; none is not an error.
+    pub async fn delete_scram(&self, user: &str, mechanism: &str) -> Result<(), AdminError> {
+        let request = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                .with_name(s(user))
+                .with_mechanism(scram::mechanism_code(mechanism)),
+        ]);
+        match self.alter_scram(user, request).await {
+            Err(AdminError::Kafka {
+                error: ResponseError::ResourceNotFound,
+                ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn alter_scram(
+        &self,
+        user: &str,
+        request: AlterUserScramCredentialsRequest,
+    ) -> Result<(), AdminError> {
+        let addrs = self.controller_first().await?;
+        let response = self
+            .call_any(
+                "AlterUserScramCredentials",
+                &addrs,
+                &request,
+                version::ALTER_USER_SCRAM_CREDENTIALS,
+                |r| {
+                    r.results
+                        .iter()
+                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
+                        .find(|e| *e == ResponseError::NotController)
+                },
+            )
+            .await?;
+        for r in &response.results {
+            kafka_error(
+                "AlterUserScramCredentials",
+                user,
                 r.error_code,
                 r.error_message.as_ref(),
             )?;

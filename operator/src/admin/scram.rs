@@ -25,6 +25,69 @@ impl std::fmt::Debug for Credentials {
 /// The mechanism's SASL name.
 pub(crate) const MECHANISM: &str = "SCRAM-SHA-512";
 
+/// The iterations of the credentials the operator makes (Kafka's minimum
+/// for SCRAM, as `kafka-configs.sh` uses by default).
+const ITERATIONS: u32 = 4096;
+
+/// A SCRAM mechanism's code in AlterUserScramCredentials.
+pub(crate) fn mechanism_code(name: &str) -> i8 {
+    match name {
+        "SCRAM-SHA-256" => 1,
+        "SCRAM-SHA-512" => 2,
+        _ => 0,
+    }
+}
+
+/// A SCRAM mechanism's name from its code.
+pub(crate) fn mechanism_name(code: i8) -> &'static str {
+    match code {
+        1 => "SCRAM-SHA-256",
+        2 => "SCRAM-SHA-512",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A new credential for `password`: the mechanism's code, a random salt,
+/// the iterations and the salted password (PBKDF2), as
+/// AlterUserScramCredentials takes them.
+pub(crate) fn salt_password(
+    mechanism: &str,
+    password: &str,
+) -> Result<(i8, Vec<u8>, i32, Vec<u8>), String> {
+    let (algorithm, len) = match mechanism {
+        "SCRAM-SHA-256" => (pbkdf2::PBKDF2_HMAC_SHA256, 32),
+        "SCRAM-SHA-512" => (pbkdf2::PBKDF2_HMAC_SHA512, 64),
+        other => return Err(format!("unknown SCRAM mechanism {other}")),
+    };
+    let mut salt = vec![0u8; 32];
+    rand::SecureRandom::fill(&rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    let mut salted = vec![0u8; len];
+    let iterations = std::num::NonZeroU32::new(ITERATIONS).ok_or("no iterations")?;
+    pbkdf2::derive(
+        algorithm,
+        iterations,
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    Ok((mechanism_code(mechanism), salt, ITERATIONS as i32, salted))
+}
+
+/// A new random password: 32 letters and digits.
+pub fn generate_password() -> Result<String, String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    rand::SecureRandom::fill(&rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    // 62 letters: the modulo bias (256 % 62 = 8) costs well under a bit of
+    // the 190 the password has.
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
+}
+
 /// One exchange in progress.
 pub(crate) struct ScramClient {
     nonce: String,

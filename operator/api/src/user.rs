@@ -1,0 +1,151 @@
+//! `User`: a SASL/SCRAM user of a Cluster whose listener asks for
+//! authentication (`spec.authentication`).
+//!
+//! ```yaml
+//! apiVersion: runnel.dev/v1alpha1
+//! kind: User
+//! metadata: { name: orders-app }
+//! spec:
+//!   cluster: events
+//!   authentication: { type: scram-sha-512 }
+//!   # passwordSecret: { name: orders-app-password, key: password }
+//! ```
+
+// kube's `printcolumn(name = .., type_ = ..)` repeats keys across columns,
+// which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+/// A SCRAM user in a Cluster's brokers. Its password comes from
+/// `passwordSecret`, or the operator makes one and keeps it in a Secret
+/// named after the resource (keys `username`, `password` and
+/// `sasl.jaas.config`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "runnel.dev",
+    version = "v1alpha1",
+    kind = "User",
+    namespaced,
+    status = "UserStatus",
+    derive = "PartialEq",
+    shortname = "rnuser",
+    category = "runnel",
+    doc = "A SASL/SCRAM user of a Runnel cluster.",
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
+    printcolumn(name = "User", type_ = "string", json_path = ".status.userName"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secret"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSpec {
+    /// The Cluster (in this namespace) the user belongs to.
+    #[schemars(length(min = 1))]
+    pub cluster: String,
+    /// The user's name in the brokers; the resource's name when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._@-]+$"))]
+    pub user_name: Option<String>,
+    /// How the user authenticates.
+    pub authentication: UserAuthentication,
+    /// Where the password is: a key of a Secret in this namespace. When
+    /// not set, the operator makes a password and writes it to a Secret
+    /// named after the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeyRef>,
+}
+
+/// How a user authenticates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAuthentication {
+    /// The SCRAM mechanism its credential is made for.
+    #[serde(rename = "type")]
+    pub kind: ScramMechanism,
+}
+
+/// A SCRAM mechanism.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ScramMechanism {
+    /// SCRAM-SHA-256.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+}
+
+impl ScramMechanism {
+    /// The mechanism's SASL name.
+    pub fn sasl_name(self) -> &'static str {
+        match self {
+            ScramMechanism::ScramSha256 => "SCRAM-SHA-256",
+            ScramMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A key of a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key holding the password.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// What the operator last saw of a User.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and its reason.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The user's name in the brokers, as last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The mechanism last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// The Secret holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The version (`uid/resourceVersion`) of the password's Secret last
+    /// applied: a new version applies the credential again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_secret_version: Option<String>,
+}
+
+impl User {
+    /// The user's name in the brokers.
+    pub fn user_name(&self) -> &str {
+        match &self.spec.user_name {
+            Some(name) => name,
+            None => self.metadata.name.as_deref().unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The User controller: keeps a SCRAM credential in a Cluster's brokers for
+//! each `User`, from a password in a Secret.
+//!
+//! ```text
+//! User ──▶ finalizer ── deleting ──▶ AlterUserScramCredentials (deletion)
+//!       ──▶ Cluster exists, with spec.authentication? ── no ──▶ Ready=False
+//!       ──▶ the password: spec.passwordSecret, or a Secret <name> the
+//!           operator makes once (username, password, sasl.jaas.config)
+//!       ──▶ credential missing, or spec / Secret changed since applied?
+//!           ──▶ AlterUserScramCredentials (upsertion, salted here) ──▶ status
+//! ```
+//! The password never goes to the brokers: the operator salts it (PBKDF2,
+//! 4096 iterations) and sends the salted form, as `kafka-configs.sh` does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::PostParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use runnel_operator_api::condition::{self, reason, Condition, READY};
+use runnel_operator_api::{Cluster, User, UserStatus};
+use tracing::{info, instrument, warn};
+
+use crate::admin::generate_password;
+use crate::cluster::apply_status;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::now;
+
+/// The finalizer that deletes the credential from the brokers.
+pub const FINALIZER: &str = "runnel.dev/user";
+
+/// How soon a User that waits on something outside it is looked at again.
+const WAIT_REQUEUE: Duration = Duration::from_secs(10);
+
+/// The password, and the version of the Secret it came from.
+struct Password {
+    secret: String,
+    version: String,
+    value: String,
+}
+
+fn secret_version(secret: &Secret) -> String {
+    format!(
+        "{}/{}",
+        secret.metadata.uid.as_deref().unwrap_or_default(),
+        secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    )
+}
+
+/// The Secret the operator makes for a User without `passwordSecret`.
+fn generated_secret(user: &User, password: &str) -> Secret {
+    let name = user.user_name();
+    let jaas = format!(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{name}\" password=\"{password}\";"
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: user.metadata.name.clone(),
+            namespace: user.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "runnel-operator".to_owned(),
+                ),
+                ("runnel.dev/cluster".to_owned(), user.spec.cluster.clone()),
+            ])),
+            owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            ("username".to_owned(), ByteString(name.as_bytes().to_vec())),
+            (
+                "password".to_owned(),
+                ByteString(password.as_bytes().to_vec()),
+            ),
+            ("sasl.jaas.config".to_owned(), ByteString(jaas.into_bytes())),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The User's password: from `spec.passwordSecret`, or from the Secret the
+/// operator made (made now if there is none). `Err` says why not, for the
+/// status.
+async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Password, String>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(reference) = &user.spec.password_secret {
+        let Some(secret) = secrets.get_opt(&reference.name).await? else {
+            return Ok(Err(format!("Secret {} does not exist", reference.name)));
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|v| !v.is_empty());
+        return Ok(match value {
+            Some(value) => Ok(Password {
+                secret: reference.name.clone(),
+                version: secret_version(&secret),
+                value,
+            }),
+            None => Err(format!(
+                "Secret {} has no key {} (or it is empty or not UTF-8)",
+                reference.name, reference.key
+            )),
+        });
+    }
+    let name = user.name_any();
+    let owned_by_user = |secret: &Secret| {
+        secret
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == user.metadata.uid.as_ref())
+    };
+    let secret = match secrets.get_opt(&name).await? {
+        Some(secret) if owned_by_user(&secret) => secret,
+        Some(_) => {
+            return Ok(Err(format!(
+                "Secret {name} exists and is not this User's: the operator will not write its password there (set spec.passwordSecret to use it)"
+            )))
+        }
+        None => {
+            let value = match generate_password() {
+                Ok(value) => value,
+                Err(why) => return Ok(Err(why)),
+            };
+            let made = secrets
+                .create(&PostParams::default(), &generated_secret(user, &value))
+                .await?;
+            info!(secret = %name, "password Secret made");
+            made
+        }
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.is_empty());
+    Ok(match value {
+        Some(value) => Ok(Password {
+            secret: name,
+            version: secret_version(&secret),
+            value,
+        }),
+        None => Err(format!("Secret {name} has no password")),
+    })
+}
+
+async fn write_status(
+    ctx: &Context,
+    user: &User,
+    status: UserStatus,
+    ready: Condition,
+) -> Result<()> {
+    let mut status = status;
+    status.observed_generation = user.metadata.generation;
+    let changed = condition::find(&status.conditions, READY)
+        .is_none_or(|c| c.reason != ready.reason || c.status != ready.status);
+    if changed {
+        ctx.event(user, !ready.is_true(), &ready.reason, ready.message.clone())
+            .await;
+    }
+    condition::set(&mut status.conditions, ready, now());
+    if user.status.as_ref() != Some(&status) {
+        apply_status(ctx, user, &status).await?;
+    }
+    Ok(())
+}
+
+#[instrument(skip_all, fields(namespace = %user.namespace().unwrap_or_default(), user = %user.name_any()))]
+async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let ns = user
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, user, |event| async {
+        match event {
+            Event::Apply(user) => apply_user(&user, &ctx, &ns).await,
+            Event::Cleanup(user) => cleanup_user(&user, &ctx, &ns).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled("user", started.elapsed());
+    result
+}
+
+async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
+    let generation = user.metadata.generation;
+    let mut status = user.status.clone().unwrap_or_default();
+    let not_ready =
+        |reason: &str, message: String| Condition::new(READY, false, reason, message, generation);
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(cluster) = clusters.get_opt(&user.spec.cluster).await? else {
+        let message = format!("Cluster {ns}/{} does not exist", user.spec.cluster);
+        write_status(
+            ctx,
+            user,
+            status,
+            not_ready(reason::CLUSTER_NOT_FOUND, message),
+        )
+        .await?;
+        return Ok(Action::requeue(WAIT_REQUEUE));
+    };
+    if cluster.spec.authentication.is_none() {
+        let message = format!(
+            "Cluster {} has no spec.authentication: its brokers do not ask clients to authenticate",
+            user.spec.cluster
+        );
+        write_status(
+            ctx,
+            user,
+            status,
+            not_ready(reason::AUTHENTICATION_DISABLED, message),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.intervals.resync));
+    }
+    let password = match password(ctx, user, ns).await? {
+        Ok(password) => password,
+        Err(why) => {
+            write_status(
+                ctx,
+                user,
+                status,
+                not_ready(reason::PASSWORD_UNAVAILABLE, why),
+            )
+            .await?;
+            return Ok(Action::requeue(WAIT_REQUEUE));
+        }
+    };
+    let name = user.user_name().to_owned();
+    let mechanism = user.spec.authentication.kind.sasl_name();
+    let admin = ctx.admin(ns, &user.spec.cluster).await;
+    let outcome = async {
+        // The spec named another user or mechanism before: that credential goes.
+        if let (Some(old_name), Some(old_mechanism)) = (&status.user_name, &status.mechanism) {
+            if *old_name != name || old_mechanism != mechanism {
+                admin.delete_scram(old_name, old_mechanism).await?;
+                info!(user = %old_name, mechanism = %old_mechanism, "former credential deleted");
+            }
+        }
+        let present = admin
+            .scram_mechanisms(&name)
+            .await?
+            .iter()
+            .any(|m| m == mechanism);
+        let applied = status.applied_secret_version.as_deref() == Some(password.version.as_str())
+            && status.user_name.as_deref() == Some(name.as_str())
+            && status.mechanism.as_deref() == Some(mechanism);
+        if !(present && applied) {
+            admin
+                .upsert_scram(&name, mechanism, &password.value)
+                .await?;
+            info!(user = %name, mechanism, "credential applied");
+        }
+        Ok::<(), crate::admin::AdminError>(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        let reason = if e.is_unreachable() {
+            reason::BROKERS_UNREACHABLE
+        } else {
+            reason::BROKER_ERROR
+        };
+        write_status(ctx, user, status, not_ready(reason, e.to_string())).await?;
+        return Err(e.into());
+    }
+    status.user_name = Some(name.clone());
+    status.mechanism = Some(mechanism.to_owned());
+    status.secret = Some(password.secret);
+    status.applied_secret_version = Some(password.version);
+    let ready = Condition::new(
+        READY,
+        true,
+        reason::USER_READY,
+        format!("user {name} can authenticate with {mechanism}"),
+        generation,
+    );
+    write_status(ctx, user, status, ready).await?;
+    Ok(Action::requeue(ctx.intervals.resync))
+}
+
+/// The resource is being deleted: the credential goes from the brokers
+/// (if its Cluster is still there). A generated Secret goes with the User
+/// (it is owned by it).
+async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
+    if clusters.get_opt(&user.spec.cluster).await?.is_none() {
+        info!("cluster gone; no credential to delete");
+        return Ok(Action::await_change());
+    }
+    let status = user.status.clone().unwrap_or_default();
+    let name = status
+        .user_name
+        .clone()
+        .unwrap_or_else(|| user.user_name().to_owned());
+    let mechanism = status
+        .mechanism
+        .clone()
+        .unwrap_or_else(|| user.spec.authentication.kind.sasl_name().to_owned());
+    ctx.admin(ns, &user.spec.cluster)
+        .await
+        .delete_scram(&name, &mechanism)
+        .await?;
+    info!(user = %name, %mechanism, "credential deleted");
+    ctx.event(user, false, "UserDeleted", format!("user {name} deleted"))
+        .await;
+    Ok(Action::await_change())
+}
+
+fn error_policy(user: Arc<User>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(user = %user.name_any(), %error, "user reconcile failed");
+    ctx.metrics.failed("user", error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the User controller until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let users = match &namespace {
+        Some(ns) => Api::<User>::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(users, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

@@ -478,6 +478,14 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::List(&["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]),
         default: "SCRAM-SHA-256,SCRAM-SHA-512",
     },
+    // TLS between brokers on the gRPC listener (replication, the controller
+    // quorum, transaction markers): PLAINTEXT, or SSL with certificates
+    // both ways (the `ssl.keystore.*` and `ssl.truststore.location` files).
+    BrokerSettingDef {
+        name: "security.inter.broker.protocol",
+        kind: Kind::Choice(&["PLAINTEXT", "SSL"]),
+        default: "PLAINTEXT",
+    },
     BrokerSettingDef {
         name: "socket.request.max.bytes",
         kind: Kind::Int(1),

@@ -75,6 +75,12 @@ impl Args {
             .map_err(anyhow::Error::msg)
             .context("invalid TLS settings")?
             .map(Arc::new);
+        if let Some(inter_broker) = tls::InterBrokerTls::from_settings(&settings)
+            .map_err(anyhow::Error::msg)
+            .context("invalid inter-broker TLS settings")?
+        {
+            inter_broker.install().map_err(anyhow::Error::msg)?;
+        }
         let scram_users = add_scram
             .iter()
             .map(|entry| sasl::scram::parse_add_scram(entry))
@@ -272,16 +278,7 @@ pub async fn join_cluster(
 
 /// Serves the broker's gRPC services (replication and the controller quorum).
 async fn serve_rpc(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    use tokio_stream::StreamExt as _;
-    // Followers' fetches and Raft messages are small request/response pairs:
-    // with Nagle's algorithm on, each answer can wait for the peer's delayed
-    // ACK (~40 ms), which acks=all then waits on.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(stream) = &stream {
-            let _ = stream.set_nodelay(true);
-        }
-        stream
-    });
+    let incoming = tls::rpc_incoming(listener, broker.metrics.clone(), shutdown.clone());
     let replica = proto::replication::replica_server::ReplicaServer::new(
         replication::ReplicaService::new(broker.clone()),
     )

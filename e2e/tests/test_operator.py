@@ -105,11 +105,13 @@ def tls_certs(tmp_path_factory):
 def tlssec(tmp_path_factory, tls_certs):
     """A broker whose Kafka listener is SASL_SSL, with the files and the
     operator's user the StatefulSet of Cluster `tlssec` gives its brokers."""
-    _, key, crt = tls_certs
+    certs, key, crt = tls_certs
     b = Broker(tmp_path_factory.mktemp("tlssec"), node_id=1,
                settings={**BROKER_SETTINGS, "listener.security.protocol": "SASL_SSL",
                          "ssl.keystore.location": str(crt),
-                         "ssl.keystore.key.location": str(key)},
+                         "ssl.keystore.key.location": str(key),
+                         "security.inter.broker.protocol": "SSL",
+                         "ssl.truststore.location": str(certs.ca_crt)},
                extra_args=["--rack", "zone-a", "--add-scram",
                            f"SCRAM-SHA-512=[name={OPERATOR_USER},password={OPERATOR_PASSWORD}]"])
     b.start()
@@ -244,6 +246,8 @@ def test_the_api_server_refuses_invalid_specs(kube):
          "  config: {ssl.keystore.location: /tmp/k.pem}\n", "spec.config"),
         (CLUSTER.format(name="mtls", brokers=1, zones="[a]") +
          "  config: {ssl.client.auth: required}\n", "spec.config"),
+        (CLUSTER.format(name="interbroker", brokers=1, zones="[a]") +
+         "  config: {security.inter.broker.protocol: SSL}\n", "spec.config"),
         ("""
 apiVersion: runnel.dev/v1alpha1
 kind: ConsumerGroup
@@ -505,6 +509,8 @@ def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_cert
     assert "listener.security.protocol=SASL_SSL" in settings, settings
     assert "ssl.keystore.location=/etc/runnel-tls/tls.crt" in settings, settings
     assert "ssl.keystore.key.location=/etc/runnel-tls/tls.key" in settings, settings
+    assert "security.inter.broker.protocol=SSL" in settings, settings
+    assert "ssl.truststore.location=/etc/runnel-tls/ca.crt" in settings, settings
     pod = kube.get("statefulset", "tlssec-zone-a", NS)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "tlssec-cert", volumes

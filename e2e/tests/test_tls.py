@@ -21,7 +21,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster import kafka_tool, kafka_tools_missing, metric_sum
+from cluster import (StreamProducer, assert_history, kafka_tool, kafka_tools_missing, metric_sum,
+                     read_all)
 from tls_certs import Certs, keystore, openssl
 from harness import (OP_TIMEOUT_S, Broker, confluent_producer, consume_confluent,
                      consume_kafka_python, kcat, kp_producer, produce_confluent, wait_until)
@@ -268,8 +269,66 @@ def test_a_rotated_certificate_is_used_for_new_connections(broker_factory, certs
     assert "do not load" in b.log_tail(200)
 
 
+def rpc_handshake_without_a_certificate(host: str, port: int, ca: Path) -> str:
+    """A TLS client without a certificate on a broker's gRPC listener: what
+    failed (the handshake, or the first read after it under TLS 1.3)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                got = tls.recv(1024)
+                return f"read {got!r}"
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        return f"refused: {e}"
+
+
+def test_brokers_replicate_over_mutual_tls(cluster_factory, certs, request):
+    """security.inter.broker.protocol=SSL: replication, the controller quorum
+    and its metadata go over TLS with certificates both ways; a peer without
+    a certificate the truststore's CA signed is refused."""
+    key, crt = certs.server()
+    c = cluster_factory(n=3, settings={"security.inter.broker.protocol": "SSL",
+                                       "ssl.keystore.location": str(crt),
+                                       "ssl.keystore.key.location": str(key),
+                                       "ssl.truststore.location": str(certs.ca_crt)})
+    topic = request.node.name[:40] + "-" + os.urandom(3).hex()
+    log.info("phase: a replicated topic forms its ISR over TLS")
+    c.create_topic(topic, 3, 3, config={"min.insync.replicas": 2})
+    c.wait_isr(topic, 3, partitions=3, timeout=120)
+
+    log.info("phase: acks=all writes, then the leader of partition 0 is killed and another "
+             "takes over")
+    prod = StreamProducer(c.bootstrap, topic, prefix="tls", name="tls-producer").start()
+    try:
+        prod.wait_acks(500, timeout=60)
+        victim = c.leader_of(topic, 0)
+        c.kill9(victim)
+        c.wait_leaders_off(topic, victim, timeout=60)
+        prod.wait_acks(300, timeout=90, what="acknowledgements after the leader died")
+        c.start_broker(victim)
+        c.wait_isr(topic, 3, partitions=3, timeout=120)
+    finally:
+        history = prod.stop()
+    assert not history.failed, history.failed[:5]
+    records, end = read_all(c, topic, 3)
+    assert_history(history, records, end, cluster=c, topic=topic, exactly_once=True, ordered=True)
+
+    log.info("phase: a client without a certificate gets nothing from the gRPC listener")
+    b = c.brokers[0]
+    before = metric_sum(b, "runnel_tls_handshake_failures_total")
+    outcome = rpc_handshake_without_a_certificate(b.rpc_host, b.rpc_port, certs.ca_crt)
+    log.info("certificate-less peer: %s", outcome)
+    assert outcome.startswith("refused") or outcome == "read b''", outcome
+    wait_until(lambda: metric_sum(b, "runnel_tls_handshake_failures_total") > before,
+               timeout=30, what="the refused handshake counted")
+
+
 @pytest.mark.parametrize("case", ["no-keystore", "missing-file", "encrypted-key", "mismatched-key",
-                                  "client-auth-without-truststore", "jks"])
+                                  "client-auth-without-truststore", "jks",
+                                  "inter-broker-without-truststore"])
 def test_bad_tls_settings_stop_the_broker_with_the_setting_named(tmp_path, case):
     certs = Certs(tmp_path / "certs")
     key, crt = certs.server()
@@ -290,6 +349,10 @@ def test_bad_tls_settings_stop_the_broker_with_the_setting_named(tmp_path, case)
     elif case == "client-auth-without-truststore":
         settings.update({"ssl.keystore.location": str(keystore(certs, tmp_path / "k.pem")),
                          "ssl.client.auth": "required"})
+        expected = "ssl.truststore.location"
+    elif case == "inter-broker-without-truststore":
+        settings = {"security.inter.broker.protocol": "SSL",
+                    "ssl.keystore.location": str(keystore(certs, tmp_path / "k.pem"))}
         expected = "ssl.truststore.location"
     elif case == "jks":
         settings.update({"ssl.keystore.location": str(crt), "ssl.keystore.type": "JKS"})

@@ -36,8 +36,9 @@ class Certs:
         return key, crt
 
     def server(self, cn: str = "broker") -> tuple[Path, Path]:
+        # Both: brokers also present it to each other (inter-broker TLS).
         return self.issue(cn, "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                              "extendedKeyUsage=serverAuth")
+                              "extendedKeyUsage=serverAuth,clientAuth")
 
     def client(self, cn: str) -> tuple[Path, Path]:
         return self.issue(cn, "extendedKeyUsage=clientAuth")

@@ -40,14 +40,18 @@ pub(crate) const MAX_MESSAGE: usize = 256 << 20;
 
 /// A lazily connecting channel to a voter's gRPC listener at `address`
 /// (`HOST:PORT`).
+/// Over TLS when the process has inter-broker TLS.
 pub(crate) fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    Ok(match crate::tls::inter_broker() {
+        Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::rpc_connector(tls)),
+        None => endpoint.connect_lazy(),
+    })
 }
 
 /// Makes a [`Peer`] per voter. Addresses come from the configured voters

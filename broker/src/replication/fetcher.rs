@@ -142,11 +142,17 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
 }
 
 async fn connect(address: &str) -> Result<ReplicaClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+        .tcp_nodelay(true);
+    let channel = match crate::tls::inter_broker() {
+        Some(tls) => {
+            endpoint
+                .connect_with_connector(crate::tls::rpc_connector(tls))
+                .await?
+        }
+        None => endpoint.connect().await?,
+    };
     Ok(ReplicaClient::new(channel).max_decoding_message_size(256 << 20))
 }
 

@@ -104,6 +104,9 @@ pub struct ClusterSpec {
     }, {
         "rule": "self.all(k, !k.startsWith('ssl.') || k == 'ssl.enabled.protocols')",
         "message": "ssl.* settings other than ssl.enabled.protocols are set by spec.tls (client certificates, ssl.client.auth, are not supported by the operator yet)"
+    }, {
+        "rule": "!('security.inter.broker.protocol' in self)",
+        "message": "security.inter.broker.protocol is set by spec.tls: with it the brokers talk to each other over TLS"
     }]))]
     pub config: BTreeMap<String, String>,
     /// The broker image; `runnel/broker:latest` when not set.
@@ -131,8 +134,11 @@ pub struct ClusterTls {
     /// PEM) and `ca.crt` (the CA that signed it, which the operator
     /// trusts), as cert-manager writes them. The certificate must name
     /// `*.<cluster>-brokers.<namespace>.svc` and
-    /// `<cluster>-bootstrap.<namespace>.svc`. The brokers read a renewed
-    /// certificate without restarting; naming another Secret rolls them.
+    /// `<cluster>-bootstrap.<namespace>.svc`, and allow client
+    /// authentication as well as server authentication: the brokers also
+    /// present it to each other (`security.inter.broker.protocol=SSL`).
+    /// The brokers read a renewed certificate without restarting; naming
+    /// another Secret rolls them.
     #[schemars(length(min = 1, max = 253))]
     pub certificate_secret: String,
 }

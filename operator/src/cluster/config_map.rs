@@ -42,6 +42,11 @@ pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
         settings.push_str(&format!(
             "ssl.keystore.location={TLS_DIR}/tls.crt\nssl.keystore.key.location={TLS_DIR}/tls.key\n"
         ));
+        // Brokers talk to each other over TLS too, each presenting its
+        // certificate and trusting the Secret's CA.
+        settings.push_str(&format!(
+            "security.inter.broker.protocol=SSL\nssl.truststore.location={TLS_DIR}/ca.crt\n"
+        ));
     }
     if cluster.spec.authentication.is_some() {
         // The operator's own mechanism stays offered.
@@ -100,7 +105,9 @@ mod tests {
             settings,
             "min.insync.replicas=2\nlistener.security.protocol=SSL\n\
              ssl.keystore.location=/etc/runnel-tls/tls.crt\n\
-             ssl.keystore.key.location=/etc/runnel-tls/tls.key\n"
+             ssl.keystore.key.location=/etc/runnel-tls/tls.key\n\
+             security.inter.broker.protocol=SSL\n\
+             ssl.truststore.location=/etc/runnel-tls/ca.crt\n"
         );
         tls.spec.authentication = Some(runnel_operator_api::ClusterAuthentication {
             kind: runnel_operator_api::AuthenticationType::ScramSha512,

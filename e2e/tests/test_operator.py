@@ -111,7 +111,9 @@ def tlssec(tmp_path_factory, tls_certs):
                          "ssl.keystore.location": str(crt),
                          "ssl.keystore.key.location": str(key),
                          "security.inter.broker.protocol": "SSL",
-                         "ssl.truststore.location": str(certs.ca_crt)},
+                         "ssl.truststore.location": str(certs.ca_crt),
+                         # as spec.config asks: clients present certificates
+                         "ssl.client.auth": "required"},
                extra_args=["--rack", "zone-a", "--add-scram",
                            f"SCRAM-SHA-512=[name={OPERATOR_USER},password={OPERATOR_PASSWORD}]"])
     b.start()
@@ -241,11 +243,11 @@ def test_the_api_server_refuses_invalid_specs(kube):
         # The operator cannot authenticate to SASL brokers yet.
         (CLUSTER.format(name="sasl", brokers=1, zones="[a]") +
          "  config: {listener.security.protocol: SASL_PLAINTEXT}\n", "spec.config"),
-        # spec.tls sets the keystore; client certificates are not supported yet.
+        # spec.tls sets the keystore and the truststore.
         (CLUSTER.format(name="keystore", brokers=1, zones="[a]") +
          "  config: {ssl.keystore.location: /tmp/k.pem}\n", "spec.config"),
-        (CLUSTER.format(name="mtls", brokers=1, zones="[a]") +
-         "  config: {ssl.client.auth: required}\n", "spec.config"),
+        (CLUSTER.format(name="truststore", brokers=1, zones="[a]") +
+         "  config: {ssl.truststore.location: /tmp/ca.pem}\n", "spec.config"),
         (CLUSTER.format(name="interbroker", brokers=1, zones="[a]") +
          "  config: {security.inter.broker.protocol: SSL}\n", "spec.config"),
         ("""
@@ -485,8 +487,9 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
 def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_certs):
     """spec.tls: the brokers' listener gets TLS from a cert-manager style
     Secret (tls.crt, tls.key, ca.crt) mounted into their pods, and the
-    operator connects over TLS trusting its ca.crt; with spec.authentication
-    too, the listener is SASL_SSL."""
+    operator connects over TLS trusting its ca.crt, presenting tls.crt where
+    the brokers ask for client certificates (ssl.client.auth in spec.config);
+    with spec.authentication too, the listener is SASL_SSL."""
     from confluent_kafka.admin import AdminClient
 
     certs, key, crt = tls_certs
@@ -503,7 +506,8 @@ def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_cert
     create_cert_secret()
     kube.apply(CLUSTER.format(name="tlssec", brokers=1, zones="[zone-a]") +
                "  authentication: {type: scram-sha-512, credentialsSecret: tlssec-operator}\n"
-               "  tls: {certificateSecret: tlssec-cert}\n", NS)
+               "  tls: {certificateSecret: tlssec-cert}\n"
+               "  config: {ssl.client.auth: required}\n", NS)
     kube.wait_condition("cluster", "tlssec", NS, "True", "BrokersReady")
     settings = kube.get("configmap", "tlssec-config", NS)["data"]["broker.settings"]
     assert "listener.security.protocol=SASL_SSL" in settings, settings
@@ -525,8 +529,10 @@ def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_cert
     name = f"tls-{suffix()}"
     kube.apply(topic_yaml(name, "tlssec", 2, 1), NS)
     kube.wait_condition("topic", name, NS, "True")
+    app_key, app_crt = certs.client("tls-app")
     a = AdminClient({"bootstrap.servers": tlssec.bootstrap, "security.protocol": "SASL_SSL",
                      "ssl.ca.location": str(certs.ca_crt), "sasl.mechanisms": "SCRAM-SHA-512",
+                     "ssl.certificate.location": str(app_crt), "ssl.key.location": str(app_key),
                      "sasl.username": OPERATOR_USER, "sasl.password": OPERATOR_PASSWORD})
     md = a.list_topics(timeout=30)
     assert len(md.topics[name].partitions) == 2, md.topics.get(name)

@@ -69,8 +69,8 @@ impl Context {
         };
         let admin = match &cluster.spec.tls {
             None => admin,
-            Some(tls) => match self.trusted_ca(namespace, &tls.certificate_secret).await {
-                Ok(ca) => match admin.clone().with_tls(&ca) {
+            Some(tls) => match self.tls_material(namespace, &tls.certificate_secret).await {
+                Ok((ca, identity)) => match admin.clone().with_tls(&ca, identity) {
                     Ok(admin) => admin,
                     Err(why) => admin.without_tls(format!(
                         "ca.crt of Secret {}: {why}",
@@ -93,20 +93,25 @@ impl Context {
         }
     }
 
-    /// The `ca.crt` of Secret `secret`: the CA the brokers' certificates
-    /// chain to.
-    async fn trusted_ca(&self, namespace: &str, secret: &str) -> Result<Vec<u8>, String> {
+    /// From Secret `secret`: its `ca.crt` (the CA the brokers'
+    /// certificates chain to), and its `tls.crt` and `tls.key` when both are
+    /// there (what the operator presents to brokers that ask clients for a
+    /// certificate, `ssl.client.auth`).
+    async fn tls_material(
+        &self,
+        namespace: &str,
+        secret: &str,
+    ) -> Result<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>), String> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let found = secrets
             .get(secret)
             .await
             .map_err(|e| format!("Secret {secret}: {e}"))?;
-        found
-            .data
-            .and_then(|mut d| d.remove("ca.crt"))
-            .map(|v| v.0)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("Secret {secret} has no key ca.crt"))
+        let mut data = found.data.unwrap_or_default();
+        let mut take = |key: &str| data.remove(key).map(|v| v.0).filter(|v| !v.is_empty());
+        let ca = take("ca.crt").ok_or_else(|| format!("Secret {secret} has no key ca.crt"))?;
+        let identity = take("tls.crt").zip(take("tls.key"));
+        Ok((ca, identity))
     }
 
     /// The operator's SCRAM credentials for `cluster`, if it asks for

@@ -95,15 +95,17 @@ pub struct ClusterSpec {
     /// `log.retention.ms`, ...), passed to each broker as `--set key=value`.
     /// `listener.security.protocol` is not set here: `authentication` and
     /// `tls` set it, together with what the operator needs to reach the
-    /// brokers; nor are the `ssl.*` settings but `ssl.enabled.protocols`:
-    /// `tls` sets the keystore.
+    /// brokers; nor are the `ssl.*` settings but `ssl.enabled.protocols`
+    /// and `ssl.client.auth` (clients' certificates are then checked
+    /// against the `tls` Secret's CA, and the operator presents the
+    /// Secret's own): `tls` sets the keystore and the truststore.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "!('listener.security.protocol' in self) || self['listener.security.protocol'] == 'PLAINTEXT'",
         "message": "listener.security.protocol other than PLAINTEXT is set by spec.authentication and spec.tls, which also give the operator what it needs to reach the brokers"
     }, {
-        "rule": "self.all(k, !k.startsWith('ssl.') || k == 'ssl.enabled.protocols')",
-        "message": "ssl.* settings other than ssl.enabled.protocols are set by spec.tls (client certificates, ssl.client.auth, are not supported by the operator yet)"
+        "rule": "self.all(k, !k.startsWith('ssl.') || k == 'ssl.enabled.protocols' || k == 'ssl.client.auth')",
+        "message": "ssl.* settings other than ssl.enabled.protocols and ssl.client.auth are set by spec.tls"
     }, {
         "rule": "!('security.inter.broker.protocol' in self)",
         "message": "security.inter.broker.protocol is set by spec.tls: with it the brokers talk to each other over TLS"

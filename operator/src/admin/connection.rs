@@ -37,9 +37,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// The TLS client configuration trusting the CA certificates in `ca_pem`
 /// (the brokers' certificates must chain to one of them and name the
 /// host the operator connects to).
-pub(crate) fn tls_trusting(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_trusting(
+    ca_pem: &[u8],
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
@@ -51,11 +54,23 @@ pub(crate) fn tls_trusting(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, S
         return Err("no CA certificate (PEM `BEGIN CERTIFICATE`) in it".to_owned());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(&chain_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls.crt: bad PEM: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| format!("tls.key: no usable private key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls.crt and tls.key do not make a usable pair: {e}"))?
+        }
+    };
     Ok(Arc::new(config))
 }
 

@@ -229,10 +229,16 @@ impl Admin {
         }
     }
 
-    /// The same client over TLS, trusting the CA certificates in `ca_pem`.
-    pub fn with_tls(self, ca_pem: &[u8]) -> Result<Self, String> {
+    /// The same client over TLS, trusting the CA certificates in `ca_pem`,
+    /// presenting `identity` (certificate chain and key, PEM) to brokers
+    /// that ask for a client certificate.
+    pub fn with_tls(
+        self,
+        ca_pem: &[u8],
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, String> {
         Ok(Admin {
-            tls: Some(connection::tls_trusting(ca_pem)?),
+            tls: Some(connection::tls_trusting(ca_pem, identity)?),
             ..self
         })
     }

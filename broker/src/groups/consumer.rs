@@ -109,6 +109,8 @@ pub(crate) struct Member {
     previous_epoch: i32,
     pub(crate) subscribed: BTreeSet<String>,
     pub(crate) regex: Option<String>,
+    /// `regex`, compiled once when it is set.
+    pattern: Option<regex::Regex>,
     assignor: Option<String>,
     rebalance_timeout_ms: i32,
     /// What the member was told it owns.
@@ -158,9 +160,19 @@ fn error(
     }
 }
 
-/// The full-match regular expression of a subscription.
+/// The longest regular expression a member may subscribe with.
+const MAX_REGEX_LEN: usize = 1024;
+
+/// The full-match regular expression of a subscription, bounded in size
+/// (a heartbeat matches it against every topic).
 fn compile(regex: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| e.to_string())
+    if regex.len() > MAX_REGEX_LEN {
+        return Err(format!("longer than {MAX_REGEX_LEN} characters"));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn contains(parts: &Parts, topic: &Uuid, partition: i32) -> bool {
@@ -256,11 +268,7 @@ impl ConsumerGroup {
     /// Whether a member subscribes to `topic` (by name or pattern).
     pub(crate) fn subscribes_to(&self, topic: &str) -> bool {
         self.members.values().any(|m| {
-            m.subscribed.contains(topic)
-                || m.regex
-                    .as_deref()
-                    .and_then(|r| compile(r).ok())
-                    .is_some_and(|r| r.is_match(topic))
+            m.subscribed.contains(topic) || m.pattern.as_ref().is_some_and(|r| r.is_match(topic))
         })
     }
 
@@ -388,6 +396,13 @@ impl ConsumerGroup {
         if self.epoch > self.assignment_epoch {
             self.assign(catalog);
         }
+        // A full request (what clients send after a failed heartbeat) gets
+        // the assignment whatever was sent before, as in Kafka; so does one
+        // whose owned partitions are not what it was last told.
+        let full = epoch == 0
+            || (request.rebalance_timeout_ms > 0
+                && request.subscribed_topic_names.is_some()
+                && request.owned.is_some());
         let owned = if epoch == 0 { None } else { request.owned };
         self.reconcile(&member_id, owned.as_ref(), now_ms);
         let interval = self.config.heartbeat_interval_ms;
@@ -399,9 +414,16 @@ impl ConsumerGroup {
                 epoch,
             );
         };
-        // The assignment goes out when it changed, and whenever the member
-        // is not at the epoch it sent (it joined, or lost an answer).
-        let assignment = if epoch != member.epoch || member.sent.as_ref() != Some(&member.assigned)
+        // The assignment goes out when it changed, whenever the member is
+        // not at the epoch it sent (it joined, or lost an answer), and on a
+        // full request or one owning other partitions than it was told.
+        let out_of_step = owned
+            .as_ref()
+            .is_some_and(|o| *o != member.assigned && member.revoking.is_empty());
+        let assignment = if full
+            || out_of_step
+            || epoch != member.epoch
+            || member.sent.as_ref() != Some(&member.assigned)
         {
             member.sent = Some(member.assigned.clone());
             Some(member.assigned.clone())
@@ -486,6 +508,7 @@ impl ConsumerGroup {
                 previous_epoch: 0,
                 subscribed: BTreeSet::new(),
                 regex: None,
+                pattern: None,
                 assignor: None,
                 rebalance_timeout_ms: request.rebalance_timeout_ms,
                 assigned: Parts::new(),
@@ -549,6 +572,7 @@ impl ConsumerGroup {
         if let Some(regex) = &request.subscribed_topic_regex {
             let regex = (!regex.is_empty()).then(|| regex.clone());
             if regex != member.regex {
+                member.pattern = regex.as_deref().and_then(|r| compile(r).ok());
                 member.regex = regex;
                 changed = true;
             }
@@ -575,13 +599,13 @@ impl ConsumerGroup {
     /// The topics members subscribe to, as the catalog has them now.
     fn subscribed_metadata(&self, catalog: &Catalog) -> BTreeMap<String, TopicMeta> {
         let mut out = BTreeMap::new();
-        let patterns: Vec<regex::Regex> = self
+        // Each distinct pattern once.
+        let mut seen = BTreeSet::new();
+        let patterns: Vec<&regex::Regex> = self
             .members
             .values()
-            .filter_map(|m| m.regex.as_deref())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter_map(|r| compile(r).ok())
+            .filter_map(|m| m.pattern.as_ref())
+            .filter(|p| seen.insert(p.as_str()))
             .collect();
         for member in self.members.values() {
             for name in &member.subscribed {
@@ -611,13 +635,12 @@ impl ConsumerGroup {
         self.members
             .values()
             .map(|m| {
-                let pattern = m.regex.as_deref().and_then(|r| compile(r).ok());
+                let pattern = m.pattern.as_ref();
                 let topics = self
                     .metadata
                     .iter()
                     .filter(|(name, _)| {
-                        m.subscribed.contains(*name)
-                            || pattern.as_ref().is_some_and(|p| p.is_match(name))
+                        m.subscribed.contains(*name) || pattern.is_some_and(|p| p.is_match(name))
                     })
                     .map(|(_, meta)| meta.id)
                     .collect();
@@ -1206,6 +1229,34 @@ mod tests {
         );
         assert_eq!(a.error, None);
         assert_eq!(g.tick(60_000).len(), 2);
+    }
+
+    #[test]
+    fn an_answer_lost_at_the_same_epoch_is_sent_again() {
+        let cat = catalog(&[("a", 1, 2)]);
+        let mut g = ConsumerGroup::new("g".into(), config());
+        let mut c1 = Client::join(&mut g, "m1", &["a"], &cat);
+        let mut c2 = Client::join(&mut g, "m2", &["a"], &cat);
+        // m2 waits for the partition m1 still holds...
+        c1.beat(&mut g, &cat);
+        c1.beat(&mut g, &cat);
+        assert_eq!((size(&c1.owned), size(&c2.owned)), (1, 0));
+        // ...m1 let it go: m2's next answer would carry it, but is lost.
+        let lost = g.heartbeat(beat("m2", c2.epoch, Some(&c2.owned)), &cat, 0);
+        assert_eq!(lost.assignment.as_ref().map(size), Some(1));
+        // m2 asks again at the same epoch, owning nothing: it is told again.
+        let again = g.heartbeat(beat("m2", c2.epoch, Some(&c2.owned)), &cat, 0);
+        assert_eq!(again.assignment.as_ref().map(size), Some(1));
+        // A full request (after a failed heartbeat) gets it too.
+        let mut full = join("m2", &["a"]);
+        full.member_epoch = again.member_epoch;
+        full.owned = again.assignment.clone();
+        let answer = g.heartbeat(full, &cat, 0);
+        assert_eq!(answer.assignment.as_ref().map(size), Some(1));
+        c2.owned = answer.assignment.unwrap_or_default();
+        // In step, with a partial request: nothing to send.
+        let quiet = g.heartbeat(beat("m2", c2.epoch, None), &cat, 0);
+        assert_eq!(quiet.assignment, None);
     }
 
     #[test]

@@ -312,6 +312,9 @@ impl GroupCoordinator {
                 members: Vec::new(),
             });
         }
+        // Both maps are locked, classic first (as everywhere), so a group id
+        // cannot become both kinds at once.
+        let mut groups = lock(&self.groups);
         {
             let mut consumer_groups = lock(&self.consumer_groups);
             if consumer_groups.get(group_id).is_some_and(|g| !g.is_empty()) {
@@ -328,7 +331,15 @@ impl GroupCoordinator {
             // An empty consumer group becomes a classic one.
             consumer_groups.remove(group_id);
         }
-        self.with_group(group_id, true, |g| g.join(request, now_ms))
+        if !groups.contains_key(group_id) {
+            groups.insert(
+                group_id.to_string(),
+                Group::new(group_id.to_string(), self.config.clone()),
+            );
+        }
+        groups
+            .get_mut(group_id)
+            .map(|g| g.join(request, now_ms))
             .unwrap_or_else(|| {
                 Reply::Now(JoinResult {
                     error: Some(ResponseError::CoordinatorNotAvailable),
@@ -449,18 +460,19 @@ impl GroupCoordinator {
         if let Err(error) = self.owns(group_id) {
             return refuse((error, format!("not the coordinator of group {group_id}")));
         }
-        {
-            let mut classic = lock(&self.groups);
-            match classic.get(group_id) {
-                Some(g) if !g.is_empty() => return refuse(not_a_consumer_group(group_id)),
-                Some(_) => {
-                    // An empty classic group becomes a consumer group.
-                    classic.remove(group_id);
-                }
-                None => {}
+        // Classic first, then consumer groups, as in `join`: a group id
+        // cannot become both kinds at once.
+        let mut classic = lock(&self.groups);
+        match classic.get(group_id) {
+            Some(g) if !g.is_empty() => return refuse(not_a_consumer_group(group_id)),
+            Some(_) => {
+                // An empty classic group becomes a consumer group.
+                classic.remove(group_id);
             }
+            None => {}
         }
         let mut groups = lock(&self.consumer_groups);
+        drop(classic);
         if !groups.contains_key(group_id) {
             if request.member_epoch != 0 {
                 return refuse((

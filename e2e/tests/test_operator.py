@@ -599,6 +599,48 @@ spec:
     assert logs_in("orders-app", data["password"])
     assert not logs_in("orders-app", "not-the-password")
 
+    log.info("phase: a second User naming the same user, or the operator's own, is refused")
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: orders-app-copy}
+spec:
+  cluster: secure
+  userName: orders-app
+  authentication: {type: scram-sha-512}
+""", NS)
+    cond = kube.wait_condition("user", "orders-app-copy", NS, "False", "UserConflict")
+    assert "older User" in cond["message"], cond
+    kube.apply(f"""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {{name: hijack}}
+spec:
+  cluster: secure
+  userName: {OPERATOR_USER}
+  authentication: {{type: scram-sha-512}}
+""", NS)
+    cond = kube.wait_condition("user", "hijack", NS, "False", "UserConflict")
+    assert "operator's own" in cond["message"], cond
+    for name in ("orders-app-copy", "hijack"):
+        kube.kubectl("delete", "user", name, "-n", NS, "--timeout=60s")
+    assert logs_in("orders-app", data["password"]), "deleting the copy took the credential"
+    assert logs_in(OPERATOR_USER, OPERATOR_PASSWORD)
+    proc = kube.kubectl("patch", "user", "orders-app", "-n", NS, "--type=merge", "-p",
+                        '{"spec":{"cluster":"solo"}}', check=False)
+    assert proc.returncode != 0 and "cluster cannot change" in proc.stderr, proc.stderr
+
+    log.info("phase: a new userName: the old credential goes, the Secret names the new user")
+    kube.kubectl("patch", "user", "orders-app", "-n", NS, "--type=merge", "-p",
+                 '{"spec":{"userName":"orders-svc"}}')
+    wait_until(lambda: logs_in("orders-svc", data["password"]), timeout=RECONCILE_TIMEOUT_S,
+               what="the renamed user logging in")
+    assert not logs_in("orders-app", data["password"])
+    renamed = {k: base64.b64decode(v).decode()
+               for k, v in kube.get("secret", "orders-app", NS)["data"].items()}
+    assert renamed["username"] == "orders-svc" and renamed["password"] == data["password"]
+    assert 'username="orders-svc"' in renamed["sasl.jaas.config"]
+
     log.info("phase: a User with its own password Secret, in SCRAM-SHA-256; a new password "
              "replaces the old one")
     kube.kubectl("create", "secret", "generic", "billing-password", "-n", NS,
@@ -660,7 +702,7 @@ spec:
     log.info("phase: deleting a User deletes its credential")
     for name in ("orders-app", "billing", "ghost", "squatter", "open-door"):
         kube.kubectl("delete", "user", name, "-n", NS, "--timeout=60s")
-    assert not logs_in("orders-app", data["password"])
+    assert not logs_in("orders-svc", data["password"])
     assert not logs_in("billing-svc", "second-password", "SCRAM-SHA-256")
 
 

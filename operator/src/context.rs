@@ -116,7 +116,7 @@ impl Context {
 
     /// The operator's SCRAM credentials for `cluster`, if it asks for
     /// authentication.
-    async fn credentials(
+    pub(crate) async fn credentials(
         &self,
         namespace: &str,
         cluster: &Cluster,

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::PostParams;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
@@ -110,7 +110,7 @@ async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Passwor
         return Ok(match value {
             Some(value) => Ok(Password {
                 secret: reference.name.clone(),
-                version: secret_version(&secret),
+                version: format!("{}/{}", secret_version(&secret), reference.key),
                 value,
             }),
             None => Err(format!(
@@ -127,7 +127,29 @@ async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Passwor
             .any(|o| Some(&o.uid) == user.metadata.uid.as_ref())
     };
     let secret = match secrets.get_opt(&name).await? {
-        Some(secret) if owned_by_user(&secret) => secret,
+        Some(secret) if owned_by_user(&secret) => {
+            let says = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("username"))
+                .map(|v| v.0.as_slice());
+            let password = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("password"))
+                .and_then(|v| String::from_utf8(v.0.clone()).ok());
+            match password {
+                // The user name changed: the Secret follows (same password).
+                Some(password) if says != Some(user.user_name().as_bytes()) => {
+                    let data = generated_secret(user, &password).data;
+                    let patch = serde_json::json!({ "data": data });
+                    secrets
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?
+                }
+                _ => secret,
+            }
+        }
         Some(_) => {
             return Ok(Err(format!(
                 "Secret {name} exists and is not this User's: the operator will not write its password there (set spec.passwordSecret to use it)"
@@ -232,6 +254,10 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         .await?;
         return Ok(Action::requeue(ctx.intervals.resync));
     }
+    if let Some(why) = conflict(ctx, user, &cluster, ns).await? {
+        write_status(ctx, user, status, not_ready(reason::USER_CONFLICT, why)).await?;
+        return Ok(Action::requeue(ctx.intervals.resync));
+    }
     let password = match password(ctx, user, ns).await? {
         Ok(password) => password,
         Err(why) => {
@@ -306,15 +332,19 @@ async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         info!("cluster gone; no credential to delete");
         return Ok(Action::await_change());
     }
+    // Only what this User made, and only while no older User has the
+    // name (then the credential is that one's).
     let status = user.status.clone().unwrap_or_default();
-    let name = status
-        .user_name
-        .clone()
-        .unwrap_or_else(|| user.user_name().to_owned());
-    let mechanism = status
-        .mechanism
-        .clone()
-        .unwrap_or_else(|| user.spec.authentication.kind.sasl_name().to_owned());
+    let (Some(name), Some(mechanism)) = (status.user_name.clone(), status.mechanism.clone()) else {
+        info!("no credential was made for this User; nothing to delete");
+        return Ok(Action::await_change());
+    };
+    if let Some(owner) = owner_of(ctx, user, ns, &name).await? {
+        if owner.metadata.uid != user.metadata.uid {
+            info!(user = %name, owner = %owner.name_any(), "the credential is another User's; not deleted");
+            return Ok(Action::await_change());
+        }
+    }
     ctx.admin(ns, &user.spec.cluster)
         .await
         .delete_scram(&name, &mechanism)
@@ -323,6 +353,61 @@ async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
     ctx.event(user, false, "UserDeleted", format!("user {name} deleted"))
         .await;
     Ok(Action::await_change())
+}
+
+/// The User that manages user `name` of `user`'s Cluster: the oldest
+/// (creation time, then uid) not being deleted.
+async fn owner_of(ctx: &Context, user: &User, ns: &str, name: &str) -> Result<Option<User>> {
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), ns);
+    let all = api.list(&ListParams::default()).await?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|u| {
+            u.spec.cluster == user.spec.cluster
+                && u.user_name() == name
+                && (u.metadata.deletion_timestamp.is_none() || u.metadata.uid == user.metadata.uid)
+        })
+        .min_by_key(|u| {
+            (
+                u.metadata.creation_timestamp.as_ref().map(|c| c.0),
+                u.metadata.uid.clone(),
+            )
+        }))
+}
+
+/// Why `user` may not manage its user name: it is the operator's own user,
+/// or an older User has it.
+async fn conflict(
+    ctx: &Context,
+    user: &User,
+    cluster: &Cluster,
+    ns: &str,
+) -> Result<Option<String>> {
+    let name = user.user_name();
+    if let Ok(Some(own)) = ctx.credentials(ns, cluster).await {
+        if own.username == name {
+            return Ok(Some(format!(
+                "user {name} is the operator's own (Secret {}): a User may not change it",
+                cluster
+                    .spec
+                    .authentication
+                    .as_ref()
+                    .map(|a| a.credentials_secret.as_str())
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    if let Some(owner) = owner_of(ctx, user, ns, name).await? {
+        if owner.metadata.uid != user.metadata.uid {
+            return Ok(Some(format!(
+                "user {name} in cluster {} is managed by the older User {ns}/{}",
+                user.spec.cluster,
+                owner.name_any()
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn error_policy(user: Arc<User>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -29,6 +29,9 @@ pub const ROLLING_RESTART: &str = "RollingRestart";
 pub mod reason {
     /// A User's credential is in the brokers.
     pub const USER_READY: &str = "UserReady";
+    /// Another User, older, has the same user name in the Cluster, or the
+    /// name is the operator's own.
+    pub const USER_CONFLICT: &str = "UserConflict";
     /// A User's Cluster does not ask clients to authenticate.
     pub const AUTHENTICATION_DISABLED: &str = "AuthenticationDisabled";
     /// A User's password cannot be read (or its Secret is not the operator's to write).

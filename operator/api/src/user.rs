@@ -57,8 +57,14 @@ use crate::condition::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UserSpec {
-    /// The Cluster (in this namespace) the user belongs to.
-    #[schemars(length(min = 1))]
+    /// The Cluster (in this namespace) the user belongs to; it cannot change.
+    #[schemars(
+        length(min = 1),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "cluster cannot change: delete the User and make it again in the other Cluster"
+        }])
+    )]
     pub cluster: String,
     /// The user's name in the brokers; the resource's name when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,8 @@ impl Args {
         } else {
             rpc_bound.to_string()
         };
+        tls::add_peer_hosts(voters.iter().map(|v| v.address.as_str()));
+        tls::add_peer_hosts([rpc_address.as_str()]);
         if voters.is_empty() {
             // A single broker is its own controller quorum.
             voters.push(config::Voter {
@@ -301,6 +303,7 @@ async fn follow_image(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut images = broker.controller.image();
     loop {
         let image = images.borrow_and_update().clone();
+        tls::add_peer_hosts(image.brokers.values().map(|b| b.rpc_address.as_str()));
         let b = broker.clone();
         match tokio::task::spawn_blocking(move || {
             let changes = b.topics.sync(&image);

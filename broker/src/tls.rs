@@ -41,6 +41,9 @@ enum ClientAuth {
     None,
     Requested,
     Required,
+    /// Required, and the certificate must name a broker of the cluster
+    /// (inter-broker TLS).
+    Brokers,
 }
 
 /// The TLS settings, as given.
@@ -221,7 +224,7 @@ impl InterBrokerTls {
             keystore,
             key: path_setting(settings, "ssl.keystore.key.location"),
             truststore: Some(truststore),
-            client_auth: ClientAuth::Required,
+            client_auth: ClientAuth::Brokers,
             tls12,
             tls13,
         };
@@ -346,7 +349,11 @@ impl Sources {
                 let verifier = verifier
                     .build()
                     .map_err(|e| format!("ssl.truststore.location: {}: {e}", path.display()))?;
-                builder.with_client_cert_verifier(verifier)
+                if auth == ClientAuth::Brokers {
+                    builder.with_client_cert_verifier(Arc::new(BrokerPeers { inner: verifier }))
+                } else {
+                    builder.with_client_cert_verifier(verifier)
+                }
             }
             _ => builder.with_no_client_auth(),
         };
@@ -393,6 +400,98 @@ fn private_key(key: &str, path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'stat
             path.display()
         )
     })
+}
+
+/// The host names of the cluster's brokers (the controller voters', and
+/// every registered broker's gRPC host): an inter-broker peer's
+/// certificate must be valid for one of them.
+static PEER_HOSTS: std::sync::RwLock<std::collections::BTreeSet<String>> =
+    std::sync::RwLock::new(std::collections::BTreeSet::new());
+
+/// Adds the hosts of `addresses` (`HOST:PORT`) to the cluster's broker hosts.
+pub(crate) fn add_peer_hosts<'a>(addresses: impl IntoIterator<Item = &'a str>) {
+    let hosts: Vec<String> = addresses
+        .into_iter()
+        .filter_map(|a| a.rsplit_once(':').map(|(h, _)| h))
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .collect();
+    let known = PEER_HOSTS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if hosts.iter().all(|h| known.contains(h)) {
+        return;
+    }
+    drop(known);
+    PEER_HOSTS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(hosts);
+}
+
+/// Client certificates on the gRPC listener: signed by the truststore's CA
+/// (the inner verifier) and naming a broker of the cluster, so that a
+/// client certificate the same CA issued to an application (for
+/// `ssl.client.auth` on the Kafka listener) does not open the brokers'
+/// own traffic.
+#[derive(Debug)]
+struct BrokerPeers {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for BrokerPeers {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| rustls::Error::General(format!("unreadable certificate: {e}")))?;
+        let hosts = PEER_HOSTS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let names_a_broker = hosts.iter().any(|host| {
+            rustls::pki_types::ServerName::try_from(host.as_str())
+                .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        });
+        if names_a_broker {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(format!(
+                "the certificate names none of the cluster's brokers ({})",
+                hosts.iter().cloned().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A connection on the gRPC listener: a bare socket, or a TLS session

@@ -269,12 +269,17 @@ def test_a_rotated_certificate_is_used_for_new_connections(broker_factory, certs
     assert "do not load" in b.log_tail(200)
 
 
-def rpc_handshake_without_a_certificate(host: str, port: int, ca: Path) -> str:
-    """A TLS client without a certificate on a broker's gRPC listener: what
-    failed (the handshake, or the first read after it under TLS 1.3)."""
+def rpc_handshake_without_a_certificate(host: str, port: int, ca: Path,
+                                        cert: tuple[Path, Path] | None = None) -> str:
+    """A TLS client without a certificate (or with `cert`, key and
+    certificate) on a broker's gRPC listener: what failed (the handshake,
+    or the first read after it under TLS 1.3)."""
     import ssl
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.set_alpn_protocols(["h2"])
+    if cert is not None:
+        key, crt = cert
+        ctx.load_cert_chain(str(crt), str(key))
     try:
         with socket.create_connection((host, port), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname=host) as tls:
@@ -324,6 +329,15 @@ def test_brokers_replicate_over_mutual_tls(cluster_factory, certs, request):
     assert outcome.startswith("refused") or outcome == "read b''", outcome
     wait_until(lambda: metric_sum(b, "runnel_tls_handshake_failures_total") > before,
                timeout=30, what="the refused handshake counted")
+
+    log.info("phase: an application's certificate from the same CA (as for ssl.client.auth) "
+             "names no broker: refused too")
+    app = certs.client("some-app")
+    outcome = rpc_handshake_without_a_certificate(b.rpc_host, b.rpc_port, certs.ca_crt, app)
+    log.info("application certificate: %s", outcome)
+    assert outcome.startswith("refused") or outcome == "read b''", outcome
+    wait_until(lambda: "names none of the cluster's brokers" in b.log_path.read_text(),
+               timeout=30, what="the refusal logged")
 
 
 @pytest.mark.parametrize("case", ["no-keystore", "missing-file", "encrypted-key", "mismatched-key",

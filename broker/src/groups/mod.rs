@@ -302,15 +302,7 @@ impl GroupCoordinator {
     ) -> Reply<JoinResult> {
         let joiner = request.member_id.clone();
         if let Err(error) = self.owns(group_id) {
-            return Reply::Now(JoinResult {
-                error: Some(error),
-                generation_id: -1,
-                protocol_type: None,
-                protocol_name: None,
-                leader: String::new(),
-                member_id: joiner,
-                members: Vec::new(),
-            });
+            return Reply::Now(JoinResult::failed(joiner, error));
         }
         // Both maps are locked, classic first (as everywhere), so a group id
         // cannot become both kinds at once.
@@ -318,15 +310,10 @@ impl GroupCoordinator {
         {
             let mut consumer_groups = lock(&self.consumer_groups);
             if consumer_groups.get(group_id).is_some_and(|g| !g.is_empty()) {
-                return Reply::Now(JoinResult {
-                    error: Some(ResponseError::InconsistentGroupProtocol),
-                    generation_id: -1,
-                    protocol_type: None,
-                    protocol_name: None,
-                    leader: String::new(),
-                    member_id: joiner,
-                    members: Vec::new(),
-                });
+                return Reply::Now(JoinResult::failed(
+                    joiner,
+                    ResponseError::InconsistentGroupProtocol,
+                ));
             }
             // An empty consumer group becomes a classic one.
             consumer_groups.remove(group_id);
@@ -341,15 +328,10 @@ impl GroupCoordinator {
             .get_mut(group_id)
             .map(|g| g.join(request, now_ms))
             .unwrap_or_else(|| {
-                Reply::Now(JoinResult {
-                    error: Some(ResponseError::CoordinatorNotAvailable),
-                    generation_id: -1,
-                    protocol_type: None,
-                    protocol_name: None,
-                    leader: String::new(),
-                    member_id: joiner,
-                    members: Vec::new(),
-                })
+                Reply::Now(JoinResult::failed(
+                    joiner,
+                    ResponseError::CoordinatorNotAvailable,
+                ))
             })
     }
 

@@ -163,7 +163,7 @@ pub(crate) struct JoinResult {
 
 impl JoinResult {
     /// A failed join.
-    fn failed(member_id: impl Into<String>, error: ResponseError) -> Self {
+    pub(crate) fn failed(member_id: impl Into<String>, error: ResponseError) -> Self {
         Self {
             error: Some(error),
             generation_id: -1,

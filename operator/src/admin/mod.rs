@@ -181,6 +181,14 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
+/// NOT_CONTROLLER among a response's error codes: the call goes to the
+/// next address.
+fn not_controller(codes: impl Iterator<Item = i16>) -> Option<ResponseError> {
+    codes
+        .filter_map(ResponseError::try_from_code)
+        .find(|e| *e == ResponseError::NotController)
+}
+
 fn kafka_error(
     api: &'static str,
     subject: &str,
@@ -424,12 +432,7 @@ impl Admin {
                 &addrs,
                 &request,
                 version::CREATE_TOPICS,
-                |r| {
-                    r.topics
-                        .iter()
-                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
-                        .find(|e| *e == ResponseError::NotController)
-                },
+                |r| not_controller(r.topics.iter().map(|t| t.error_code)),
             )
             .await?;
         for t in &response.topics {
@@ -473,12 +476,7 @@ impl Admin {
                 &addrs,
                 &request,
                 version::CREATE_PARTITIONS,
-                |r| {
-                    r.results
-                        .iter()
-                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
-                        .find(|e| *e == ResponseError::NotController)
-                },
+                |r| not_controller(r.results.iter().map(|t| t.error_code)),
             )
             .await?;
         for t in &response.results {
@@ -660,12 +658,7 @@ impl Admin {
                 &addrs,
                 &request,
                 version::INCREMENTAL_ALTER_CONFIGS,
-                |r| {
-                    r.responses
-                        .iter()
-                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
-                        .find(|e| *e == ResponseError::NotController)
-                },
+                |r| not_controller(r.responses.iter().map(|t| t.error_code)),
             )
             .await?;
         for r in &response.responses {
@@ -691,12 +684,7 @@ impl Admin {
                 &addrs,
                 &request,
                 version::DELETE_TOPICS,
-                |r| {
-                    r.responses
-                        .iter()
-                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
-                        .find(|e| *e == ResponseError::NotController)
-                },
+                |r| not_controller(r.responses.iter().map(|t| t.error_code)),
             )
             .await?;
         for r in &response.responses {
@@ -804,12 +792,7 @@ impl Admin {
                 &addrs,
                 &request,
                 version::ALTER_USER_SCRAM_CREDENTIALS,
-                |r| {
-                    r.results
-                        .iter()
-                        .filter_map(|t| ResponseError::try_from_code(t.error_code))
-                        .find(|e| *e == ResponseError::NotController)
-                },
+                |r| not_controller(r.results.iter().map(|t| t.error_code)),
             )
             .await?;
         for r in &response.results {

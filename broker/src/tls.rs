@@ -555,6 +555,9 @@ impl tonic::transport::server::Connected for RpcStream {
     fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
+/// How many inter-broker TLS handshakes may run at once.
+const RPC_MAX_HANDSHAKES: usize = 64;
+
 /// How long another broker gets to finish its TLS handshake.
 const RPC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -567,6 +570,7 @@ pub(crate) fn rpc_incoming(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<RpcStream>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(RPC_MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -591,9 +595,15 @@ pub(crate) fn rpc_incoming(
                 }
                 continue;
             };
+            // At most this many handshakes at once: a flood of connections
+            // that never finish theirs waits here instead of piling up tasks.
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             let tx = tx.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let (config, reload_error) = tls.server();
                 if reload_error.is_some() {
                     metrics.tls_reload_failures.inc();

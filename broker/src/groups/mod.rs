@@ -889,6 +889,14 @@ impl GroupCoordinator {
 
     /// Drops committed offsets of empty groups older than `offsets.retention.minutes`.
     pub(crate) fn expire_offsets(&self, topics: &TopicTable, now_ms: i64) {
+        // Empty consumer groups with no committed offsets are gone, as in
+        // Kafka (those with offsets go with their last ones, below).
+        {
+            // The order `list` takes them in: consumer groups, then offsets.
+            let mut consumer_groups = lock(&self.consumer_groups);
+            let table = lock(&self.offsets);
+            consumer_groups.retain(|id, g| !g.is_empty() || !table.group(id).is_empty());
+        }
         let ids = lock(&self.offsets).group_ids();
         for id in ids {
             if !self.is_empty(&id) {

@@ -130,12 +130,7 @@ impl Context {
             .await
             .map_err(|e| format!("Secret {}: {e}", auth.credentials_secret))?;
         let key = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                .filter(|v| !v.is_empty())
+            secret_text(&secret, key)
                 .ok_or_else(|| format!("Secret {} has no key {key}", auth.credentials_secret))
         };
         let credentials = Credentials {
@@ -180,4 +175,14 @@ impl Context {
             warn!(object = %obj.name_any(), error = %e, "event not published");
         }
     }
+}
+
+/// The text under `key` of a Secret: `None` when missing, empty or not UTF-8.
+pub(crate) fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.is_empty())
 }

@@ -31,7 +31,7 @@ use tracing::{info, instrument, warn};
 
 use crate::admin::generate_password;
 use crate::cluster::apply_status;
-use crate::context::Context;
+use crate::context::{secret_text, Context};
 use crate::error::{Error, Result};
 use crate::now;
 
@@ -101,13 +101,7 @@ async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Passwor
         let Some(secret) = secrets.get_opt(&reference.name).await? else {
             return Ok(Err(format!("Secret {} does not exist", reference.name)));
         };
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&reference.key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .filter(|v| !v.is_empty());
-        return Ok(match value {
+        return Ok(match secret_text(&secret, &reference.key) {
             Some(value) => Ok(Password {
                 secret: reference.name.clone(),
                 version: format!("{}/{}", secret_version(&secret), reference.key),
@@ -133,12 +127,7 @@ async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Passwor
                 .as_ref()
                 .and_then(|d| d.get("username"))
                 .map(|v| v.0.as_slice());
-            let password = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("password"))
-                .and_then(|v| String::from_utf8(v.0.clone()).ok());
-            match password {
+            match secret_text(&secret, "password") {
                 // The user name changed: the Secret follows (same password).
                 Some(password) if says != Some(user.user_name().as_bytes()) => {
                     let data = generated_secret(user, &password).data;
@@ -167,13 +156,7 @@ async fn password(ctx: &Context, user: &User, ns: &str) -> Result<Result<Passwor
             made
         }
     };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("password"))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .filter(|v| !v.is_empty());
-    Ok(match value {
+    Ok(match secret_text(&secret, "password") {
         Some(value) => Ok(Password {
             secret: name,
             version: secret_version(&secret),

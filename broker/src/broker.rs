@@ -10,12 +10,14 @@ use kafka_protocol::ResponseError;
 use tracing::info;
 use uuid::Uuid;
 
+use crate::acl::Authorizer;
 use crate::cluster::{Assignment, ClusterImage, CommandResult, MetadataCommand};
 use crate::config::{BrokerSettings, TopicConfigs};
 use crate::controller::Controller;
-use crate::error::BrokerError;
+use crate::error::{BrokerError, ConfigError};
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::principal::MappingRules;
 use crate::producers::ProducerIdManager;
 use crate::topics::{Topic, TopicTable};
 use crate::txn::TransactionCoordinator;
@@ -57,6 +59,10 @@ pub struct Broker {
     pub(crate) producer_ids: ProducerIdManager,
     /// Transactional ids and their transactions.
     pub(crate) txns: TransactionCoordinator,
+    /// Who may do what (ACLs), when `authorizer.class.name` is set.
+    pub(crate) authorizer: Arc<Authorizer>,
+    /// How a TLS client's certificate subject becomes its principal.
+    pub(crate) principal_rules: MappingRules,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -76,6 +82,13 @@ impl Broker {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| BrokerError::MetadataIo(format!("create {}: {e}", data_dir.display())))?;
         check_node_id(data_dir, identity.node_id)?;
+        let authorizer = Arc::new(Authorizer::from_settings(&settings)?);
+        let principal_rules = MappingRules::parse(settings.get("ssl.principal.mapping.rules"))
+            .map_err(|why| ConfigError::InvalidValue {
+                name: "ssl.principal.mapping.rules".into(),
+                value: settings.get("ssl.principal.mapping.rules").into(),
+                why,
+            })?;
         let topics = TopicTable::open(data_dir, settings.clone(), identity.node_id)?;
         let groups = GroupCoordinator::new(&settings);
         let txns = TransactionCoordinator::new(&settings);
@@ -90,6 +103,8 @@ impl Broker {
             groups,
             producer_ids: ProducerIdManager::default(),
             txns,
+            authorizer,
+            principal_rules,
         })
     }
 

@@ -227,6 +227,21 @@ pub(crate) struct BrokerSettingDef {
 
 /// Every broker setting `--set` accepts.
 pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
+    // Authorization (see `acl`): with no ACL on a resource, whether
+    // everyone may use it (Kafka's default: only super users may).
+    BrokerSettingDef {
+        name: "allow.everyone.if.no.acl.found",
+        kind: Kind::Bool,
+        default: "false",
+    },
+    // Empty (no authorization), or Kafka's KRaft authorizer
+    // `org.apache.kafka.metadata.authorizer.StandardAuthorizer`: ACLs in the
+    // cluster metadata.
+    BrokerSettingDef {
+        name: "authorizer.class.name",
+        kind: Kind::Text,
+        default: "",
+    },
     BrokerSettingDef {
         name: "auto.create.topics.enable",
         kind: Kind::Bool,
@@ -535,6 +550,14 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         kind: Kind::Choice(&["PEM"]),
         default: "PEM",
     },
+    // How a client certificate's subject becomes a principal's name:
+    // Kafka's `RULE:pattern/replacement/[LU]` list, or DEFAULT (the whole
+    // subject, `CN=alice,OU=apps`).
+    BrokerSettingDef {
+        name: "ssl.principal.mapping.rules",
+        kind: Kind::Text,
+        default: "DEFAULT",
+    },
     // A PEM file of the CA certificates client certificates are checked
     // against.
     BrokerSettingDef {
@@ -546,6 +569,12 @@ pub(crate) const BROKER_SETTINGS: &[BrokerSettingDef] = &[
         name: "ssl.truststore.type",
         kind: Kind::Choice(&["PEM"]),
         default: "PEM",
+    },
+    // Principals ACLs never refuse, `;`-separated (`User:admin;User:operator`).
+    BrokerSettingDef {
+        name: "super.users",
+        kind: Kind::Text,
+        default: "",
     },
     BrokerSettingDef {
         name: "transaction.max.timeout.ms",
@@ -612,9 +641,22 @@ impl BrokerSettings {
         // (`sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN`) arrives in
         // pieces: a piece without `=` continues the one before.
         let mut joined: Vec<String> = Vec::with_capacity(pairs.len());
+        // Mapping rules hold commas and `=` (`RULE:^CN=(.*?),OU=(.*?)$/$1/`),
+        // so after them a piece continues unless it starts a known setting.
+        let starts_setting = |piece: &str| {
+            piece.split_once('=').is_some_and(|(key, _)| {
+                let key = key.trim();
+                BROKER_SETTINGS.iter().any(|d| d.name == key)
+                    || UNIT_ALIASES.iter().any(|(alias, _, _)| *alias == key)
+            })
+        };
         for piece in pairs {
             match joined.last_mut() {
-                Some(last) if !piece.contains('=') => {
+                Some(last)
+                    if !piece.contains('=')
+                        || (last.starts_with("ssl.principal.mapping.rules=")
+                            && !starts_setting(piece)) =>
+                {
                     last.push(',');
                     last.push_str(piece);
                 }

@@ -20,10 +20,13 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 use tracing::{debug, warn, Instrument};
 
+use crate::acl::{Operation, ResourceType, Session};
 use crate::broker::Broker;
 use crate::outgoing::Outgoing;
 
+mod acls;
 mod api_versions;
+mod authorize;
 mod client_quotas;
 mod configs;
 mod consumer_group;
@@ -122,6 +125,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ListTransactions, txn::LIST_VERSIONS),
     (ApiKey::DescribeProducers, txn::DESCRIBE_PRODUCERS_VERSIONS),
     (ApiKey::WriteTxnMarkers, txn::WRITE_MARKERS_VERSIONS),
+    (ApiKey::DescribeAcls, acls::VERSIONS),
+    (ApiKey::CreateAcls, acls::VERSIONS),
+    (ApiKey::DeleteAcls, acls::VERSIONS),
     (
         ApiKey::OffsetForLeaderEpoch,
         offset_for_leader_epoch::VERSIONS,
@@ -145,6 +151,23 @@ pub(crate) struct RequestContext {
     pub(crate) client_id: String,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// Who the client authenticated as, for ACLs.
+    pub(crate) session: Arc<Session>,
+}
+
+impl RequestContext {
+    /// Whether the client may do `operation` to the named resource.
+    pub(crate) fn allowed(
+        &self,
+        broker: &Broker,
+        operation: Operation,
+        resource: ResourceType,
+        name: &str,
+    ) -> bool {
+        broker
+            .authorizer
+            .allows(&broker.image(), &self.session, operation, resource, name)
+    }
 }
 
 fn served_versions(key: ApiKey) -> Option<VersionRange> {
@@ -174,7 +197,12 @@ pub(crate) enum Dispatch {
 }
 
 /// Routes one request frame.
-pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) -> Dispatch {
+pub(crate) fn dispatch(
+    broker: &Arc<Broker>,
+    frame: BytesMut,
+    peer: SocketAddr,
+    session: &Arc<Session>,
+) -> Dispatch {
     if frame.len() < 8 {
         return Dispatch::Close(format!(
             "request of {} bytes is shorter than a request header",
@@ -233,7 +261,11 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) 
         .unwrap_or_default();
     let span =
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
-    if let RequestKind::Produce(request) = request {
+    let gate = authorize::Gate::new(&broker, session);
+    if let RequestKind::Produce(mut request) = request {
+        let refused = gate
+            .as_ref()
+            .and_then(|gate| authorize::produce(gate, &mut request));
         // Appended now, in order; acknowledged when the ISR has the records.
         return Dispatch::Respond(Box::pin(
             async move {
@@ -243,7 +275,10 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) 
                     let response = produce::complete(staged).await;
                     broker.metrics.observe_request(key, started.elapsed());
                     match response {
-                        Some(r) => {
+                        Some(mut r) => {
+                            if let Some(refused) = refused {
+                                refused(&mut r);
+                            }
                             encode_response(key, version, correlation_id, ResponseKind::Produce(r))
                                 .map(|b| Some(b.into()))
                         }
@@ -255,18 +290,39 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) 
             .instrument(span),
         ));
     }
-    if let RequestKind::Fetch(request) = request {
+    if let RequestKind::Fetch(mut request) = request {
+        let refused = gate
+            .as_ref()
+            .and_then(|gate| authorize::fetch(gate, version, &mut request));
         // Records go from the segment files to the socket (sendfile).
         return Dispatch::Respond(Box::pin(
             async move {
                 let started = Instant::now();
-                let answer = fetch::handle(&broker, version, request).await;
+                let mut answer = fetch::handle(&broker, version, request).await;
+                if let Some(refused) = refused {
+                    refused(&mut answer.response);
+                }
                 broker.metrics.observe_request(key, started.elapsed());
                 fetch::encode(version, correlation_id, answer).map(|o| Step::Done(Some(o)))
             }
             .instrument(span),
         ));
     }
+    let gated = match &gate {
+        None => authorize::Gated::Pass(request, None),
+        Some(gate) => authorize::request(&broker, gate, version, request),
+    };
+    let (request, patch) = match gated {
+        authorize::Gated::Pass(request, patch) => (request, patch),
+        authorize::Gated::Refuse(response) => {
+            return Dispatch::Respond(Box::pin(async move {
+                encode_response(key, version, correlation_id, response)
+                    .map(|b| Step::Done(Some(b.into())))
+            }));
+        }
+        authorize::Gated::Close(why) => return Dispatch::Close(why),
+    };
+    let session = session.clone();
     Dispatch::Respond(Box::pin(
         async move {
             let started = Instant::now();
@@ -278,8 +334,12 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: BytesMut, peer: SocketAddr) 
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
                 peer,
+                session,
             };
-            let response = handle(&broker, &ctx, request).await;
+            let mut response = handle(&broker, &ctx, request).await;
+            if let (Some(response), Some(patch)) = (response.as_mut(), patch) {
+                patch(response);
+            }
             broker.metrics.observe_request(key, started.elapsed());
             match response {
                 Some(response) => encode_response(key, version, correlation_id, response)
@@ -413,6 +473,9 @@ async fn handle(
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers(broker, r))
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(broker, ctx, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(broker, ctx, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(broker, ctx, r).await),
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(txn::write_txn_markers(broker, r).await)
         }

@@ -11,6 +11,7 @@
 //!
 //! Storage (segments, indexes, recovery, retention) is the `runnel-storage` crate.
 
+pub mod acl;
 pub mod broker;
 mod cleaner;
 pub mod clock;
@@ -22,6 +23,7 @@ mod groups;
 mod handlers;
 pub mod metrics;
 mod outgoing;
+mod principal;
 mod producers;
 mod records;
 pub mod replication;

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::acl;
 use crate::broker::Broker;
 use crate::config::BrokerSettings;
 use crate::handlers::{self, Answer, Dispatch, Step};
@@ -113,18 +114,52 @@ async fn serve_connection(
         None => {
             let (read_half, write_half) = stream.into_split();
             let reader = BufReader::with_capacity(64 * 1024, read_half);
-            serve(reader, Sink::Plain(write_half), peer, &broker, shutdown).await;
+            let principal = acl::ANONYMOUS.to_string();
+            serve(
+                reader,
+                Sink::Plain(write_half),
+                peer,
+                principal,
+                &broker,
+                shutdown,
+            )
+            .await;
         }
         Some(tls) => {
             if let Some(session) = handshake(stream, &tls, peer, &broker, &shutdown).await {
+                let principal = certificate_principal(&session, &broker, peer);
                 let (read_half, write_half) = tokio::io::split(session);
                 let reader = BufReader::with_capacity(64 * 1024, read_half);
                 let sink = Sink::Tls(Box::new(write_half));
-                serve(reader, sink, peer, &broker, shutdown).await;
+                serve(reader, sink, peer, principal, &broker, shutdown).await;
             }
         }
     }
     broker.metrics.connections.dec();
+}
+
+/// A TLS client's principal: `User:` and its certificate's subject, as
+/// `ssl.principal.mapping.rules` maps it; ANONYMOUS without a certificate.
+fn certificate_principal(
+    session: &tokio_rustls::server::TlsStream<TcpStream>,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> String {
+    let Some(certificate) = session
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    else {
+        return acl::ANONYMOUS.to_string();
+    };
+    match crate::principal::subject_dn(certificate) {
+        Some(subject) => format!("User:{}", broker.principal_rules.apply(&subject)),
+        None => {
+            warn!(%peer, "the client certificate's subject could not be read; the client is ANONYMOUS");
+            acl::ANONYMOUS.to_string()
+        }
+    }
 }
 
 /// The TLS handshake of a new connection; `None` (counted and logged) when
@@ -187,6 +222,7 @@ async fn serve<R>(
     mut reader: R,
     mut write_half: Sink,
     peer: SocketAddr,
+    mut principal: String,
     broker: &Arc<Broker>,
     shutdown: CancellationToken,
 ) where
@@ -201,12 +237,16 @@ async fn serve<R>(
                 crate::sasl::authenticate(broker, &mut reader, &mut write_half, peer, max_request),
             ) => outcome.unwrap_or_else(|_| Err("no authentication within the time allowed".into())),
         };
-        if let Err(why) = authenticated {
-            debug!(%peer, %why, "closing unauthenticated connection");
-            write_half.shutdown().await;
-            return;
+        match authenticated {
+            Ok(user) => principal = format!("User:{user}"),
+            Err(why) => {
+                debug!(%peer, %why, "closing unauthenticated connection");
+                write_half.shutdown().await;
+                return;
+            }
         }
     }
+    let session = Arc::new(acl::Session::new(principal, peer));
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let (answers_tx, mut answers) = mpsc::channel::<Answer>(MAX_IN_FLIGHT_PER_CONNECTION);
     let runner = tokio::spawn(async move {
@@ -257,7 +297,7 @@ async fn serve<R>(
                 break;
             }
         };
-        match handlers::dispatch(broker, frame, peer) {
+        match handlers::dispatch(broker, frame, peer, &session) {
             Dispatch::Respond(fut) => {
                 if tx.send(fut).await.is_err() {
                     break;

@@ -13,6 +13,8 @@ use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::{AclBinding, AclFilter};
+
 use super::assign::{assign_replicas, AssignError};
 use super::image::{BrokerRegistration, ClusterImage, PartitionImage, ScramCredential, TopicImage};
 
@@ -145,6 +147,16 @@ pub enum MetadataCommand {
         /// Per mechanism (its SASL name), the new credential or `None`.
         changes: Vec<(String, Option<ScramCredential>)>,
     },
+    /// Adds ACLs (CreateAcls); ones already there stay as they are.
+    CreateAcls {
+        /// The new ACLs, checked by the requester.
+        acls: Vec<AclBinding>,
+    },
+    /// Removes every ACL some filter matches (DeleteAcls).
+    DeleteAcls {
+        /// The filters.
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// What applying a command gave.
@@ -158,6 +170,8 @@ pub enum CommandResult {
     ProducerIds(i64),
     /// The partition after an AlterPartition.
     Partition(PartitionImage),
+    /// Per DeleteAcls filter, the ACLs it removed.
+    DeletedAcls(Vec<Vec<AclBinding>>),
     /// Refused: a Kafka error code and a message.
     Error {
         /// The Kafka error code.
@@ -424,6 +438,28 @@ impl ClusterImage {
                     self.scram.remove(user);
                 }
                 CommandResult::Ok
+            }
+            MetadataCommand::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                CommandResult::Ok
+            }
+            MetadataCommand::DeleteAcls { filters } => {
+                let deleted = filters
+                    .iter()
+                    .map(|filter| {
+                        let gone: Vec<AclBinding> = self
+                            .acls
+                            .iter()
+                            .filter(|a| filter.matches(a))
+                            .cloned()
+                            .collect();
+                        for acl in &gone {
+                            self.acls.remove(acl);
+                        }
+                        gone
+                    })
+                    .collect();
+                CommandResult::DeletedAcls(deleted)
             }
         }
     }

@@ -4,10 +4,12 @@
 //! applied. Handlers read it for Metadata answers and leadership checks; the
 //! replica manager turns it into local partition roles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::acl::AclBinding;
 
 /// A broker as it registered with the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,9 @@ pub struct ClusterImage {
     /// SASL/SCRAM credentials: user → mechanism name → credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// The ACLs (CreateAcls, DeleteAcls), checked when an authorizer is set.
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
 }
 
 /// A user's SCRAM credential for one mechanism, as Kafka keeps it (the

@@ -134,6 +134,17 @@ async fn call(
     version: i16,
     request: RequestKind,
 ) -> Option<ResponseKind> {
+    call_as(broker, crate::acl::ANONYMOUS, key, version, request).await
+}
+
+/// [`call`] from a client that authenticated as `principal`.
+async fn call_as(
+    broker: &Arc<Broker>,
+    principal: &str,
+    key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Option<ResponseKind> {
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
@@ -147,7 +158,8 @@ async fn call(
         .encode(&mut frame, version)
         .unwrap_or_else(|e| panic!("{key:?} v{version} request encodes: {e}"));
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("valid address");
-    let Dispatch::Respond(fut) = dispatch(broker, frame, peer) else {
+    let session = Arc::new(crate::acl::Session::new(principal.into(), peer));
+    let Dispatch::Respond(fut) = dispatch(broker, frame, peer, &session) else {
         panic!("{key:?} v{version} closed the connection");
     };
     let mut bytes = answer(fut.await)
@@ -608,6 +620,36 @@ fn request_with_producer(
                 .with_topic_partitions(None)
                 .with_timeout_ms(1000),
         ),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(
+            vec![create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(topic))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:versions"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)],
+        )),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(
+            vec![delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s(topic)))
+                .with_pattern_type_filter(3)
+                .with_principal_filter(Some(s("User:versions")))
+                .with_host_filter(None)
+                .with_operation(1)
+                .with_permission_type(1)],
+        )),
         other => panic!("no sample request for {other:?}; add one"),
     }
 }
@@ -685,6 +727,9 @@ fn first_error(response: &ResponseKind) -> i16 {
             .iter()
             .flat_map(|t| t.partition_result.iter().map(|p| p.error_code))
             .fold(r.error_code, i16::max),
+        ResponseKind::CreateAcls(r) => r.results[0].error_code,
+        ResponseKind::DescribeAcls(r) => r.error_code,
+        ResponseKind::DeleteAcls(r) => r.filter_results[0].error_code,
         _ => -1,
     }
 }
@@ -692,7 +737,15 @@ fn first_error(response: &ResponseKind) -> i16 {
 #[tokio::test]
 async fn every_advertised_version_is_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path()).await;
+    // With ACLs checked, as a super user: every request passes the gate.
+    let broker = open_broker_with(
+        dir.path(),
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
+        ],
+    )
+    .await;
     let topic = "versions";
     let created = broker
         .create_topic(topic, broker.default_assignment(1), Default::default())
@@ -818,7 +871,10 @@ async fn old_produce_versions_close_the_connection() {
     frame.extend_from_slice(&1i32.to_be_bytes());
     frame.extend_from_slice(&[0xff, 0xff]); // null client id
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("valid address");
-    assert!(matches!(dispatch(&broker, frame, peer), Dispatch::Close(_)));
+    assert!(matches!(
+        dispatch(&broker, frame, peer, &anonymous(peer)),
+        Dispatch::Close(_)
+    ));
 }
 
 #[tokio::test]
@@ -831,7 +887,7 @@ async fn unknown_api_versions_version_gets_v0_answer_with_ranges() {
     frame.extend_from_slice(&5i32.to_be_bytes());
     frame.extend_from_slice(&[0, 0]);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("valid address");
-    let Dispatch::Respond(fut) = dispatch(&broker, frame, peer) else {
+    let Dispatch::Respond(fut) = dispatch(&broker, frame, peer, &anonymous(peer)) else {
         panic!("closed")
     };
     let mut bytes = answer(fut.await)
@@ -861,7 +917,10 @@ async fn unknown_api_key_closes_the_connection() {
     frame.extend_from_slice(&0i16.to_be_bytes());
     frame.extend_from_slice(&1i32.to_be_bytes());
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("valid address");
-    assert!(matches!(dispatch(&broker, frame, peer), Dispatch::Close(_)));
+    assert!(matches!(
+        dispatch(&broker, frame, peer, &anonymous(peer)),
+        Dispatch::Close(_)
+    ));
 }
 
 /// Kafka's reassignment tool deletes the KIP-73 throttle configs of every
@@ -1167,4 +1226,126 @@ async fn transactional_batches_need_their_partition_in_the_transaction() {
         .with_data(|d| Ok(d.last_stable_offset()))
         .expect("data");
     assert_eq!(stable, 3, "nothing holds read_committed readers back");
+}
+
+/// The session of a client that did not authenticate.
+fn anonymous(peer: SocketAddr) -> Arc<crate::acl::Session> {
+    Arc::new(crate::acl::Session::new(crate::acl::ANONYMOUS.into(), peer))
+}
+
+const STANDARD_AUTHORIZER: &str =
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+#[tokio::test]
+async fn acls_refuse_and_allow_requests_by_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker =
+        open_broker_with(dir.path(), &[STANDARD_AUTHORIZER, "super.users=User:admin"]).await;
+    let topic = "guarded";
+    let created = broker
+        .create_topic(topic, broker.default_assignment(1), Default::default())
+        .await
+        .expect("topic created");
+    let now = crate::clock::now_ms();
+    let produce = || request_for(ApiKey::Produce, 9, topic, created.id, now);
+    let code = |r: &Option<ResponseKind>| first_error(r.as_ref().expect("a response"));
+    // No ACLs: alice may not write, read, describe or join.
+    let refused = call_as(&broker, "User:alice", ApiKey::Produce, 9, produce()).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    let fetch = request_for(ApiKey::Fetch, 12, topic, created.id, now);
+    let refused = call_as(&broker, "User:alice", ApiKey::Fetch, 12, fetch.clone()).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    let all_topics = RequestKind::Metadata(MetadataRequest::default().with_topics(None));
+    let Some(ResponseKind::Metadata(listed)) = call_as(
+        &broker,
+        "User:alice",
+        ApiKey::Metadata,
+        12,
+        all_topics.clone(),
+    )
+    .await
+    else {
+        panic!("no metadata answer")
+    };
+    assert!(listed.topics.is_empty(), "{listed:?}");
+    let join = request_for(ApiKey::JoinGroup, 5, topic, created.id, now);
+    let refused = call_as(&broker, "User:alice", ApiKey::JoinGroup, 5, join.clone()).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::GroupAuthorizationFailed.code()
+    );
+    let acl_request = request_for(ApiKey::CreateAcls, 3, topic, created.id, now);
+    let refused = call_as(&broker, "User:alice", ApiKey::CreateAcls, 3, acl_request).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
+    // The super user grants alice Write on the topic, and Read on groups.
+    let grant = |resource_type: i8, name: &str, operation: i8| {
+        create_acls_request::AclCreation::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_resource_pattern_type(3)
+            .with_principal(s("User:alice"))
+            .with_host(s("*"))
+            .with_operation(operation)
+            .with_permission_type(3)
+    };
+    let grants = RequestKind::CreateAcls(
+        CreateAclsRequest::default().with_creations(vec![grant(2, topic, 4), grant(3, "*", 3)]),
+    );
+    let granted = call_as(&broker, "User:admin", ApiKey::CreateAcls, 3, grants).await;
+    assert_eq!(code(&granted), 0);
+    let written = call_as(&broker, "User:alice", ApiKey::Produce, 9, produce()).await;
+    assert_eq!(code(&written), 0);
+    // Write implies Describe: the topic is listed now; reading is still refused.
+    let Some(ResponseKind::Metadata(listed)) =
+        call_as(&broker, "User:alice", ApiKey::Metadata, 12, all_topics).await
+    else {
+        panic!("no metadata answer")
+    };
+    assert_eq!(listed.topics.len(), 1, "{listed:?}");
+    let refused = call_as(&broker, "User:alice", ApiKey::Fetch, 12, fetch).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    // Past the gate, the join meets the coordinator (not set up here).
+    let joined = call_as(&broker, "User:alice", ApiKey::JoinGroup, 5, join).await;
+    assert_ne!(
+        code(&joined),
+        ResponseError::GroupAuthorizationFailed.code()
+    );
+    // Bob still may not; DescribeAcls shows alice's two ACLs to the admin.
+    let refused = call_as(&broker, "User:bob", ApiKey::Produce, 9, produce()).await;
+    assert_eq!(
+        code(&refused),
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    let describe = request_for(ApiKey::DescribeAcls, 3, topic, created.id, now);
+    let Some(ResponseKind::DescribeAcls(described)) =
+        call_as(&broker, "User:admin", ApiKey::DescribeAcls, 3, describe).await
+    else {
+        panic!("no DescribeAcls answer")
+    };
+    let count: usize = described.resources.iter().map(|r| r.acls.len()).sum();
+    assert_eq!(count, 2, "{described:?}");
+}
+
+#[tokio::test]
+async fn acl_apis_without_an_authorizer_say_security_is_disabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker(dir.path()).await;
+    let request = request_for(ApiKey::DescribeAcls, 3, "t", uuid::Uuid::nil(), 0);
+    let answer = call(&broker, ApiKey::DescribeAcls, 3, request).await;
+    assert_eq!(
+        first_error(answer.as_ref().expect("a response")),
+        ResponseError::SecurityDisabled.code()
+    );
 }

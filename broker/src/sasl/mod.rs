@@ -126,7 +126,10 @@ where
         let version = (&frame[2..4]).get_i16();
         match ApiKey::try_from(raw_key) {
             Ok(ApiKey::ApiVersions) => {
-                let Dispatch::Respond(answer) = handlers::dispatch(broker, frame, peer) else {
+                let anonymous =
+                    Arc::new(crate::acl::Session::new(crate::acl::ANONYMOUS.into(), peer));
+                let Dispatch::Respond(answer) = handlers::dispatch(broker, frame, peer, &anonymous)
+                else {
                     return Err("a malformed ApiVersions request".into());
                 };
                 if let Step::Done(Some(out)) = answer.await? {

@@ -641,8 +641,10 @@ impl BrokerSettings {
         // (`sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN`) arrives in
         // pieces: a piece without `=` continues the one before.
         let mut joined: Vec<String> = Vec::with_capacity(pairs.len());
-        // Mapping rules hold commas and `=` (`RULE:^CN=(.*?),OU=(.*?)$/$1/`),
-        // so after them a piece continues unless it starts a known setting.
+        // Mapping rules and super users hold commas and `=`
+        // (`RULE:^CN=(.*?),OU=(.*?)$/$1/`, `User:CN=admin,O=Example`), so
+        // after them a piece continues unless it starts a known setting.
+        const COMMA_TEXT: [&str; 2] = ["ssl.principal.mapping.rules=", "super.users="];
         let starts_setting = |piece: &str| {
             piece.split_once('=').is_some_and(|(key, _)| {
                 let key = key.trim();
@@ -654,7 +656,7 @@ impl BrokerSettings {
             match joined.last_mut() {
                 Some(last)
                     if !piece.contains('=')
-                        || (last.starts_with("ssl.principal.mapping.rules=")
+                        || (COMMA_TEXT.iter().any(|key| last.starts_with(key))
                             && !starts_setting(piece)) =>
                 {
                     last.push(',');

@@ -23,13 +23,15 @@ class Certs:
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key),
                 "-out", str(self.ca_crt), "-days", "30", "-subj", f"/CN={name}")
 
-    def issue(self, cn: str, extensions: str) -> tuple[Path, Path]:
-        """A key and a certificate for `cn`, signed by this CA (X.509 v3)."""
+    def issue(self, cn: str, extensions: str, subject: str = "") -> tuple[Path, Path]:
+        """A key and a certificate for `cn` (or the whole `subject`, as
+        openssl writes one: `/O=Example/OU=apps/CN=alice`), signed by this CA
+        (X.509 v3)."""
         key, csr, crt = (self.dir / f"{cn}.key", self.dir / f"{cn}.csr", self.dir / f"{cn}.crt")
         ext = self.dir / f"{cn}.ext"
         ext.write_text(extensions + "\n")
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-                "-subj", f"/CN={cn}")
+                "-subj", subject or f"/CN={cn}")
         openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey",
                 str(self.ca_key), "-CAcreateserial", "-out", str(crt), "-days", "30",
                 "-extfile", str(ext))
@@ -40,8 +42,8 @@ class Certs:
         return self.issue(cn, "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
                               "extendedKeyUsage=serverAuth,clientAuth")
 
-    def client(self, cn: str) -> tuple[Path, Path]:
-        return self.issue(cn, "extendedKeyUsage=clientAuth")
+    def client(self, cn: str, subject: str = "") -> tuple[Path, Path]:
+        return self.issue(cn, "extendedKeyUsage=clientAuth", subject)
 
 
 def keystore(certs: Certs, path: Path, cn: str = "broker") -> Path:

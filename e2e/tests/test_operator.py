@@ -92,6 +92,23 @@ def secure(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def acled(tmp_path_factory):
+    """A SASL broker that checks ACLs, with the operator's user made at
+    start-up and a super user, as the StatefulSet of a Cluster with
+    spec.authorization gives its brokers."""
+    b = Broker(tmp_path_factory.mktemp("acled"), node_id=1,
+               settings={**BROKER_SETTINGS, "listener.security.protocol": "SASL_PLAINTEXT",
+                         "authorizer.class.name":
+                             "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                         "super.users": f"User:{OPERATOR_USER};User:ops-human"},
+               extra_args=["--rack", "zone-a", "--add-scram",
+                           f"SCRAM-SHA-512=[name={OPERATOR_USER},password={OPERATOR_PASSWORD}]"])
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
 def tls_certs(tmp_path_factory):
     """A CA and the `tlssec` broker's certificate (naming 127.0.0.1, where
     the operator reaches it), as a cert-manager Secret would hold them."""
@@ -174,12 +191,13 @@ def roll_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def operator(kube, solo, secure, tlssec, rack_cluster, shrink_cluster, roll_cluster,
+def operator(kube, solo, secure, tlssec, acled, rack_cluster, shrink_cluster, roll_cluster,
              tmp_path_factory, request):
     op = Operator(kube, tmp_path_factory.mktemp("operator"), overrides={
         f"{NS}/solo": [solo.bootstrap],
         f"{NS}/secure": [secure.bootstrap],
         f"{NS}/tlssec": [tlssec.bootstrap],
+        f"{NS}/acled": [acled.bootstrap],
         f"{NS}/racks": [b.bootstrap for b in rack_cluster.brokers],
         f"{NS}/shrink": [b.bootstrap for b in shrink_cluster.brokers],
         f"{NS}/roll": [b.bootstrap for b in roll_cluster.brokers],
@@ -484,6 +502,178 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
                timeout=RECONCILE_TIMEOUT_S, what=f"topic {name} deleted through SASL")
 
 
+def ensure_secure_cluster(kube) -> None:
+    """Cluster `secure` (SASL, no ACLs) on the `secure` broker, made by
+    whichever test needs it first."""
+    if kube.get("cluster", "secure", NS) is None:
+        kube.kubectl("create", "secret", "generic", "secure-operator", "-n", NS,
+                     f"--from-literal=username={OPERATOR_USER}",
+                     f"--from-literal=password={OPERATOR_PASSWORD}")
+        kube.apply(CLUSTER.format(name="secure", brokers=1, zones="[zone-a]") +
+                   "  authentication: {type: scram-sha-512, credentialsSecret: secure-operator}\n",
+                   NS)
+    kube.wait_condition("cluster", "secure", NS, "True", "BrokersReady")
+
+
+def test_user_acls_follow_spec_authorization(kube, operator, acled, secure):
+    """A Cluster with spec.authorization: its brokers check ACLs with the
+    operator's user a super user, and each User's ACLs are what its
+    spec.authorization says: made, changed and removed with the resource."""
+    import base64
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType,
+                                       AdminClient, ResourcePatternType, ResourceType)
+
+    def conf(user: str, password: str) -> dict:
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": user, "sasl.password": password}
+
+    as_operator = conf(OPERATOR_USER, OPERATOR_PASSWORD)
+
+    def acls_of(user: str) -> set:
+        a = AdminClient({"bootstrap.servers": acled.bootstrap, **as_operator})
+        f = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{user}",
+                             None, AclOperation.ANY, AclPermissionType.ANY)
+        return {(b.restype.name, b.name, b.resource_pattern_type.name, b.operation.name,
+                 b.permission_type.name) for b in a.describe_acls(f).result(30)}
+
+    def password_of(user: str) -> str:
+        return base64.b64decode(kube.get("secret", user, NS)["data"]["password"]).decode()
+
+    def produce_error(user: str, topic: str):
+        p = confluent_producer(acled.bootstrap, **conf(user, password_of(user)),
+                               **{"message.timeout.ms": 20000})
+        report = produce_confluent(p, topic, [{"value": b"x", "partition": 0}])[0]
+        return report.error.code() if report.error else None
+
+    def fetch_error(user: str, topic: str) -> Optional[str]:
+        """kcat's error reading the topic's first record as `user`; None if it read one."""
+        import subprocess
+        read = subprocess.run(
+            ["kcat", "-C", "-b", acled.bootstrap, "-t", topic, "-p", "0", "-o", "beginning",
+             "-c", "1", "-e", "-X", "security.protocol=SASL_PLAINTEXT",
+             "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"sasl.username={user}",
+             "-X", f"sasl.password={password_of(user)}"],
+            capture_output=True, text=True, timeout=60)
+        log.info("kcat as %s: exit %s %s", user, read.returncode, read.stderr.strip()[-300:])
+        return None if read.returncode == 0 and read.stdout.strip() else read.stderr
+
+    log.info("phase: Cluster acled with spec.authorization: the brokers get the authorizer and "
+             "the operator's user and ops-human as super users")
+    kube.kubectl("create", "secret", "generic", "acled-operator", "-n", NS,
+                 f"--from-literal=username={OPERATOR_USER}",
+                 f"--from-literal=password={OPERATOR_PASSWORD}")
+    kube.apply(CLUSTER.format(name="acled", brokers=1, zones="[zone-a]") +
+               "  authentication: {type: scram-sha-512, credentialsSecret: acled-operator}\n"
+               "  authorization: {superUsers: [ops-human]}\n", NS)
+    kube.wait_condition("cluster", "acled", NS, "True", "BrokersReady")
+    env = {e["name"]: e for e in kube.get("statefulset", "acled-zone-a", NS)
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RUNNEL_SUPER_USERS"]["value"] == \
+        "User:$(RUNNEL_OPERATOR_USERNAME);User:ops-human", env["RUNNEL_SUPER_USERS"]
+    settings = kube.get("configmap", "acled-config", NS)["data"]["broker.settings"]
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" \
+        in settings, settings
+
+    log.info("phase: the operator (a super user) makes a Topic; Users get their ACLs")
+    topic = f"acled-{suffix()}"
+    kube.apply(topic_yaml(topic, "acled", 1, 1), NS)
+    kube.wait_condition("topic", topic, NS, "True", "TopicReady")
+    kube.apply(f"""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {{name: reader}}
+spec:
+  cluster: acled
+  authentication: {{type: scram-sha-512}}
+  authorization:
+    acls:
+      - resource: {{type: topic, name: {topic}}}
+        operations: [Read, Describe]
+      - resource: {{type: group, name: reader-, patternType: prefix}}
+        operations: [Read]
+---
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {{name: writer}}
+spec:
+  cluster: acled
+  authentication: {{type: scram-sha-512}}
+  authorization:
+    acls:
+      - resource: {{type: topic, name: {topic}}}
+        operations: [Write]
+""", NS)
+    cond = kube.wait_condition("user", "reader", NS, "True", "UserReady")
+    assert "3 ACLs" in cond["message"], cond
+    kube.wait_condition("user", "writer", NS, "True", "UserReady")
+    assert acls_of("reader") == {("TOPIC", topic, "LITERAL", "READ", "ALLOW"),
+                                 ("TOPIC", topic, "LITERAL", "DESCRIBE", "ALLOW"),
+                                 ("GROUP", "reader-", "PREFIXED", "READ", "ALLOW")}
+    assert kube.get("user", "reader", NS)["status"]["acls"] == 3
+
+    log.info("phase: writer writes, reader reads; neither may do the other's part")
+    assert produce_error("writer", topic) is None
+    assert fetch_error("reader", topic) is None
+    assert produce_error("reader", topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert "Topic authorization failed" in (fetch_error("writer", topic) or "")
+
+    log.info("phase: reader's rules change: Read goes, so its fetch is refused; an ACL added "
+             "by hand for reader is removed too (the User keeps them exact)")
+    a = AdminClient({"bootstrap.servers": acled.bootstrap, **as_operator})
+    from confluent_kafka.admin import AclBinding
+    stray = AclBinding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "User:reader", "*",
+                       AclOperation.ALL, AclPermissionType.ALLOW)
+    for f in a.create_acls([stray]).values():
+        f.result(30)
+    kube.kubectl("patch", "user", "reader", "-n", NS, "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": "/spec/authorization/acls/0/operations", "value": ["Describe"]}]))
+    wait_until(lambda: acls_of("reader") == {("TOPIC", topic, "LITERAL", "DESCRIBE", "ALLOW"),
+                                             ("GROUP", "reader-", "PREFIXED", "READ", "ALLOW")},
+               timeout=RECONCILE_TIMEOUT_S, what="reader's ACLs following the spec")
+    assert "Topic authorization failed" in (fetch_error("reader", topic) or "")
+
+    log.info("phase: without spec.authorization the operator removes what it made; deleting a "
+             "User removes its ACLs")
+    kube.kubectl("patch", "user", "writer", "-n", NS, "--type=json", "-p",
+                 json.dumps([{"op": "remove", "path": "/spec/authorization"}]))
+    wait_until(lambda: not acls_of("writer"), timeout=RECONCILE_TIMEOUT_S,
+               what="writer's ACLs removed")
+    wait_until(lambda: "acls" not in kube.get("user", "writer", NS)["status"],
+               timeout=RECONCILE_TIMEOUT_S, what="writer's status without acls")
+    assert produce_error("writer", topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    kube.kubectl("delete", "user", "reader", "-n", NS, "--timeout=60s")
+    assert not acls_of("reader")
+
+    log.info("phase: spec.authorization on a User of a Cluster without it is reported; CEL "
+             "refuses authorization without authentication, and authorizer settings in "
+             "spec.config")
+    ensure_secure_cluster(kube)
+    kube.apply("""
+apiVersion: runnel.dev/v1alpha1
+kind: User
+metadata: {name: hopeful}
+spec:
+  cluster: secure
+  authentication: {type: scram-sha-512}
+  authorization:
+    acls: [{resource: {type: cluster}, operations: [Describe]}]
+""", NS)
+    cond = kube.wait_condition("user", "hopeful", NS, "False", "AuthorizationDisabled")
+    assert "spec.authorization" in cond["message"], cond
+    proc = kube.kubectl("apply", "-n", NS, "-f", "-", check=False,
+                        input=CLUSTER.format(name="open-acl", brokers=1, zones="[zone-a]") +
+                        "  authorization: {}\n")
+    assert proc.returncode != 0 and "authorization needs authentication" in proc.stderr, \
+        proc.stderr
+    proc = kube.kubectl("apply", "-n", NS, "-f", "-", check=False,
+                        input=CLUSTER.format(name="self-acl", brokers=1, zones="[zone-a]") +
+                        "  config: {super.users: 'User:me'}\n")
+    assert proc.returncode != 0 and "set by spec.authorization" in proc.stderr, proc.stderr
+    for name in ("writer", "hopeful"):
+        kube.kubectl("delete", "user", name, "-n", NS, "--timeout=60s")
+
+
 def test_a_cluster_with_tls_is_managed_over_tls(kube, operator, tlssec, tls_certs):
     """spec.tls: the brokers' listener gets TLS from a cert-manager style
     Secret (tls.crt, tls.key, ca.crt) mounted into their pods, and the
@@ -561,14 +751,7 @@ def test_users_get_scram_credentials_from_secrets(kube, operator, secure, solo_c
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    if kube.get("cluster", "secure", NS) is None:
-        kube.kubectl("create", "secret", "generic", "secure-operator", "-n", NS,
-                     f"--from-literal=username={OPERATOR_USER}",
-                     f"--from-literal=password={OPERATOR_PASSWORD}")
-        kube.apply(CLUSTER.format(name="secure", brokers=1, zones="[zone-a]") +
-                   "  authentication: {type: scram-sha-512, credentialsSecret: secure-operator}\n",
-                   NS)
-    kube.wait_condition("cluster", "secure", NS, "True", "BrokersReady")
+    ensure_secure_cluster(kube)
 
     def logs_in(user: str, password: str, mechanism: str = "SCRAM-SHA-512") -> bool:
         a = AdminClient({"bootstrap.servers": secure.bootstrap,

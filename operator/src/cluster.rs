@@ -452,6 +452,7 @@ pub(crate) mod tests {
                 resources: None,
                 authentication: None,
                 tls: None,
+                authorization: None,
             },
             status: None,
         }

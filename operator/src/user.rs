@@ -12,7 +12,7 @@
 //! The password never goes to the brokers: the operator salts it (PBKDF2,
 //! 4096 iterations) and sends the salted form, as `kafka-configs.sh` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,13 @@ use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use runnel_operator_api::condition::{self, reason, Condition, READY};
-use runnel_operator_api::{Cluster, User, UserStatus};
+use runnel_operator_api::{
+    AclOperation, AclPatternType, AclResourceType, AclRuleType, Cluster, User, UserAuthorization,
+    UserStatus,
+};
 use tracing::{info, instrument, warn};
 
-use crate::admin::generate_password;
+use crate::admin::{generate_password, AclEntry};
 use crate::cluster::apply_status;
 use crate::context::{secret_text, Context};
 use crate::error::{Error, Result};
@@ -237,6 +240,20 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         .await?;
         return Ok(Action::requeue(ctx.intervals.resync));
     }
+    if user.spec.authorization.is_some() && cluster.spec.authorization.is_none() {
+        let message = format!(
+            "Cluster {} has no spec.authorization: its brokers do not check ACLs, so spec.authorization here would mean nothing",
+            user.spec.cluster
+        );
+        write_status(
+            ctx,
+            user,
+            status,
+            not_ready(reason::AUTHORIZATION_DISABLED, message),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.intervals.resync));
+    }
     if let Some(why) = conflict(ctx, user, &cluster, ns).await? {
         write_status(ctx, user, status, not_ready(reason::USER_CONFLICT, why)).await?;
         return Ok(Action::requeue(ctx.intervals.resync));
@@ -279,18 +296,44 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
                 .await?;
             info!(user = %name, mechanism, "credential applied");
         }
-        Ok::<(), crate::admin::AdminError>(())
+        if cluster.spec.authorization.is_none() {
+            return Ok(None);
+        }
+        // A renamed user's ACLs, if the operator made them, go with the old name.
+        if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
+            if status.acls.is_some() {
+                let old = format!("User:{old_name}");
+                admin.delete_acls(&old, &admin.acls_of(&old).await?).await?;
+            }
+        }
+        match &user.spec.authorization {
+            Some(authorization) => {
+                let desired = desired_acls(&name, authorization);
+                sync_acls(&admin, &name, &desired).await?;
+                Ok(Some(desired.len()))
+            }
+            // No longer managed: what the operator made goes.
+            None if status.acls.is_some() => {
+                sync_acls(&admin, &name, &BTreeSet::new()).await?;
+                Ok(None)
+            }
+            None => Ok::<Option<usize>, crate::admin::AdminError>(None),
+        }
     }
     .await;
-    if let Err(e) = outcome {
-        let reason = if e.is_unreachable() {
-            reason::BROKERS_UNREACHABLE
-        } else {
-            reason::BROKER_ERROR
-        };
-        write_status(ctx, user, status, not_ready(reason, e.to_string())).await?;
-        return Err(e.into());
-    }
+    let acls = match outcome {
+        Ok(acls) => acls,
+        Err(e) => {
+            let reason = if e.is_unreachable() {
+                reason::BROKERS_UNREACHABLE
+            } else {
+                reason::BROKER_ERROR
+            };
+            write_status(ctx, user, status, not_ready(reason, e.to_string())).await?;
+            return Err(e.into());
+        }
+    };
+    status.acls = acls.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     status.user_name = Some(name.clone());
     status.mechanism = Some(mechanism.to_owned());
     status.secret = Some(password.secret);
@@ -299,7 +342,10 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         READY,
         true,
         reason::USER_READY,
-        format!("user {name} can authenticate with {mechanism}"),
+        match acls {
+            Some(n) => format!("user {name} can authenticate with {mechanism} and has {n} ACLs"),
+            None => format!("user {name} can authenticate with {mechanism}"),
+        },
         generation,
     );
     write_status(ctx, user, status, ready).await?;
@@ -328,14 +374,86 @@ async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
             return Ok(Action::await_change());
         }
     }
-    ctx.admin(ns, &user.spec.cluster)
-        .await
-        .delete_scram(&name, &mechanism)
-        .await?;
+    let admin = ctx.admin(ns, &user.spec.cluster).await;
+    if status.acls.is_some() {
+        let principal = format!("User:{name}");
+        admin
+            .delete_acls(&principal, &admin.acls_of(&principal).await?)
+            .await?;
+        info!(user = %name, "ACLs deleted");
+    }
+    admin.delete_scram(&name, &mechanism).await?;
     info!(user = %name, %mechanism, "credential deleted");
     ctx.event(user, false, "UserDeleted", format!("user {name} deleted"))
         .await;
     Ok(Action::await_change())
+}
+
+/// The ACLs `authorization` gives user `name`, with Kafka's codes.
+fn desired_acls(name: &str, authorization: &UserAuthorization) -> BTreeSet<AclEntry> {
+    let mut acls = BTreeSet::new();
+    for rule in &authorization.acls {
+        let (resource_type, resource_name) = match rule.resource.kind {
+            AclResourceType::Topic => (2, rule.resource.name.clone()),
+            AclResourceType::Group => (3, rule.resource.name.clone()),
+            AclResourceType::Cluster => (4, Some("kafka-cluster".to_owned())),
+            AclResourceType::TransactionalId => (5, rule.resource.name.clone()),
+        };
+        let pattern_type = match rule.resource.pattern_type {
+            AclPatternType::Literal => 3,
+            AclPatternType::Prefix => 4,
+        };
+        let permission = match rule.kind {
+            AclRuleType::Deny => 2,
+            AclRuleType::Allow => 3,
+        };
+        for operation in &rule.operations {
+            acls.insert(AclEntry {
+                resource_type,
+                name: resource_name.clone().unwrap_or_else(|| "*".to_owned()),
+                pattern_type,
+                principal: format!("User:{name}"),
+                host: rule.host.clone(),
+                operation: operation_code(*operation),
+                permission,
+            });
+        }
+    }
+    acls
+}
+
+fn operation_code(operation: AclOperation) -> i8 {
+    match operation {
+        AclOperation::All => 2,
+        AclOperation::Read => 3,
+        AclOperation::Write => 4,
+        AclOperation::Create => 5,
+        AclOperation::Delete => 6,
+        AclOperation::Alter => 7,
+        AclOperation::Describe => 8,
+        AclOperation::ClusterAction => 9,
+        AclOperation::DescribeConfigs => 10,
+        AclOperation::AlterConfigs => 11,
+        AclOperation::IdempotentWrite => 12,
+    }
+}
+
+/// Makes user `name`'s ACLs in the brokers exactly `desired`.
+async fn sync_acls(
+    admin: &crate::admin::Admin,
+    name: &str,
+    desired: &BTreeSet<AclEntry>,
+) -> std::result::Result<(), crate::admin::AdminError> {
+    let principal = format!("User:{name}");
+    let current: BTreeSet<AclEntry> = admin.acls_of(&principal).await?.into_iter().collect();
+    let missing: Vec<AclEntry> = desired.difference(&current).cloned().collect();
+    let extra: Vec<AclEntry> = current.difference(desired).cloned().collect();
+    admin.create_acls(&principal, &missing).await?;
+    admin.delete_acls(&principal, &extra).await?;
+    if !missing.is_empty() || !extra.is_empty() {
+        info!(user = %name, added = missing.len(), removed = extra.len(), "ACLs applied");
+    }
+    Ok(())
 }
 
 /// The User that manages user `name` of `user`'s Cluster: the oldest

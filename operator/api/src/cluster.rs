@@ -68,6 +68,9 @@ pub const DEFAULT_IMAGE: &str = "runnel/broker:latest";
     "rule": "has(self.authentication) == has(oldSelf.authentication)",
     "message": "authentication cannot be turned on or off on an existing Cluster: its brokers would disagree with the operator while they roll"
 }, {
+    "rule": "!has(self.authorization) || has(self.authentication)",
+    "message": "authorization needs authentication: ACLs name users, and without spec.authentication no client has a name"
+}, {
     "rule": "has(self.tls) == has(oldSelf.tls)",
     "message": "tls cannot be turned on or off on an existing Cluster: its brokers would disagree with the operator and the clients while they roll"
 }]))]
@@ -107,6 +110,9 @@ pub struct ClusterSpec {
         "rule": "self.all(k, !k.startsWith('ssl.') || k == 'ssl.enabled.protocols' || k == 'ssl.client.auth')",
         "message": "ssl.* settings other than ssl.enabled.protocols and ssl.client.auth are set by spec.tls"
     }, {
+        "rule": "!('authorizer.class.name' in self) && !('super.users' in self)",
+        "message": "authorizer.class.name and super.users are set by spec.authorization, which keeps the operator a super user"
+    }, {
         "rule": "!('security.inter.broker.protocol' in self)",
         "message": "security.inter.broker.protocol is set by spec.tls: with it the brokers talk to each other over TLS"
     }]))]
@@ -125,6 +131,26 @@ pub struct ClusterSpec {
     /// `authentication`); none when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTls>,
+    /// The brokers check ACLs (Kafka's StandardAuthorizer): each `User`'s
+    /// `spec.authorization`, or `kafka-acls.sh`. Needs `authentication`.
+    /// None when not set: every client may do everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<ClusterAuthorization>,
+}
+
+/// ACLs on the brokers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAuthorization {
+    /// Users no ACL refuses (user names, not principals: `admin` is
+    /// `User:admin`). The operator's own user is always one. Changing the
+    /// list rolls the brokers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 100),
+        inner(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._@-]+$"))
+    )]
+    pub super_users: Vec<String>,
 }
 
 /// TLS on the brokers' Kafka listener.

@@ -34,6 +34,9 @@ pub mod reason {
     pub const USER_CONFLICT: &str = "UserConflict";
     /// A User's Cluster does not ask clients to authenticate.
     pub const AUTHENTICATION_DISABLED: &str = "AuthenticationDisabled";
+    /// A User has ACLs, but its Cluster does not check them (no
+    /// `spec.authorization`).
+    pub const AUTHORIZATION_DISABLED: &str = "AuthorizationDisabled";
     /// A User's password cannot be read (or its Secret is not the operator's to write).
     pub const PASSWORD_UNAVAILABLE: &str = "PasswordUnavailable";
     /// Cluster: a stale broker pod was deleted to restart on the new revision.

@@ -20,15 +20,19 @@ pub mod topic;
 pub mod user;
 
 pub use cluster::{
-    AuthenticationType, Cluster, ClusterAuthentication, ClusterSpec, ClusterStatus, ClusterTls,
-    StorageSpec,
+    AuthenticationType, Cluster, ClusterAuthentication, ClusterAuthorization, ClusterSpec,
+    ClusterStatus, ClusterTls, StorageSpec,
 };
 pub use condition::Condition;
 pub use consumer_group::{
     ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, PartitionLag, ResetOffsets, ResetTo,
 };
 pub use topic::{Topic, TopicSpec, TopicStatus};
-pub use user::{ScramMechanism, SecretKeyRef, User, UserAuthentication, UserSpec, UserStatus};
+pub use user::{
+    AclOperation, AclPatternType, AclResource, AclResourceType, AclRule, AclRuleType,
+    ScramMechanism, SecretKeyRef, User, UserAuthentication, UserAuthorization, UserSpec,
+    UserStatus,
+};
 
 /// The API group of every Runnel resource.
 pub const GROUP: &str = "runnel.dev";

@@ -9,6 +9,12 @@
 //!   cluster: events
 //!   authentication: { type: scram-sha-512 }
 //!   # passwordSecret: { name: orders-app-password, key: password }
+//!   authorization:            # with the Cluster's spec.authorization
+//!     acls:
+//!       - resource: { type: topic, name: orders }
+//!         operations: [Read, Describe]
+//!       - resource: { type: group, name: orders-, patternType: prefix }
+//!         operations: [Read]
 //! ```
 
 // kube's `printcolumn(name = .., type_ = ..)` repeats keys across columns,
@@ -77,6 +83,134 @@ pub struct UserSpec {
     /// named after the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyRef>,
+    /// What the user may do, when the Cluster checks ACLs
+    /// (`spec.authorization` there). The operator keeps the user's ACLs
+    /// (principal `User:<userName>`) exactly these; without this field it
+    /// leaves the user's ACLs alone, unless it made them before (then
+    /// they go).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<UserAuthorization>,
+}
+
+/// A user's ACLs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAuthorization {
+    /// The rules; none means the user may do nothing (but what
+    /// `allow.everyone.if.no.acl.found` allows).
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub acls: Vec<AclRule>,
+}
+
+/// One rule: operations on a resource, allowed or denied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.resource.type != 'cluster' || !has(self.resource.name) || self.resource.name == 'kafka-cluster'",
+    "message": "the cluster resource is named kafka-cluster (or leave the name out)"
+}]))]
+pub struct AclRule {
+    /// What the rule is about.
+    pub resource: AclResource,
+    /// The operations.
+    #[schemars(length(min = 1, max = 12))]
+    pub operations: Vec<AclOperation>,
+    /// The client address the rule applies to; `*` (any) when not set.
+    #[serde(default = "any_host")]
+    #[schemars(length(min = 1, max = 45))]
+    pub host: String,
+    /// `allow` (the default) or `deny`; a deny wins over any allow.
+    #[serde(rename = "type", default)]
+    pub kind: AclRuleType,
+}
+
+fn any_host() -> String {
+    "*".to_owned()
+}
+
+/// The resource of a rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.type == 'cluster' || has(self.name)",
+    "message": "name is required for topic, group and transactionalId resources"
+}]))]
+pub struct AclResource {
+    /// `topic`, `group`, `transactionalId` or `cluster`.
+    #[serde(rename = "type")]
+    pub kind: AclResourceType,
+    /// The name, a prefix (`patternType: prefix`), or `*` for all; not
+    /// needed for the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub name: Option<String>,
+    /// `literal` (the default) or `prefix`.
+    #[serde(default)]
+    pub pattern_type: AclPatternType,
+}
+
+/// A resource type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AclResourceType {
+    /// A topic.
+    Topic,
+    /// A consumer group.
+    Group,
+    /// A transactional id.
+    TransactionalId,
+    /// The cluster.
+    Cluster,
+}
+
+/// How a rule's name matches.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AclPatternType {
+    /// The name itself (`*`: every resource of the type).
+    #[default]
+    Literal,
+    /// Every name starting with it.
+    Prefix,
+}
+
+/// Allow or deny.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AclRuleType {
+    /// Allows the operations.
+    #[default]
+    Allow,
+    /// Denies them, whatever else allows them.
+    Deny,
+}
+
+/// An operation, as Kafka names it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AclOperation {
+    /// Every operation.
+    All,
+    /// Consume; join a group.
+    Read,
+    /// Produce.
+    Write,
+    /// Create topics.
+    Create,
+    /// Delete topics, records, groups.
+    Delete,
+    /// Change partitions; cluster changes.
+    Alter,
+    /// See it.
+    Describe,
+    /// What brokers do to each other.
+    ClusterAction,
+    /// Read configs.
+    DescribeConfigs,
+    /// Change configs.
+    AlterConfigs,
+    /// Idempotent producing.
+    IdempotentWrite,
 }
 
 /// How a user authenticates.
@@ -144,6 +278,10 @@ pub struct UserStatus {
     /// applied: a new version applies the credential again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_secret_version: Option<String>,
+    /// How many ACLs the operator keeps for the user, as last applied;
+    /// not set while it manages none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acls: Option<i32>,
 }
 
 impl User {

@@ -15,6 +15,7 @@
 //! Each API is sent at one fixed version that Runnel and Apache Kafka 2.8+
 //! both serve; there is no version negotiation.
 
+mod acls;
 mod connection;
 mod error;
 mod scram;
@@ -53,6 +54,7 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
+pub use self::acls::AclEntry;
 use self::connection::{CallError, Connection};
 use self::error::is_redirect;
 pub use self::error::AdminError;

@@ -48,6 +48,13 @@ pub fn config_map(cluster: &Cluster, voters: &str) -> ConfigMap {
             "security.inter.broker.protocol=SSL\nssl.truststore.location={TLS_DIR}/ca.crt\n"
         ));
     }
+    if cluster.spec.authorization.is_some() {
+        // ACLs in the cluster metadata; the super users come from the
+        // StatefulSet's environment (the operator's user is in a Secret).
+        settings.push_str(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
+        );
+    }
     if cluster.spec.authentication.is_some() {
         // The operator's own mechanism stays offered.
         if let Some(mechanisms) = cluster.spec.config.get("sasl.enabled.mechanisms") {

@@ -45,6 +45,9 @@ while IFS= read -r line || [ -n "$line" ]; do
     *) set -- "$@" --set "$line" ;;
   esac
 done < /etc/runnel/broker.settings
+if [ -n "${RUNNEL_SUPER_USERS:-}" ]; then
+  set -- "$@" --set "super.users=$RUNNEL_SUPER_USERS"
+fi
 exec runnel-broker "$@"
 "#;
 
@@ -66,14 +69,29 @@ fn authentication_env(cluster: &Cluster) -> Vec<EnvVar> {
         }),
         ..EnvVar::default()
     };
-    vec![
+    let mut vars = vec![
         from_secret("RUNNEL_OPERATOR_USERNAME", "username"),
         from_secret("RUNNEL_OPERATOR_PASSWORD", "password"),
         env(
             "RUNNEL_ADD_SCRAM",
             "SCRAM-SHA-512=[name=$(RUNNEL_OPERATOR_USERNAME),password=$(RUNNEL_OPERATOR_PASSWORD)]",
         ),
-    ]
+    ];
+    // With ACLs checked, the operator's own user and spec.authorization's
+    // super users (the start script passes them as `super.users`).
+    if let Some(authorization) = &cluster.spec.authorization {
+        let super_users: String = std::iter::once("User:$(RUNNEL_OPERATOR_USERNAME)".to_owned())
+            .chain(
+                authorization
+                    .super_users
+                    .iter()
+                    .map(|u| format!("User:{u}")),
+            )
+            .collect::<Vec<_>>()
+            .join(";");
+        vars.push(env("RUNNEL_SUPER_USERS", super_users));
+    }
+    vars
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -418,6 +436,29 @@ mod tests {
             .expect("data");
         assert!(settings[super::super::config_map::SETTINGS_KEY]
             .ends_with("sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\n"));
+        assert!(env.iter().all(|e| e.name != "RUNNEL_SUPER_USERS"));
+        // With ACLs, the operator's user and the spec's are super users.
+        secure.spec.authorization = Some(runnel_operator_api::ClusterAuthorization {
+            super_users: vec!["admin".into()],
+        });
+        let env = env_of(&secure);
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        let supers = names.iter().position(|n| *n == "RUNNEL_SUPER_USERS");
+        assert!(supers.is_some() && user < supers, "{names:?}");
+        let value = env
+            .iter()
+            .find(|e| e.name == "RUNNEL_SUPER_USERS")
+            .and_then(|e| e.value.clone());
+        assert_eq!(
+            value.as_deref(),
+            Some("User:$(RUNNEL_OPERATOR_USERNAME);User:admin")
+        );
+        let settings = super::super::config_map::config_map(&secure, "")
+            .data
+            .expect("data");
+        assert!(settings[super::super::config_map::SETTINGS_KEY].contains(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+        ));
     }
 
     #[test]

@@ -294,6 +294,14 @@ impl AclBinding {
     }
 }
 
+/// An ACL host as the broker compares it: an IP address in its canonical
+/// form (`::1`, `10.0.0.7`, IPv4-mapped addresses as IPv4), or `*`.
+pub fn canonical_host(host: &str) -> String {
+    host.parse::<IpAddr>()
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_else(|_| host.to_string())
+}
+
 /// Splits `Type:name`; the type must be non-empty, as Kafka's
 /// `KafkaPrincipal` parsing has it.
 pub fn parse_principal(principal: &str) -> Result<(&str, &str), String> {
@@ -374,7 +382,7 @@ impl AclFilter {
             resource_name: resource_name.map(str::to_string),
             pattern,
             principal: principal.map(str::to_string),
-            host: host.map(str::to_string),
+            host: host.map(canonical_host),
             operation,
             permission,
         })
@@ -514,11 +522,10 @@ impl Authorizer {
         allowed || (!any_acl && self.allow_if_no_acl)
     }
 
+    /// Exactly the principals named, as Kafka has it (`User:*` there is
+    /// not every user).
     fn is_super(&self, principal: &str) -> bool {
         self.super_users.contains(principal)
-            || principal
-                .split_once(':')
-                .is_some_and(|(kind, _)| self.super_users.contains(&format!("{kind}:*")))
     }
 
     /// KIP-430's bit field of the operations `session` may do to a resource.

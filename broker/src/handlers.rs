@@ -263,9 +263,9 @@ pub(crate) fn dispatch(
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
     let gate = authorize::Gate::new(&broker, session);
     if let RequestKind::Produce(mut request) = request {
-        let refused = gate
-            .as_ref()
-            .and_then(|gate| authorize::produce(gate, &mut request));
+        let refused = gate.as_ref().and_then(|gate| {
+            authorize::produce(gate, broker.topics.auto_create_enabled(), &mut request)
+        });
         // Appended now, in order; acknowledged when the ISR has the records.
         return Dispatch::Respond(Box::pin(
             async move {

@@ -18,6 +18,9 @@ pub(crate) struct MappingRules(Vec<Rule>);
 enum Rule {
     Default,
     Replace {
+        /// The pattern against the whole subject: whether the rule applies.
+        whole: Regex,
+        /// The pattern itself, for Java's `replaceAll`.
         pattern: Regex,
         replacement: String,
         case: Option<char>,
@@ -42,10 +45,12 @@ impl MappingRules {
                     Some(c @ ('L' | 'U')) => (Some(c), &after[1..]),
                     _ => (None, after),
                 };
-                let anchored = format!("^(?:{pattern})$");
-                let pattern = Regex::new(&anchored)
-                    .map_err(|e| format!("a RULE's pattern {pattern:?} is not a regex: {e}"))?;
+                let bad =
+                    |e: regex::Error| format!("a RULE's pattern {pattern:?} is not a regex: {e}");
+                let whole = Regex::new(&format!("^(?:{pattern})$")).map_err(bad)?;
+                let pattern = Regex::new(&pattern).map_err(bad)?;
                 rules.push(Rule::Replace {
+                    whole,
                     pattern,
                     replacement: java_replacement(&replacement),
                     case,
@@ -69,29 +74,26 @@ impl MappingRules {
         Ok(MappingRules(rules))
     }
 
-    /// The name for a subject: the first rule that matches it; the subject
-    /// itself when none does.
-    pub(crate) fn apply(&self, subject: &str) -> String {
-        for rule in &self.0 {
-            match rule {
-                Rule::Default => return subject.to_string(),
-                Rule::Replace {
-                    pattern,
-                    replacement,
-                    case,
-                } => {
-                    if pattern.is_match(subject) {
-                        let name = pattern.replace_all(subject, replacement.as_str());
-                        return match case {
-                            Some('L') => name.to_lowercase(),
-                            Some('U') => name.to_uppercase(),
-                            _ => name.into_owned(),
-                        };
-                    }
+    /// The name for a subject: the first rule whose pattern matches the
+    /// whole subject, applied as Java's `replaceAll`; `None` when no rule
+    /// matches (Kafka then refuses the connection).
+    pub(crate) fn apply(&self, subject: &str) -> Option<String> {
+        self.0.iter().find_map(|rule| match rule {
+            Rule::Default => Some(subject.to_string()),
+            Rule::Replace {
+                whole,
+                pattern,
+                replacement,
+                case,
+            } => whole.is_match(subject).then(|| {
+                let name = pattern.replace_all(subject, replacement.as_str());
+                match case {
+                    Some('L') => name.to_lowercase(),
+                    Some('U') => name.to_uppercase(),
+                    _ => name.into_owned(),
                 }
-            }
-        }
-        subject.to_string()
+            }),
+        })
     }
 }
 

@@ -127,11 +127,12 @@ async fn serve_connection(
         }
         Some(tls) => {
             if let Some(session) = handshake(stream, &tls, peer, &broker, &shutdown).await {
-                let principal = certificate_principal(&session, &broker, peer);
-                let (read_half, write_half) = tokio::io::split(session);
-                let reader = BufReader::with_capacity(64 * 1024, read_half);
-                let sink = Sink::Tls(Box::new(write_half));
-                serve(reader, sink, peer, principal, &broker, shutdown).await;
+                if let Some(principal) = certificate_principal(&session, &broker, peer) {
+                    let (read_half, write_half) = tokio::io::split(session);
+                    let reader = BufReader::with_capacity(64 * 1024, read_half);
+                    let sink = Sink::Tls(Box::new(write_half));
+                    serve(reader, sink, peer, principal, &broker, shutdown).await;
+                }
             }
         }
     }
@@ -140,24 +141,29 @@ async fn serve_connection(
 
 /// A TLS client's principal: `User:` and its certificate's subject, as
 /// `ssl.principal.mapping.rules` maps it; ANONYMOUS without a certificate.
+/// `None` when no rule maps the subject: Kafka refuses such a client.
 fn certificate_principal(
     session: &tokio_rustls::server::TlsStream<TcpStream>,
     broker: &Broker,
     peer: SocketAddr,
-) -> String {
+) -> Option<String> {
     let Some(certificate) = session
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
     else {
-        return acl::ANONYMOUS.to_string();
+        return Some(acl::ANONYMOUS.to_string());
     };
-    match crate::principal::subject_dn(certificate) {
-        Some(subject) => format!("User:{}", broker.principal_rules.apply(&subject)),
+    let Some(subject) = crate::principal::subject_dn(certificate) else {
+        warn!(%peer, "the client certificate's subject could not be read; closing the connection");
+        return None;
+    };
+    match broker.principal_rules.apply(&subject) {
+        Some(name) => Some(format!("User:{name}")),
         None => {
-            warn!(%peer, "the client certificate's subject could not be read; the client is ANONYMOUS");
-            acl::ANONYMOUS.to_string()
+            warn!(%peer, %subject, "no ssl.principal.mapping.rules rule matches the client certificate's subject; closing the connection");
+            None
         }
     }
 }

@@ -145,6 +145,14 @@ def test_acls_decide_what_each_user_may_do(acl_broker, topic, tmp_path):
     assert not errors and len(values) == 10, (errors, values)
     assert topic in alice_admin.list_topics(timeout=OP_TIMEOUT_S).topics
 
+    log.info("phase: Write on a topic that does not exist yet does not create it: producing "
+             "would, and that needs Create")
+    acls("--add", "--allow-principal", f"User:{ALICE}", "--operation", "Write", "--topic",
+         "alice-", "--resource-pattern-type", "prefixed")
+    errors = delivery_errors(b.bootstrap, "alice-new", 1, **as_alice)
+    assert errors == [KafkaError.TOPIC_AUTHORIZATION_FAILED], errors
+    assert "alice-new" not in admin.list_topics(timeout=OP_TIMEOUT_S).topics
+
     log.info("phase: a group outside her prefix is refused (GROUP_AUTHORIZATION_FAILED); bob "
              "may not read the topic at all")
     _, errors = consume_group(b.bootstrap, topic, "other-group", 1, **as_alice)

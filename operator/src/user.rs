@@ -297,7 +297,9 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
             info!(user = %name, mechanism, "credential applied");
         }
         if cluster.spec.authorization.is_none() {
-            return Ok(None);
+            // The brokers do not check ACLs now; what was made stays on
+            // record, to be kept or removed once they do again.
+            return Ok(status.acls.and_then(|n| usize::try_from(n).ok()));
         }
         // A renamed user's ACLs, if the operator made them, go with the old name.
         if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
@@ -357,10 +359,10 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
 /// (it is owned by it).
 async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
     let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
-    if clusters.get_opt(&user.spec.cluster).await?.is_none() {
+    let Some(cluster) = clusters.get_opt(&user.spec.cluster).await? else {
         info!("cluster gone; no credential to delete");
         return Ok(Action::await_change());
-    }
+    };
     // Only what this User made, and only while no older User has the
     // name (then the credential is that one's).
     let status = user.status.clone().unwrap_or_default();
@@ -375,7 +377,8 @@ async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         }
     }
     let admin = ctx.admin(ns, &user.spec.cluster).await;
-    if status.acls.is_some() {
+    // Without spec.authorization the brokers answer SECURITY_DISABLED.
+    if status.acls.is_some() && cluster.spec.authorization.is_some() {
         let principal = format!("User:{name}");
         admin
             .delete_acls(&principal, &admin.acls_of(&principal).await?)

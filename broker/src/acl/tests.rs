@@ -394,3 +394,46 @@ fn mapping_rules_survive_the_comma_split_of_set() {
     );
     assert_eq!(s.get_i64("num.partitions"), 2);
 }
+
+#[test]
+fn super_users_are_named_exactly_and_hosts_are_compared_canonically() {
+    let a = authorizer(&["super.users=User:*"]);
+    let empty = ClusterImage::default();
+    assert!(!a.allows(
+        &empty,
+        &session("User:alice"),
+        Operation::Read,
+        ResourceType::Topic,
+        "t"
+    ));
+    assert_eq!(canonical_host("0:0:0:0:0:0:0:1"), "::1");
+    assert_eq!(canonical_host("::ffff:10.0.0.7"), "10.0.0.7");
+    assert_eq!(canonical_host("*"), "*");
+    let mut denied = acl(
+        ResourceType::Topic,
+        "t",
+        PatternType::Literal,
+        "User:alice",
+        Operation::Read,
+        Permission::Deny,
+    );
+    denied.host = canonical_host("0:0:0:0:0:0:0:1");
+    let allowed = acl(
+        ResourceType::Topic,
+        "t",
+        PatternType::Literal,
+        "User:alice",
+        Operation::Read,
+        Permission::Allow,
+    );
+    let acls = image(vec![denied, allowed]);
+    let local = Session::new("User:alice".into(), "[::1]:5000".parse().expect("valid"));
+    assert!(!a.allows(&acls, &local, Operation::Read, ResourceType::Topic, "t"));
+    assert!(a.allows(
+        &acls,
+        &session("User:alice"),
+        Operation::Read,
+        ResourceType::Topic,
+        "t"
+    ));
+}

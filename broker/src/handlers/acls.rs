@@ -72,7 +72,7 @@ fn binding(
             )
         })?,
         principal: creation.principal.to_string(),
-        host: creation.host.to_string(),
+        host: crate::acl::canonical_host(creation.host.as_str()),
         operation: Operation::from_code(creation.operation)
             .ok_or_else(|| format!("invalid operation {}", creation.operation))?,
         permission: Permission::from_code(creation.permission_type).ok_or_else(|| {

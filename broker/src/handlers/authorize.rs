@@ -45,13 +45,12 @@ use kafka_protocol::messages::{
     produce_response, txn_offset_commit_response as txn_offset_commit,
     write_txn_markers_response as markers, AddOffsetsToTxnResponse, AddPartitionsToTxnResponse,
     AlterPartitionReassignmentsResponse, AlterUserScramCredentialsResponse,
-    ConsumerGroupHeartbeatResponse, DescribeClientQuotasResponse, DescribeClusterResponse,
-    DescribeLogDirsResponse, DescribeUserScramCredentialsResponse, ElectLeadersResponse,
-    EndTxnResponse, FetchRequest, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
-    ListPartitionReassignmentsResponse, OffsetCommitResponse, OffsetDeleteResponse, ProduceRequest,
-    ProduceResponse, RequestKind, ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse,
-    WriteTxnMarkersResponse,
+    ConsumerGroupHeartbeatResponse, DescribeClientQuotasResponse, DescribeLogDirsResponse,
+    DescribeUserScramCredentialsResponse, ElectLeadersResponse, EndTxnResponse, FetchRequest,
+    FetchResponse, FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse,
+    JoinGroupResponse, LeaveGroupResponse, ListPartitionReassignmentsResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, ProduceRequest, ProduceResponse, RequestKind,
+    ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -173,17 +172,29 @@ where
     Some(Box::new(f))
 }
 
-/// Checks a Produce: the topics the principal may not write are taken out,
-/// and `patch` answers them. With a transactional id it may not write,
+/// Checks a Produce: the topics the principal may not write (or, missing,
+/// may not create when `auto_create`) are taken out, and `patch` answers them. With a transactional id it may not write,
 /// every partition is refused.
-pub(crate) fn produce(gate: &Gate, request: &mut ProduceRequest) -> Option<ProducePatch> {
+pub(crate) fn produce(
+    gate: &Gate,
+    auto_create: bool,
+    request: &mut ProduceRequest,
+) -> Option<ProducePatch> {
     let txn_refused = request
         .transactional_id
         .as_ref()
         .is_some_and(|id| !gate.txn(Operation::Write, id.0.as_str()));
     let topics = std::mem::take(&mut request.topic_data);
+    // Producing to a missing topic creates it here, which needs Create too.
+    let creatable = |name: &str| {
+        !auto_create
+            || gate.image.topics.contains_key(name)
+            || gate.cluster(Operation::Create)
+            || gate.topic(Operation::Create, name)
+    };
     let (kept, refused) = split(topics, |t| {
-        !txn_refused && gate.topic(Operation::Write, t.name.0.as_str())
+        let name = t.name.0.as_str();
+        !txn_refused && gate.topic(Operation::Write, name) && creatable(name)
     });
     request.topic_data = kept;
     if refused.is_empty() {
@@ -224,8 +235,8 @@ pub(crate) fn fetch(gate: &Gate, version: i16, request: &mut FetchRequest) -> Op
         let name = if version >= 13 {
             match gate.topic_name(t.topic_id) {
                 Some(name) => name,
-                // Unknown ids are the handler's to answer.
-                None => return true,
+                // Unknown to this request's image: answered below.
+                None => return false,
             }
         } else {
             t.topic.0.to_string()
@@ -236,9 +247,17 @@ pub(crate) fn fetch(gate: &Gate, version: i16, request: &mut FetchRequest) -> Op
     if refused.is_empty() {
         return None;
     }
+    let code = |t: &kafka_protocol::messages::fetch_request::FetchTopic| {
+        if version >= 13 && gate.topic_name(t.topic_id).is_none() {
+            ResponseError::UnknownTopicId
+        } else {
+            TOPIC
+        }
+    };
     let answers: Vec<fetch_response::FetchableTopicResponse> = refused
         .into_iter()
         .map(|t| {
+            let code = code(&t);
             fetch_response::FetchableTopicResponse::default()
                 .with_topic(t.topic)
                 .with_topic_id(t.topic_id)
@@ -248,7 +267,7 @@ pub(crate) fn fetch(gate: &Gate, version: i16, request: &mut FetchRequest) -> Op
                         .map(|p| {
                             fetch_response::PartitionData::default()
                                 .with_partition_index(p.partition)
-                                .with_error_code(TOPIC.code())
+                                .with_error_code(code.code())
                                 .with_high_watermark(-1)
                                 .with_last_stable_offset(-1)
                                 .with_log_start_offset(-1)
@@ -270,7 +289,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
         RequestKind::Metadata(mut r) => {
             let all = r.topics.is_none()
                 || (version == 0 && r.topics.as_ref().is_some_and(Vec::is_empty));
-            let auto_create = r.allow_auto_topic_creation
+            let auto_create = (version < 4 || r.allow_auto_topic_creation)
                 && broker.settings.get_bool("auto.create.topics.enable");
             let mut refused = Vec::new();
             if !all {
@@ -285,7 +304,13 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                 let mut kept = Vec::new();
                 for (topic, name) in topics.into_iter().zip(names) {
                     let Some(name) = name else {
-                        kept.push(topic);
+                        // An id this request's image does not know.
+                        refused.push(
+                            metadata_response::MetadataResponseTopic::default()
+                                .with_error_code(ResponseError::UnknownTopicId.code())
+                                .with_topic_id(topic.topic_id)
+                                .with_topic_authorized_operations(i32::MIN),
+                        );
                         continue;
                     };
                     let describable = gate.topic(Describe, &name);
@@ -310,39 +335,26 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             let want_topic_ops = r.include_topic_authorized_operations;
             let cluster_ops = r
                 .include_cluster_authorized_operations
-                .then(|| gate.operations(ResourceType::Cluster, CLUSTER_NAME));
-            let describable: std::collections::HashMap<String, i32> = gate
-                .image
-                .topics
-                .keys()
-                .map(|name| {
-                    let ops = if want_topic_ops {
-                        gate.operations(ResourceType::Topic, name)
-                    } else {
-                        i32::MIN
-                    };
-                    (name.clone(), ops)
-                })
-                .filter(|(name, _)| gate.topic(Describe, name))
-                .collect();
+                .then(|| cluster_operations(gate));
+            let gate = gate.clone();
             Gated::Pass(
                 RequestKind::Metadata(r),
                 patch(move |response| {
                     if let ResponseKind::Metadata(m) = response {
-                        let allowed = describable;
+                        // Only the topics in the answer are looked at.
+                        let name_of = |t: &metadata_response::MetadataResponseTopic| {
+                            t.name.as_ref().map(|n| n.0.to_string())
+                        };
                         if all {
                             m.topics.retain(|t| {
-                                t.name
-                                    .as_ref()
-                                    .is_some_and(|n| allowed.contains_key(n.0.as_str()))
+                                name_of(t).is_some_and(|name| gate.topic(Describe, &name))
                             });
                         }
                         if want_topic_ops {
                             for topic in &mut m.topics {
-                                if let Some(ops) =
-                                    topic.name.as_ref().and_then(|n| allowed.get(n.0.as_str()))
-                                {
-                                    topic.topic_authorized_operations = *ops;
+                                if let Some(name) = name_of(topic) {
+                                    topic.topic_authorized_operations =
+                                        gate.operations(ResourceType::Topic, &name);
                                 }
                             }
                         }
@@ -519,23 +531,31 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                     Some(name) => Some(name.0.to_string()),
                     None => gate.topic_name(t.topic_id),
                 };
-                // Unknown ids are the handler's to answer.
-                name.is_none_or(|name| gate.topic(Delete, &name))
+                // An id unknown to this request's image is answered below.
+                name.is_some_and(|name| gate.topic(Delete, &name))
             });
             r.topics = kept;
             let mut answers: Vec<delete_topics::DeletableTopicResult> = refused_names
                 .into_iter()
                 .map(|name| delete_topics::DeletableTopicResult::default().with_name(Some(name)))
                 .collect();
-            answers.extend(refused.into_iter().map(|t| {
-                delete_topics::DeletableTopicResult::default()
-                    .with_name(t.name)
-                    .with_topic_id(t.topic_id)
-            }));
             for answer in &mut answers {
                 answer.error_code = TOPIC.code();
                 answer.error_message = message(TOPIC, "Delete on this topic", session);
             }
+            answers.extend(refused.into_iter().map(|t| {
+                let unknown = t.name.is_none() && gate.topic_name(t.topic_id).is_none();
+                let (code, what) = if unknown {
+                    (ResponseError::UnknownTopicId, "an unknown topic id")
+                } else {
+                    (TOPIC, "Delete on this topic")
+                };
+                delete_topics::DeletableTopicResult::default()
+                    .with_name(t.name)
+                    .with_topic_id(t.topic_id)
+                    .with_error_code(code.code())
+                    .with_error_message(message(code, what, session))
+            }));
             Gated::Pass(
                 RequestKind::DeleteTopics(r),
                 patch(move |response| {
@@ -672,17 +692,11 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                 }),
             )
         }
+        // Served to everyone, as in Kafka; the operations only with Describe.
         RequestKind::DescribeCluster(r) => {
-            if !gate.cluster(Describe) {
-                return Gated::Refuse(ResponseKind::DescribeCluster(
-                    DescribeClusterResponse::default()
-                        .with_error_code(CLUSTER.code())
-                        .with_error_message(message(CLUSTER, "Describe on the cluster", session)),
-                ));
-            }
             let ops = r
                 .include_cluster_authorized_operations
-                .then(|| gate.operations(ResourceType::Cluster, CLUSTER_NAME));
+                .then(|| cluster_operations(gate));
             Gated::Pass(
                 RequestKind::DescribeCluster(r),
                 patch(move |response| {
@@ -1056,10 +1070,39 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                         .with_authorized_operations(i32::MIN)
                 })
                 .collect();
+            let gate = gate.clone();
             Gated::Pass(
                 RequestKind::ConsumerGroupDescribe(r),
                 patch(move |response| {
                     if let ResponseKind::ConsumerGroupDescribe(d) = response {
+                        // A group using topics the caller may not describe
+                        // (a regex subscription matches them all) is not
+                        // shown, as Kafka 4 answers it (KAFKA-18813).
+                        for group in &mut d.groups {
+                            let hidden = group.members.iter().any(|m| {
+                                m.subscribed_topic_names
+                                    .iter()
+                                    .chain(
+                                        m.assignment.topic_partitions.iter().map(|t| &t.topic_name),
+                                    )
+                                    .chain(
+                                        m.target_assignment
+                                            .topic_partitions
+                                            .iter()
+                                            .map(|t| &t.topic_name),
+                                    )
+                                    .any(|t| !gate.topic(Describe, t.0.as_str()))
+                            });
+                            if hidden {
+                                *group = cg_describe::DescribedGroup::default()
+                                    .with_group_id(group.group_id.clone())
+                                    .with_error_code(TOPIC.code())
+                                    .with_error_message(Some(StrBytes::from_static_str(
+                                        "the group uses topics the client may not describe",
+                                    )))
+                                    .with_authorized_operations(i32::MIN);
+                            }
+                        }
                         d.groups.extend(answers);
                     }
                 }),
@@ -1223,10 +1266,17 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                         .with_producer_epoch(-1)
                 })
                 .collect();
+            let gate = gate.clone();
             Gated::Pass(
                 RequestKind::DescribeTransactions(r),
                 patch(move |response| {
                     if let ResponseKind::DescribeTransactions(d) = response {
+                        // Only the topics the caller may describe, as Kafka.
+                        for state in &mut d.transaction_states {
+                            state
+                                .topics
+                                .retain(|t| gate.topic(Describe, t.topic.0.as_str()));
+                        }
                         d.transaction_states.extend(answers);
                     }
                 }),
@@ -1258,6 +1308,15 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             "no authorization rule for {:?}",
             std::mem::discriminant(&other)
         )),
+    }
+}
+
+/// KIP-430's cluster operations, as Kafka reports them: 0 without Describe.
+fn cluster_operations(gate: &Gate) -> i32 {
+    if gate.cluster(Operation::Describe) {
+        gate.operations(ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        0
     }
 }
 

@@ -50,25 +50,34 @@ fn mapping_rules_take_the_first_match_as_kafka_does() {
         r"RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,RULE:^CN=(.*?),OU=(.*?),O=(.*?)$/$1@$2/L, DEFAULT",
     )
     .expect("valid");
+    let apply = |rules: &MappingRules, subject: &str| rules.apply(subject).expect("a rule matches");
     assert_eq!(
-        rules.apply("CN=kafka-admin,OU=ServiceUsers,O=Example"),
+        apply(&rules, "CN=kafka-admin,OU=ServiceUsers,O=Example"),
         "kafka-admin"
     );
-    assert_eq!(rules.apply("CN=Alice,OU=Apps,O=Example"), "alice@apps");
-    assert_eq!(rules.apply("CN=bob"), "CN=bob");
+    assert_eq!(apply(&rules, "CN=Alice,OU=Apps,O=Example"), "alice@apps");
+    assert_eq!(apply(&rules, "CN=bob"), "CN=bob");
     let upper = MappingRules::parse(r"RULE:^CN=([^,]*).*$/$1x/U").expect("valid");
-    assert_eq!(upper.apply("CN=carol,O=Example"), "CAROLX");
-    // No rule matching and no DEFAULT: the subject itself.
-    assert_eq!(upper.apply("O=Example"), "O=Example");
+    assert_eq!(apply(&upper, "CN=carol,O=Example"), "CAROLX");
+    // No rule matching and no DEFAULT: no name (Kafka refuses the client).
+    assert_eq!(upper.apply("O=Example"), None);
     let slash = MappingRules::parse(r"RULE:^CN=a\/b$/ab/").expect("valid");
-    assert_eq!(slash.apply("CN=a/b"), "ab");
+    assert_eq!(apply(&slash, "CN=a/b"), "ab");
+    // The pattern must match the whole subject; the replacement is
+    // applied as Java's replaceAll.
+    let inner = MappingRules::parse(r"RULE:CN=([a-z]+)/$1/").expect("valid");
+    assert_eq!(inner.apply("CN=dave,O=Example"), None);
+    assert_eq!(apply(&inner, "CN=dave"), "dave");
 }
 
 #[test]
 fn bad_mapping_rules_are_refused_with_the_reason() {
     assert_eq!(
-        MappingRules::parse("").expect("valid").apply("CN=x"),
-        "CN=x"
+        MappingRules::parse("")
+            .expect("valid")
+            .apply("CN=x")
+            .as_deref(),
+        Some("CN=x")
     );
     for bad in [
         "RULE:^CN=(.*)",

@@ -85,9 +85,9 @@ pub struct UserSpec {
     pub password_secret: Option<SecretKeyRef>,
     /// What the user may do, when the Cluster checks ACLs
     /// (`spec.authorization` there). The operator keeps the user's ACLs
-    /// (principal `User:<userName>`) exactly these; without this field it
-    /// leaves the user's ACLs alone, unless it made them before (then
-    /// they go).
+    /// (principal `User:<userName>`) exactly these, removing any other.
+    /// Without this field it leaves the user's ACLs alone, unless it
+    /// managed them before: then all of them go, as with the User.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<UserAuthorization>,
 }

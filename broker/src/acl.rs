@@ -19,7 +19,7 @@
 //! Authorization is on when `authorizer.class.name` names Kafka's
 //! `StandardAuthorizer`; off (the default), everyone may do everything.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -284,7 +284,9 @@ impl AclBinding {
         Ok(())
     }
 
-    /// Whether the ACL's pattern covers a resource.
+    /// Whether the ACL's pattern covers a resource ([`covering`]'s meaning,
+    /// one ACL at a time).
+    #[cfg(test)]
     fn covers(&self, resource_type: ResourceType, name: &str) -> bool {
         self.resource_type == resource_type
             && match self.pattern_type {
@@ -311,6 +313,45 @@ pub fn parse_principal(principal: &str) -> Result<(&str, &str), String> {
             "the principal {principal:?} is not of the form Type:name (e.g. User:alice)"
         )),
     }
+}
+
+/// The ACLs whose pattern covers a resource: its literal name, the literal
+/// `*`, and each of its prefixes, found by range in the sorted set (ACLs
+/// sort by resource type, name and pattern type first), so a check costs
+/// one lookup per prefix length, not a scan of every ACL.
+fn covering<'a>(
+    acls: &'a BTreeSet<AclBinding>,
+    resource_type: ResourceType,
+    name: &'a str,
+) -> impl Iterator<Item = &'a AclBinding> + 'a {
+    let with = move |resource: &str, pattern_type| AclBinding {
+        resource_type,
+        resource_name: resource.to_string(),
+        pattern_type,
+        principal: String::new(),
+        host: String::new(),
+        operation: Operation::All,
+        permission: Permission::Deny,
+    };
+    let exactly = move |resource: &'a str, pattern_type: PatternType| {
+        acls.range(with(resource, pattern_type)..)
+            .take_while(move |a| {
+                a.resource_type == resource_type
+                    && a.resource_name == resource
+                    && a.pattern_type == pattern_type
+            })
+    };
+    let prefixes = name
+        .char_indices()
+        .map(|(i, c)| &name[..i + c.len_utf8()])
+        .flat_map(move |prefix| exactly(prefix, PatternType::Prefixed));
+    let wildcard = (name != "*")
+        .then(|| exactly("*", PatternType::Literal))
+        .into_iter()
+        .flatten();
+    exactly(name, PatternType::Literal)
+        .chain(wildcard)
+        .chain(prefixes)
 }
 
 /// How a filter's resource pattern matches.
@@ -502,7 +543,7 @@ impl Authorizer {
             .map(|(kind, _)| format!("{kind}:*"));
         let mut any_acl = false;
         let mut allowed = false;
-        for acl in image.acls.iter().filter(|a| a.covers(resource_type, name)) {
+        for acl in covering(&image.acls, resource_type, name) {
             any_acl = true;
             let principal = acl.principal == session.principal
                 || wildcard.as_deref() == Some(acl.principal.as_str());

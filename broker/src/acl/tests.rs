@@ -437,3 +437,46 @@ fn super_users_are_named_exactly_and_hosts_are_compared_canonically() {
         "t"
     ));
 }
+
+#[test]
+fn the_range_lookup_finds_exactly_the_covering_acls() {
+    let names = [
+        "*",
+        "a",
+        "ab",
+        "abc",
+        "abd",
+        "b",
+        "é",
+        "éa",
+        "orders",
+        "orders-eu",
+    ];
+    let mut acls = BTreeSet::new();
+    for resource_type in [ResourceType::Topic, ResourceType::Group] {
+        for name in names {
+            for pattern_type in [PatternType::Literal, PatternType::Prefixed] {
+                for principal in ["User:a", "User:b"] {
+                    acls.insert(acl(
+                        resource_type,
+                        name,
+                        pattern_type,
+                        principal,
+                        Operation::Read,
+                        Permission::Allow,
+                    ));
+                }
+            }
+        }
+    }
+    for resource in ["a", "abc", "abx", "b", "éab", "orders-eu-1", "zzz", "*", ""] {
+        let mut found: Vec<&AclBinding> = covering(&acls, ResourceType::Topic, resource).collect();
+        let mut scanned: Vec<&AclBinding> = acls
+            .iter()
+            .filter(|a| a.covers(ResourceType::Topic, resource))
+            .collect();
+        found.sort();
+        scanned.sort();
+        assert_eq!(found, scanned, "resource {resource:?}");
+    }
+}

@@ -19,6 +19,7 @@ use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::principal::MappingRules;
 use crate::producers::ProducerIdManager;
+use crate::quotas::QuotaManager;
 use crate::topics::{Topic, TopicTable};
 use crate::txn::TransactionCoordinator;
 
@@ -63,6 +64,8 @@ pub struct Broker {
     pub(crate) authorizer: Arc<Authorizer>,
     /// How a TLS client's certificate subject becomes its principal.
     pub(crate) principal_rules: MappingRules,
+    /// Client quota sensors.
+    pub(crate) quotas: QuotaManager,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -105,6 +108,7 @@ impl Broker {
             txns,
             authorizer,
             principal_rules,
+            quotas: QuotaManager::default(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -23,6 +23,7 @@ use tracing::{debug, warn, Instrument};
 use crate::acl::{Operation, ResourceType, Session};
 use crate::broker::Broker;
 use crate::outgoing::Outgoing;
+use crate::quotas;
 
 mod acls;
 mod api_versions;
@@ -86,6 +87,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::DescribeClientQuotas, client_quotas::VERSIONS),
+    (ApiKey::AlterClientQuotas, client_quotas::VERSIONS),
     (ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSIONS),
     (ApiKey::SaslAuthenticate, SASL_AUTHENTICATE_VERSIONS),
     (
@@ -186,6 +188,9 @@ pub(crate) enum Step {
     /// connection may run its next request; the response comes from this
     /// future (a produce waiting for its in-sync replicas).
     Later(Answer),
+    /// This step, after which the connection runs nothing for the given
+    /// time: a client over its quota (KIP-219's muted channel).
+    Held(Box<Step>, Duration),
 }
 
 /// What to do with one frame.
@@ -262,15 +267,36 @@ pub(crate) fn dispatch(
     let span =
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
     let gate = authorize::Gate::new(&broker, session);
+    // Whose traffic this is, for client quotas: the principal's name and
+    // the client id.
+    let quota_user = session
+        .principal
+        .split_once(':')
+        .map_or(session.principal.as_str(), |(_, name)| name)
+        .to_string();
     if let RequestKind::Produce(mut request) = request {
         let refused = gate.as_ref().and_then(|gate| {
             authorize::produce(gate, broker.topics.auto_create_enabled(), &mut request)
         });
+        let bytes: usize = request
+            .topic_data
+            .iter()
+            .flat_map(|t| t.partition_data.iter())
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
         // Appended now, in order; acknowledged when the ISR has the records.
         return Dispatch::Respond(Box::pin(
             async move {
                 let started = Instant::now();
                 let staged = produce::stage(&broker, version, request).await;
+                let throttle = broker.quotas.record(
+                    &broker.image(),
+                    quotas::Kind::Produce,
+                    &quota_user,
+                    &client_id,
+                    bytes,
+                );
+                let holder = broker.clone();
                 let answer: Answer = Box::pin(async move {
                     let response = produce::complete(staged).await;
                     broker.metrics.observe_request(key, started.elapsed());
@@ -279,13 +305,14 @@ pub(crate) fn dispatch(
                             if let Some(refused) = refused {
                                 refused(&mut r);
                             }
+                            r.throttle_time_ms = throttle_ms(throttle);
                             encode_response(key, version, correlation_id, ResponseKind::Produce(r))
                                 .map(|b| Some(b.into()))
                         }
                         None => Ok(None),
                     }
                 });
-                Ok(Step::Later(answer))
+                Ok(held(&holder, key, Step::Later(answer), throttle))
             }
             .instrument(span),
         ));
@@ -303,7 +330,23 @@ pub(crate) fn dispatch(
                     refused(&mut answer.response);
                 }
                 broker.metrics.observe_request(key, started.elapsed());
-                fetch::encode(version, correlation_id, answer).map(|o| Step::Done(Some(o)))
+                let bytes: u64 = answer
+                    .records
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|s| s.len)
+                    .sum();
+                let throttle = broker.quotas.record(
+                    &broker.image(),
+                    quotas::Kind::Fetch,
+                    &quota_user,
+                    &client_id,
+                    usize::try_from(bytes).unwrap_or(usize::MAX),
+                );
+                answer.response.throttle_time_ms = throttle_ms(throttle);
+                fetch::encode(version, correlation_id, answer)
+                    .map(|o| held(&broker, key, Step::Done(Some(o)), throttle))
             }
             .instrument(span),
         ));
@@ -394,7 +437,10 @@ async fn handle(
                 ))),
         ),
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(client_quotas::describe(r))
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(broker, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(broker, r).await)
         }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             scram_credentials::alter(broker, r).await,
@@ -485,6 +531,20 @@ async fn handle(
             return None;
         }
     })
+}
+
+/// A throttle time as a response's `throttle_time_ms`.
+fn throttle_ms(throttle: Duration) -> i32 {
+    i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// `step`, holding the connection for a quota's throttle time afterwards.
+fn held(broker: &Broker, key: ApiKey, step: Step, throttle: Duration) -> Step {
+    if throttle.is_zero() {
+        return step;
+    }
+    broker.metrics.throttled(key, throttle);
+    Step::Held(Box::new(step), throttle)
 }
 
 pub(crate) fn encode_response(

@@ -25,6 +25,7 @@ pub mod metrics;
 mod outgoing;
 mod principal;
 mod producers;
+pub mod quotas;
 mod records;
 pub mod replication;
 mod sasl;

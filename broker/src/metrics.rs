@@ -69,6 +69,10 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     /// Changed TLS files that did not load (the ones before stay in use).
     pub tls_reload_failures: Counter,
+    /// Responses held back by a client quota, by API.
+    pub throttled_requests: Family<ApiLabel, Counter>,
+    /// Time responses were held back by client quotas, by API.
+    pub throttle_seconds: Family<ApiLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     ready: AtomicBool,
 }
 
@@ -183,7 +187,22 @@ impl Metrics {
             "Changes to the TLS keystore or truststore files that did not load (the files before stay in use)",
             tls_reload_failures.clone(),
         );
+        let throttled_requests = Family::<ApiLabel, Counter>::default();
+        registry.register(
+            "quota_throttled_requests",
+            "Produce and Fetch responses held back because a client quota was exceeded",
+            throttled_requests.clone(),
+        );
+        let throttle_seconds =
+            Family::<ApiLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "quota_throttle_seconds",
+            "Time Produce and Fetch responses were held back by client quotas",
+            throttle_seconds.clone(),
+        );
         Metrics {
+            throttled_requests,
+            throttle_seconds,
             authentications,
             failed_authentications,
             tls_handshake_failures,
@@ -247,6 +266,17 @@ impl Metrics {
         self.request_latency
             .get_or_create(&label)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a response held back by a quota.
+    pub fn throttled(&self, api: ApiKey, delay: Duration) {
+        let label = ApiLabel {
+            api: format!("{api:?}"),
+        };
+        self.throttled_requests.get_or_create(&label).inc();
+        self.throttle_seconds
+            .get_or_create(&label)
+            .inc_by(delay.as_secs_f64());
     }
 
     /// Marks the broker ready (`/health` answers 200).

@@ -261,13 +261,26 @@ async fn serve<R>(
             // connection: a produce is appended before the next request on
             // the connection is looked at, so pipelined batches (and an
             // idempotent producer's sequences) land in the order sent.
-            let answer: Answer = match pending.await {
+            let (step, hold) = match pending.await {
+                Ok(Step::Held(step, hold)) => (Ok(*step), hold),
+                other => (other, std::time::Duration::ZERO),
+            };
+            let answer: Answer = match step {
                 Ok(Step::Done(bytes)) => Box::pin(std::future::ready(Ok(bytes))),
                 Ok(Step::Later(answer)) => answer,
+                Ok(Step::Held(..)) => Box::pin(std::future::ready(Err(
+                    "a held step inside a held step".to_string(),
+                ))),
                 Err(why) => Box::pin(std::future::ready(Err(why))),
             };
             if answers_tx.send(answer).await.is_err() {
                 return;
+            }
+            // A client over its quota: its response is on its way (saying
+            // how long to back off) and its next request waits that long,
+            // as Kafka mutes the channel (KIP-219).
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
             }
         }
     });

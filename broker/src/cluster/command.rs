@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::acl::{AclBinding, AclFilter};
+use crate::quotas::{QuotaEntity, Rate};
 
 use super::assign::{assign_replicas, AssignError};
 use super::image::{BrokerRegistration, ClusterImage, PartitionImage, ScramCredential, TopicImage};
@@ -156,6 +157,13 @@ pub enum MetadataCommand {
     DeleteAcls {
         /// The filters.
         filters: Vec<AclFilter>,
+    },
+    /// Sets (or with `None` removes) an entity's quotas (AlterClientQuotas).
+    AlterClientQuotas {
+        /// Whose quotas.
+        entity: QuotaEntity,
+        /// Per key, the new value or `None`.
+        changes: Vec<(String, Option<Rate>)>,
     },
 }
 
@@ -460,6 +468,23 @@ impl ClusterImage {
                     })
                     .collect();
                 CommandResult::DeletedAcls(deleted)
+            }
+            MetadataCommand::AlterClientQuotas { entity, changes } => {
+                let values = self.quotas.entry(entity.clone()).or_default();
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => {
+                            values.insert(key.clone(), *value);
+                        }
+                        None => {
+                            values.remove(key);
+                        }
+                    }
+                }
+                if values.is_empty() {
+                    self.quotas.remove(entity);
+                }
+                CommandResult::Ok
             }
         }
     }

@@ -100,6 +100,9 @@ pub struct ClusterImage {
     /// The ACLs (CreateAcls, DeleteAcls), checked when an authorizer is set.
     #[serde(default)]
     pub acls: BTreeSet<AclBinding>,
+    /// Client quotas (AlterClientQuotas): entity → key → value.
+    #[serde(default, with = "crate::quotas::as_pairs")]
+    pub quotas: crate::quotas::Quotas,
 }
 
 /// A user's SCRAM credential for one mechanism, as Kafka keeps it (the

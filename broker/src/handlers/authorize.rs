@@ -20,7 +20,9 @@
 //! | AddPartitionsToTxn, AddOffsetsToTxn, EndTxn | Write on the transactional id (and the topics; Read on the group) |
 //! | DescribeTransactions | Describe on the transactional id |
 //! | WriteTxnMarkers | ClusterAction on the cluster |
-//! | cluster admin (DescribeCluster, DescribeLogDirs, reassignments, elections, SCRAM, quotas) | Describe or Alter (DescribeConfigs for quotas) on the cluster |
+//! | cluster admin (DescribeLogDirs, reassignments, elections, SCRAM) | Describe or Alter on the cluster |
+//! | DescribeClientQuotas, AlterClientQuotas | DescribeConfigs, AlterConfigs on the cluster |
+//! | DescribeCluster | nothing (its operations only with Describe on the cluster) |
 //! | CreateAcls, DescribeAcls, DeleteAcls | checked in `acls` |
 //!
 //! A request is either refused whole (its error response is built here) or
@@ -781,6 +783,34 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                 )
             },
         ),
+        RequestKind::AlterClientQuotas(r) => {
+            if gate.cluster(AlterConfigs) {
+                return Gated::Pass(RequestKind::AlterClientQuotas(r), None);
+            }
+            let entries = r
+                .entries
+                .iter()
+                .map(|e| {
+                    kafka_protocol::messages::alter_client_quotas_response::EntryData::default()
+                        .with_error_code(CLUSTER.code())
+                        .with_error_message(message(CLUSTER, "AlterConfigs on the cluster", session))
+                        .with_entity(
+                            e.entity
+                                .iter()
+                                .map(|p| {
+                                    kafka_protocol::messages::alter_client_quotas_response::EntityData::default()
+                                        .with_entity_type(p.entity_type.clone())
+                                        .with_entity_name(p.entity_name.clone())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Gated::Refuse(ResponseKind::AlterClientQuotas(
+                kafka_protocol::messages::AlterClientQuotasResponse::default()
+                    .with_entries(entries),
+            ))
+        }
         RequestKind::DescribeUserScramCredentials(r) => pass_if(
             gate.cluster(Describe),
             RequestKind::DescribeUserScramCredentials(r),

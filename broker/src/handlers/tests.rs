@@ -29,9 +29,13 @@ use crate::metrics::Metrics;
 
 /// The response a dispatched request's step leads to.
 async fn answer(step: Result<super::Step, String>) -> Result<Option<Bytes>, String> {
-    let outgoing = match step? {
-        super::Step::Done(outgoing) => outgoing,
-        super::Step::Later(answer) => answer.await?,
+    let mut step = step?;
+    let outgoing = loop {
+        match step {
+            super::Step::Done(outgoing) => break outgoing,
+            super::Step::Later(answer) => break answer.await?,
+            super::Step::Held(inner, _) => step = *inner,
+        }
     };
     outgoing
         .map(|o| o.to_bytes().map_err(|e| e.to_string()))
@@ -620,6 +624,17 @@ fn request_with_producer(
                 .with_topic_partitions(None)
                 .with_timeout_ms(1000),
         ),
+        ApiKey::AlterClientQuotas => {
+            RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_entity_name(Some(s("versions-client")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(s("producer_byte_rate"))
+                        .with_value(1e9)]),
+            ]))
+        }
         ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(
             vec![create_acls_request::AclCreation::default()
                 .with_resource_type(2)
@@ -728,6 +743,7 @@ fn first_error(response: &ResponseKind) -> i16 {
             .flat_map(|t| t.partition_result.iter().map(|p| p.error_code))
             .fold(r.error_code, i16::max),
         ResponseKind::CreateAcls(r) => r.results[0].error_code,
+        ResponseKind::AlterClientQuotas(r) => r.entries[0].error_code,
         ResponseKind::DescribeAcls(r) => r.error_code,
         ResponseKind::DeleteAcls(r) => r.filter_results[0].error_code,
         _ => -1,

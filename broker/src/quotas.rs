@@ -1,0 +1,250 @@
+//! Client quotas (KIP-13, KIP-55, KIP-546): byte-rate limits on produce and
+//! fetch per user and client id, kept in the cluster metadata
+//! (AlterClientQuotas) and enforced by each broker on its own traffic, as
+//! Kafka does.
+//!
+//! ```text
+//!  request of (user U, client C) ─▶ the quota: the first of
+//!     users/U/clients/C, users/U/clients/<default>, users/U,
+//!     users/<default>/clients/C, users/<default>/clients/<default>,
+//!     users/<default>, clients/C, clients/<default>
+//!  that sets the key ─▶ its sensor (bytes in 11 one-second windows)
+//!  ─▶ rate over quota? throttle = (rate - quota) / quota × window, at most the window
+//!  ─▶ the response says throttle_time_ms, and the connection waits that long
+//! ```
+//! A quota set for a user (or the default user) is shared by all of that
+//! user's clients; one set per client id, by that client id's connections.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterImage;
+
+/// The produce byte-rate key.
+pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
+/// The fetch byte-rate key.
+pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
+/// Kafka's keys Runnel does not enforce (refused with a message saying so).
+pub const UNSUPPORTED_KEYS: &[&str] = &[
+    "request_percentage",
+    "controller_mutation_rate",
+    "connection_creation_rate",
+];
+
+/// The two entity types Runnel keeps quotas for.
+pub const USER: &str = "user";
+/// See [`USER`].
+pub const CLIENT_ID: &str = "client-id";
+
+/// Kafka's default quota sample count and window (`quota.window.num`,
+/// `quota.window.size.seconds`).
+const SAMPLES: usize = 11;
+const SAMPLE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Who a quota is for: a user and/or a client id, each a name or the
+/// default (`None`). Absent means "not part of the entity".
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    /// `Some(Some(name))`, `Some(None)` for the default user, or `None`.
+    pub user: Option<Option<String>>,
+    /// The same for the client id.
+    pub client_id: Option<Option<String>>,
+}
+
+/// A quota's value (bytes per second). Compared bit for bit, so the image
+/// can keep `Eq`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Rate(pub f64);
+
+impl PartialEq for Rate {
+    fn eq(&self, other: &Rate) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Rate {}
+
+/// The image's quotas, by entity.
+pub type Quotas = BTreeMap<QuotaEntity, BTreeMap<String, Rate>>;
+
+/// Serde for [`Quotas`] as a list of pairs (JSON keys must be strings).
+pub mod as_pairs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{QuotaEntity, Quotas, Rate};
+
+    /// Writes the map as `[[entity, values], ...]`.
+    pub fn serialize<S: Serializer>(quotas: &Quotas, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(quotas.iter())
+    }
+
+    /// Reads what [`serialize`] wrote.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Quotas, D::Error> {
+        type Pair = (QuotaEntity, std::collections::BTreeMap<String, Rate>);
+        Ok(Vec::<Pair>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// Checks a quota change as Kafka's controller does; the message says why not.
+pub fn validate(key: &str, value: Option<f64>) -> Result<(), String> {
+    if UNSUPPORTED_KEYS.contains(&key) {
+        return Err(format!(
+            "{key} is a Kafka quota Runnel does not enforce; {PRODUCER_BYTE_RATE} and {CONSUMER_BYTE_RATE} are"
+        ));
+    }
+    if key != PRODUCER_BYTE_RATE && key != CONSUMER_BYTE_RATE {
+        return Err(format!("unknown quota key {key:?}"));
+    }
+    match value {
+        None => Ok(()),
+        Some(v) if !v.is_finite() || v <= 0.0 => Err(format!(
+            "{key} must be a positive number of bytes per second, not {v}"
+        )),
+        Some(v) if v.fract() != 0.0 || v > i64::MAX as f64 => {
+            Err(format!("{key} must be a whole number (a Long), not {v}"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What a request is throttled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Produce request bytes.
+    Produce,
+    /// Fetch response bytes.
+    Fetch,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Produce => PRODUCER_BYTE_RATE,
+            Kind::Fetch => CONSUMER_BYTE_RATE,
+        }
+    }
+}
+
+/// The quota that applies to (user, client id), and the (user, client id)
+/// its sensor is shared by: Kafka's precedence and metric tags.
+pub fn resolve(
+    quotas: &Quotas,
+    key: &str,
+    user: &str,
+    client_id: &str,
+) -> Option<(f64, (String, String))> {
+    let named = |s: &str| Some(Some(s.to_string()));
+    let default = Some(None);
+    let both = (user.to_string(), client_id.to_string());
+    let user_only = (user.to_string(), String::new());
+    let client_only = (String::new(), client_id.to_string());
+    let order = [
+        (named(user), named(client_id), both.clone()),
+        (named(user), default.clone(), both.clone()),
+        (named(user), None, user_only.clone()),
+        (default.clone(), named(client_id), both.clone()),
+        (default.clone(), default.clone(), both),
+        (default.clone(), None, user_only),
+        (None, named(client_id), client_only.clone()),
+        (None, default, client_only),
+    ];
+    order.into_iter().find_map(|(user, client_id, tags)| {
+        quotas
+            .get(&QuotaEntity { user, client_id })
+            .and_then(|values| values.get(key))
+            .map(|rate| (rate.0, tags))
+    })
+}
+
+/// Bytes in the last [`SAMPLES`] windows of one (user, client id).
+#[derive(Debug)]
+struct Sensor {
+    /// (window start, bytes), oldest first.
+    windows: Vec<(Instant, f64)>,
+}
+
+impl Sensor {
+    fn new() -> Sensor {
+        Sensor {
+            windows: Vec::with_capacity(SAMPLES),
+        }
+    }
+
+    fn record(&mut self, now: Instant, bytes: f64) {
+        let expired = SAMPLE_WINDOW * SAMPLES as u32;
+        self.windows
+            .retain(|(start, _)| now.duration_since(*start) < expired);
+        match self.windows.last_mut() {
+            Some((start, total)) if now.duration_since(*start) < SAMPLE_WINDOW => *total += bytes,
+            _ => self.windows.push((now, bytes)),
+        }
+    }
+
+    /// The rate over the kept windows, with at least `SAMPLES - 1` windows'
+    /// time, as Kafka's `Rate` measures it (a first burst is not a rate).
+    fn rate(&self, now: Instant) -> (f64, Duration) {
+        let total: f64 = self.windows.iter().map(|(_, b)| b).sum();
+        let elapsed = self
+            .windows
+            .first()
+            .map_or(Duration::ZERO, |(start, _)| now.duration_since(*start))
+            .max(SAMPLE_WINDOW * (SAMPLES as u32 - 1));
+        (total / elapsed.as_secs_f64(), elapsed)
+    }
+}
+
+/// The broker's quota sensors.
+#[derive(Debug, Default)]
+pub struct QuotaManager {
+    sensors: Mutex<HashMap<(Kind, String, String), Sensor>>,
+}
+
+impl QuotaManager {
+    /// Records `bytes` of `kind` for (user, client id) and returns how long
+    /// its responses are to be held back; zero when no quota applies or the
+    /// rate is within it.
+    pub fn record(
+        &self,
+        image: &ClusterImage,
+        kind: Kind,
+        user: &str,
+        client_id: &str,
+        bytes: usize,
+    ) -> Duration {
+        if image.quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let Some((quota, (tag_user, tag_client))) =
+            resolve(&image.quotas, kind.key(), user, client_id)
+        else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let mut sensors = self
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sensor = sensors
+            .entry((kind, tag_user, tag_client))
+            .or_insert_with(Sensor::new);
+        sensor.record(now, bytes as f64);
+        let (rate, window) = sensor.rate(now);
+        throttle(rate, quota, window)
+    }
+}
+
+/// Kafka's throttle time: how long until the rate over `window` falls to
+/// `quota`; at most the whole quota window.
+fn throttle(rate: f64, quota: f64, window: Duration) -> Duration {
+    if rate <= quota || quota <= 0.0 {
+        return Duration::ZERO;
+    }
+    let seconds = (rate - quota) / quota * window.as_secs_f64();
+    Duration::from_secs_f64(seconds.min((SAMPLE_WINDOW * SAMPLES as u32).as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests;

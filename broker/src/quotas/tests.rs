@@ -1,0 +1,136 @@
+use super::*;
+
+fn entity(user: Option<Option<&str>>, client_id: Option<Option<&str>>) -> QuotaEntity {
+    QuotaEntity {
+        user: user.map(|u| u.map(str::to_string)),
+        client_id: client_id.map(|c| c.map(str::to_string)),
+    }
+}
+
+fn quotas(entries: &[(QuotaEntity, f64)]) -> Quotas {
+    entries
+        .iter()
+        .map(|(e, v)| {
+            (
+                e.clone(),
+                BTreeMap::from([(PRODUCER_BYTE_RATE.to_string(), Rate(*v))]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_most_specific_quota_wins_in_kafkas_order() {
+    let all = quotas(&[
+        (entity(Some(Some("alice")), Some(Some("app"))), 1.0),
+        (entity(Some(Some("alice")), Some(None)), 2.0),
+        (entity(Some(Some("alice")), None), 3.0),
+        (entity(Some(None), Some(Some("app"))), 4.0),
+        (entity(Some(None), Some(None)), 5.0),
+        (entity(Some(None), None), 6.0),
+        (entity(None, Some(Some("app"))), 7.0),
+        (entity(None, Some(None)), 8.0),
+    ]);
+    let got = |q: &Quotas, user: &str, client: &str| resolve(q, PRODUCER_BYTE_RATE, user, client);
+    assert_eq!(
+        got(&all, "alice", "app"),
+        Some((1.0, ("alice".into(), "app".into())))
+    );
+    assert_eq!(
+        got(&all, "alice", "other"),
+        Some((2.0, ("alice".into(), "other".into())))
+    );
+    assert_eq!(
+        got(&all, "bob", "app"),
+        Some((4.0, ("bob".into(), "app".into())))
+    );
+    assert_eq!(
+        got(&all, "bob", "other"),
+        Some((5.0, ("bob".into(), "other".into())))
+    );
+    // A user quota is shared by all the user's clients.
+    let user_only = quotas(&[(entity(Some(Some("alice")), None), 3.0)]);
+    assert_eq!(
+        got(&user_only, "alice", "x"),
+        Some((3.0, ("alice".into(), String::new())))
+    );
+    assert_eq!(got(&user_only, "bob", "x"), None);
+    // A client-id quota is shared by that client id whoever the user.
+    let client_only = quotas(&[(entity(None, Some(Some("app"))), 7.0)]);
+    assert_eq!(
+        got(&client_only, "bob", "app"),
+        Some((7.0, (String::new(), "app".into())))
+    );
+    assert_eq!(
+        resolve(&client_only, CONSUMER_BYTE_RATE, "bob", "app"),
+        None
+    );
+}
+
+#[test]
+fn a_rate_over_the_quota_is_throttled_for_the_time_it_takes_to_fall_back() {
+    // 10 s of window at twice the quota: 10 s more to get back to it.
+    assert_eq!(
+        throttle(200.0, 100.0, Duration::from_secs(10)),
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        throttle(150.0, 100.0, Duration::from_secs(10)),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        throttle(100.0, 100.0, Duration::from_secs(10)),
+        Duration::ZERO
+    );
+    // Never more than the whole window.
+    assert_eq!(
+        throttle(1e9, 100.0, Duration::from_secs(10)),
+        Duration::from_secs(11)
+    );
+    let mut sensor = Sensor::new();
+    let start = Instant::now();
+    sensor.record(start, 5000.0);
+    // A first burst is spread over the minimum window (10 s), as in Kafka.
+    let (rate, window) = sensor.rate(start);
+    assert_eq!((rate, window), (500.0, Duration::from_secs(10)));
+    sensor.record(start + Duration::from_millis(1500), 5000.0);
+    assert_eq!(sensor.windows.len(), 2);
+    // Windows older than 11 s are forgotten.
+    sensor.record(start + Duration::from_secs(12), 1.0);
+    assert_eq!(sensor.windows.len(), 2);
+}
+
+#[test]
+fn quota_values_are_checked_as_kafka_does() {
+    assert!(validate(PRODUCER_BYTE_RATE, Some(1024.0)).is_ok());
+    assert!(validate(CONSUMER_BYTE_RATE, None).is_ok());
+    for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY] {
+        assert!(validate(PRODUCER_BYTE_RATE, Some(bad)).is_err(), "{bad}");
+    }
+    assert!(validate("request_percentage", Some(50.0))
+        .expect_err("not enforced")
+        .contains("does not enforce"));
+    assert!(validate("no_such_quota", Some(1.0)).is_err());
+}
+
+#[test]
+fn the_manager_throttles_only_entities_with_a_quota() {
+    let mut image = ClusterImage::default();
+    let manager = QuotaManager::default();
+    assert_eq!(
+        manager.record(&image, Kind::Produce, "alice", "app", 1 << 30),
+        Duration::ZERO
+    );
+    image.quotas = quotas(&[(entity(Some(Some("alice")), None), 1000.0)]);
+    // 100 kB at 1 kB/s over the 10 s minimum window: 10 kB/s, throttled.
+    let held = manager.record(&image, Kind::Produce, "alice", "app", 100_000);
+    assert!(held > Duration::from_secs(1), "{held:?}");
+    assert_eq!(
+        manager.record(&image, Kind::Produce, "bob", "app", 100_000),
+        Duration::ZERO
+    );
+    assert_eq!(
+        manager.record(&image, Kind::Fetch, "alice", "app", 100_000),
+        Duration::ZERO
+    );
+}

@@ -515,7 +515,7 @@ def ensure_secure_cluster(kube) -> None:
     kube.wait_condition("cluster", "secure", NS, "True", "BrokersReady")
 
 
-def test_user_acls_follow_spec_authorization(kube, operator, acled, secure):
+def test_user_acls_follow_spec_authorization(kube, operator, acled, secure, tmp_path):
     """A Cluster with spec.authorization: its brokers check ACLs with the
     operator's user a super user, and each User's ACLs are what its
     spec.authorization says: made, changed and removed with the resource."""
@@ -603,6 +603,7 @@ spec:
     acls:
       - resource: {{type: topic, name: {topic}}}
         operations: [Write]
+  quotas: {{producerByteRate: 1048576}}
 """, NS)
     cond = kube.wait_condition("user", "reader", NS, "True", "UserReady")
     assert "3 ACLs" in cond["message"], cond
@@ -611,6 +612,25 @@ spec:
                                  ("TOPIC", topic, "LITERAL", "DESCRIBE", "ALLOW"),
                                  ("GROUP", "reader-", "PREFIXED", "READ", "ALLOW")}
     assert kube.get("user", "reader", NS)["status"]["acls"] == 3
+
+    log.info("phase: writer's quota is in the brokers (kafka-configs.sh --describe)")
+    from cluster import kafka_tool, kafka_tools_missing
+    props = tmp_path / "operator.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{OPERATOR_USER}" password="{OPERATOR_PASSWORD}";\n')
+
+    def quotas_of(user: str) -> str:
+        return kafka_tool(tmp_path, "kafka.admin.ConfigCommand", "--bootstrap-server",
+                          acled.bootstrap, "--command-config", str(props), "--describe",
+                          "--entity-type", "users", "--entity-name", user).stdout
+
+    if not kafka_tools_missing():
+        out = quotas_of("writer")
+        assert "producer_byte_rate=1048576.0" in out, out
+        assert kube.get("user", "writer", NS)["status"]["quotas"] == {
+            "producerByteRate": 1048576}
 
     log.info("phase: writer writes, reader reads; neither may do the other's part")
     assert produce_error("writer", topic) is None
@@ -636,12 +656,16 @@ spec:
     log.info("phase: without spec.authorization the operator removes what it made; deleting a "
              "User removes its ACLs")
     kube.kubectl("patch", "user", "writer", "-n", NS, "--type=json", "-p",
-                 json.dumps([{"op": "remove", "path": "/spec/authorization"}]))
+                 json.dumps([{"op": "remove", "path": "/spec/authorization"},
+                             {"op": "remove", "path": "/spec/quotas"}]))
     wait_until(lambda: not acls_of("writer"), timeout=RECONCILE_TIMEOUT_S,
                what="writer's ACLs removed")
     wait_until(lambda: "acls" not in kube.get("user", "writer", NS)["status"],
                timeout=RECONCILE_TIMEOUT_S, what="writer's status without acls")
     assert produce_error("writer", topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    if not kafka_tools_missing():
+        wait_until(lambda: "byte_rate" not in quotas_of("writer"),
+                   timeout=RECONCILE_TIMEOUT_S, what="writer's quota removed")
     kube.kubectl("delete", "user", "reader", "-n", NS, "--timeout=60s")
     assert not acls_of("reader")
 

@@ -28,7 +28,7 @@ use kube::{Api, Resource, ResourceExt};
 use runnel_operator_api::condition::{self, reason, Condition, READY};
 use runnel_operator_api::{
     AclOperation, AclPatternType, AclResourceType, AclRuleType, Cluster, User, UserAuthorization,
-    UserStatus,
+    UserQuotas, UserStatus,
 };
 use tracing::{info, instrument, warn};
 
@@ -282,6 +282,11 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
                 info!(user = %old_name, mechanism = %old_mechanism, "former credential deleted");
             }
         }
+        if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
+            if status.quotas.is_some() {
+                sync_quotas(&admin, old_name, &UserQuotas::default()).await?;
+            }
+        }
         let present = admin
             .scram_mechanisms(&name)
             .await?
@@ -296,10 +301,22 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
                 .await?;
             info!(user = %name, mechanism, "credential applied");
         }
+        // Quotas: exactly the spec's, or none once the operator let go.
+        let quotas = match &user.spec.quotas {
+            Some(quotas) => {
+                sync_quotas(&admin, &name, quotas).await?;
+                Some(quotas.clone())
+            }
+            None if status.quotas.is_some() => {
+                sync_quotas(&admin, &name, &UserQuotas::default()).await?;
+                None
+            }
+            None => None,
+        };
         if cluster.spec.authorization.is_none() {
             // The brokers do not check ACLs now; what was made stays on
             // record, to be kept or removed once they do again.
-            return Ok(status.acls.and_then(|n| usize::try_from(n).ok()));
+            return Ok((status.acls.and_then(|n| usize::try_from(n).ok()), quotas));
         }
         // A renamed user's ACLs, if the operator made them, go with the old name.
         if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
@@ -312,19 +329,19 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
             Some(authorization) => {
                 let desired = desired_acls(&name, authorization);
                 sync_acls(&admin, &name, &desired).await?;
-                Ok(Some(desired.len()))
+                Ok((Some(desired.len()), quotas))
             }
             // No longer managed: what the operator made goes.
             None if status.acls.is_some() => {
                 sync_acls(&admin, &name, &BTreeSet::new()).await?;
-                Ok(None)
+                Ok((None, quotas))
             }
-            None => Ok::<Option<usize>, crate::admin::AdminError>(None),
+            None => Ok::<_, crate::admin::AdminError>((None, quotas)),
         }
     }
     .await;
-    let acls = match outcome {
-        Ok(acls) => acls,
+    let (acls, quotas) = match outcome {
+        Ok(applied) => applied,
         Err(e) => {
             let reason = if e.is_unreachable() {
                 reason::BROKERS_UNREACHABLE
@@ -336,6 +353,7 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
         }
     };
     status.acls = acls.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    status.quotas = quotas;
     status.user_name = Some(name.clone());
     status.mechanism = Some(mechanism.to_owned());
     status.secret = Some(password.secret);
@@ -384,6 +402,10 @@ async fn cleanup_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
             .delete_acls(&principal, &admin.acls_of(&principal).await?)
             .await?;
         info!(user = %name, "ACLs deleted");
+    }
+    if status.quotas.is_some() {
+        sync_quotas(&admin, &name, &UserQuotas::default()).await?;
+        info!(user = %name, "quotas removed");
     }
     admin.delete_scram(&name, &mechanism).await?;
     info!(user = %name, %mechanism, "credential deleted");
@@ -455,6 +477,31 @@ async fn sync_acls(
     admin.delete_acls(&principal, &extra).await?;
     if !missing.is_empty() || !extra.is_empty() {
         info!(user = %name, added = missing.len(), removed = extra.len(), "ACLs applied");
+    }
+    Ok(())
+}
+
+/// Makes user `name`'s quotas in the brokers exactly `quotas`.
+async fn sync_quotas(
+    admin: &crate::admin::Admin,
+    name: &str,
+    quotas: &UserQuotas,
+) -> std::result::Result<(), crate::admin::AdminError> {
+    let current = admin.user_quotas(name).await?;
+    let desired = [
+        ("producer_byte_rate", quotas.producer_byte_rate),
+        ("consumer_byte_rate", quotas.consumer_byte_rate),
+    ];
+    let changes: Vec<(String, Option<f64>)> = desired
+        .iter()
+        .filter_map(|(key, want)| {
+            let want = want.map(|v| v as f64);
+            (current.get(*key).copied() != want).then(|| (key.to_string(), want))
+        })
+        .collect();
+    if !changes.is_empty() {
+        admin.alter_user_quotas(name, &changes).await?;
+        info!(user = %name, ?changes, "quotas applied");
     }
     Ok(())
 }

@@ -30,8 +30,8 @@ pub use consumer_group::{
 pub use topic::{Topic, TopicSpec, TopicStatus};
 pub use user::{
     AclOperation, AclPatternType, AclResource, AclResourceType, AclRule, AclRuleType,
-    ScramMechanism, SecretKeyRef, User, UserAuthentication, UserAuthorization, UserSpec,
-    UserStatus,
+    ScramMechanism, SecretKeyRef, User, UserAuthentication, UserAuthorization, UserQuotas,
+    UserSpec, UserStatus,
 };
 
 /// The API group of every Runnel resource.

@@ -15,6 +15,7 @@
 //!         operations: [Read, Describe]
 //!       - resource: { type: group, name: orders-, patternType: prefix }
 //!         operations: [Read]
+//!   quotas: { producerByteRate: 1048576, consumerByteRate: 2097152 }
 //! ```
 
 // kube's `printcolumn(name = .., type_ = ..)` repeats keys across columns,
@@ -90,6 +91,26 @@ pub struct UserSpec {
     /// managed them before: then all of them go, as with the User.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<UserAuthorization>,
+    /// Byte-rate quotas of the user, shared by all its clients on each
+    /// broker (Kafka's `users/<userName>` quotas). The operator keeps the
+    /// user's quotas exactly these; without this field it leaves them
+    /// alone, unless it set them before: then they go, as with the User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<UserQuotas>,
+}
+
+/// A user's quotas; a quota not set is no limit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserQuotas {
+    /// Produce bytes per second per broker (`producer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub producer_byte_rate: Option<i64>,
+    /// Fetch bytes per second per broker (`consumer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub consumer_byte_rate: Option<i64>,
 }
 
 /// A user's ACLs.
@@ -282,6 +303,9 @@ pub struct UserStatus {
     /// not set while it manages none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acls: Option<i32>,
+    /// The quotas last applied; not set while the operator manages none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<UserQuotas>,
 }
 
 impl User {

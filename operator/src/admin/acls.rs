@@ -1,9 +1,11 @@
-//! ACL calls: DescribeAcls, CreateAcls and DeleteAcls (v2, which Runnel
-//! and Apache Kafka 2.4+ serve), for the User controller.
+//! The User controller's calls beyond SCRAM: DescribeAcls, CreateAcls and
+//! DeleteAcls (v2, which Runnel and Apache Kafka 2.4+ serve), and
+//! DescribeClientQuotas and AlterClientQuotas (v0, Kafka 2.6+).
 
 use kafka_protocol::messages::{
-    create_acls_request, delete_acls_request, CreateAclsRequest, DeleteAclsRequest,
-    DescribeAclsRequest,
+    alter_client_quotas_request, create_acls_request, delete_acls_request,
+    describe_client_quotas_request, AlterClientQuotasRequest, CreateAclsRequest, DeleteAclsRequest,
+    DescribeAclsRequest, DescribeClientQuotasRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -136,6 +138,81 @@ impl Admin {
                 subject,
                 result.error_code,
                 result.error_message.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Admin {
+    /// User `user`'s own quotas (entity `user=<user>` alone): key → value.
+    pub async fn user_quotas(
+        &self,
+        user: &str,
+    ) -> Result<std::collections::BTreeMap<String, f64>, AdminError> {
+        let request = DescribeClientQuotasRequest::default()
+            .with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(s("user"))
+                    .with_match_type(0)
+                    .with_match(opt(user)),
+            ])
+            .with_strict(true);
+        let response = self
+            .call_any("DescribeClientQuotas", &self.bootstrap, &request, 0, |_| {
+                None
+            })
+            .await?;
+        kafka_error(
+            "DescribeClientQuotas",
+            user,
+            response.error_code,
+            response.error_message.as_ref(),
+        )?;
+        Ok(response
+            .entries
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|entry| entry.values.iter())
+            .map(|v| (v.key.to_string(), v.value))
+            .collect())
+    }
+
+    /// Sets (or with `None` removes) user `user`'s quotas.
+    pub async fn alter_user_quotas(
+        &self,
+        user: &str,
+        changes: &[(String, Option<f64>)],
+    ) -> Result<(), AdminError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let request = AlterClientQuotasRequest::default().with_entries(vec![
+            alter_client_quotas_request::EntryData::default()
+                .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                    .with_entity_type(s("user"))
+                    .with_entity_name(opt(user))])
+                .with_ops(
+                    changes
+                        .iter()
+                        .map(|(key, value)| {
+                            alter_client_quotas_request::OpData::default()
+                                .with_key(s(key))
+                                .with_value(value.unwrap_or(0.0))
+                                .with_remove(value.is_none())
+                        })
+                        .collect(),
+                ),
+        ]);
+        let response = self
+            .call_any("AlterClientQuotas", &self.bootstrap, &request, 0, |_| None)
+            .await?;
+        for entry in &response.entries {
+            kafka_error(
+                "AlterClientQuotas",
+                user,
+                entry.error_code,
+                entry.error_message.as_ref(),
             )?;
         }
         Ok(())

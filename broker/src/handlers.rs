@@ -267,32 +267,27 @@ pub(crate) fn dispatch(
     let span =
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
     let gate = authorize::Gate::new(&broker, session);
-    // Whose traffic this is, for client quotas: the principal's name and
-    // the client id.
-    let quota_user = session
-        .principal
-        .split_once(':')
-        .map_or(session.principal.as_str(), |(_, name)| name)
-        .to_string();
     if let RequestKind::Produce(mut request) = request {
-        let refused = gate.as_ref().and_then(|gate| {
-            authorize::produce(gate, broker.topics.auto_create_enabled(), &mut request)
-        });
+        // The whole request counts against a quota, refused topics too.
         let bytes: usize = request
             .topic_data
             .iter()
             .flat_map(|t| t.partition_data.iter())
             .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
             .sum();
+        let refused = gate.as_ref().and_then(|gate| {
+            authorize::produce(gate, broker.topics.auto_create_enabled(), &mut request)
+        });
+        let session = session.clone();
         // Appended now, in order; acknowledged when the ISR has the records.
         return Dispatch::Respond(Box::pin(
             async move {
                 let started = Instant::now();
                 let staged = produce::stage(&broker, version, request).await;
-                let throttle = broker.quotas.record(
+                let (throttle, _) = broker.quotas.record(
                     &broker.image(),
                     quotas::Kind::Produce,
-                    &quota_user,
+                    quota_user(&session),
                     &client_id,
                     bytes,
                 );
@@ -321,10 +316,22 @@ pub(crate) fn dispatch(
         let refused = gate
             .as_ref()
             .and_then(|gate| authorize::fetch(gate, version, &mut request));
+        let session = session.clone();
         // Records go from the segment files to the socket (sendfile).
         return Dispatch::Respond(Box::pin(
             async move {
                 let started = Instant::now();
+                let image = broker.image();
+                let user = quota_user(&session);
+                // Under a consumer quota a fetch returns at most what the
+                // quota allows over its window, as in Kafka.
+                if let Some(cap) = broker.quotas.fetch_cap(&image, user, &client_id) {
+                    request.max_bytes = if request.max_bytes > 0 {
+                        request.max_bytes.min(cap)
+                    } else {
+                        cap
+                    };
+                }
                 let mut answer = fetch::handle(&broker, version, request).await;
                 if let Some(refused) = refused {
                     refused(&mut answer.response);
@@ -337,13 +344,17 @@ pub(crate) fn dispatch(
                     .flatten()
                     .map(|s| s.len)
                     .sum();
-                let throttle = broker.quotas.record(
-                    &broker.image(),
-                    quotas::Kind::Fetch,
-                    &quota_user,
-                    &client_id,
-                    usize::try_from(bytes).unwrap_or(usize::MAX),
-                );
+                let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+                let (throttle, tags) =
+                    broker
+                        .quotas
+                        .record(&image, quotas::Kind::Fetch, user, &client_id, bytes);
+                if !throttle.is_zero() {
+                    // Over the quota: no records this time (they are read
+                    // again after the back-off), and they do not count.
+                    broker.quotas.unrecord(quotas::Kind::Fetch, &tags, bytes);
+                    answer.records.clear();
+                }
                 answer.response.throttle_time_ms = throttle_ms(throttle);
                 fetch::encode(version, correlation_id, answer)
                     .map(|o| held(&broker, key, Step::Done(Some(o)), throttle))
@@ -531,6 +542,14 @@ async fn handle(
             return None;
         }
     })
+}
+
+/// Whose traffic a session's is, for client quotas: its principal's name.
+fn quota_user(session: &Session) -> &str {
+    session
+        .principal
+        .split_once(':')
+        .map_or(session.principal.as_str(), |(_, name)| name)
 }
 
 /// A throttle time as a response's `throttle_time_ms`.

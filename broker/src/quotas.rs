@@ -196,16 +196,78 @@ impl Sensor {
     }
 }
 
+/// How many sensors may accumulate before idle ones are swept (a
+/// default quota makes one per client id, which clients choose).
+const SWEEP_ABOVE: usize = 1024;
+
 /// The broker's quota sensors.
 #[derive(Debug, Default)]
 pub struct QuotaManager {
-    sensors: Mutex<HashMap<(Kind, String, String), Sensor>>,
+    sensors: Mutex<Sensors>,
+}
+
+#[derive(Debug, Default)]
+struct Sensors {
+    by_key: HashMap<(Kind, String, String), Sensor>,
+    last_sweep: Option<Instant>,
+}
+
+impl Sensors {
+    /// Drops sensors with nothing in their windows, at most once a window
+    /// and only once there are many.
+    fn sweep(&mut self, now: Instant) {
+        if self.by_key.len() <= SWEEP_ABOVE
+            || self
+                .last_sweep
+                .is_some_and(|last| now.duration_since(last) < SAMPLE_WINDOW)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let expired = SAMPLE_WINDOW * SAMPLES as u32;
+        self.by_key.retain(|_, sensor| {
+            sensor
+                .windows
+                .last()
+                .is_some_and(|(start, _)| now.duration_since(*start) < expired)
+        });
+    }
 }
 
 impl QuotaManager {
+    /// The most a Fetch of (user, client id) may return when a consumer
+    /// quota applies: what the quota allows over the measuring window, as
+    /// Kafka caps a throttled consumer's fetch size.
+    pub fn fetch_cap(&self, image: &ClusterImage, user: &str, client_id: &str) -> Option<i32> {
+        if image.quotas.is_empty() {
+            return None;
+        }
+        let (quota, _) = resolve(&image.quotas, CONSUMER_BYTE_RATE, user, client_id)?;
+        let window = (SAMPLE_WINDOW * (SAMPLES as u32 - 1)).as_secs_f64();
+        Some((quota * window).min(f64::from(i32::MAX)) as i32)
+    }
+
+    /// Takes back bytes recorded for a response that was not sent (a
+    /// throttled Fetch answers with no records).
+    pub fn unrecord(&self, kind: Kind, tags: &(String, String), bytes: usize) {
+        let mut sensors = self
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(sensor) = sensors
+            .by_key
+            .get_mut(&(kind, tags.0.clone(), tags.1.clone()))
+        {
+            if let Some((_, total)) = sensor.windows.last_mut() {
+                *total = (*total - bytes as f64).max(0.0);
+            }
+        }
+    }
+
     /// Records `bytes` of `kind` for (user, client id) and returns how long
     /// its responses are to be held back; zero when no quota applies or the
     /// rate is within it.
+    /// Also returns whose sensor it was (for [`QuotaManager::unrecord`]).
     pub fn record(
         &self,
         image: &ClusterImage,
@@ -213,26 +275,27 @@ impl QuotaManager {
         user: &str,
         client_id: &str,
         bytes: usize,
-    ) -> Duration {
+    ) -> (Duration, (String, String)) {
+        let none = (Duration::ZERO, (String::new(), String::new()));
         if image.quotas.is_empty() {
-            return Duration::ZERO;
+            return none;
         }
-        let Some((quota, (tag_user, tag_client))) =
-            resolve(&image.quotas, kind.key(), user, client_id)
-        else {
-            return Duration::ZERO;
+        let Some((quota, tags)) = resolve(&image.quotas, kind.key(), user, client_id) else {
+            return none;
         };
         let now = Instant::now();
         let mut sensors = self
             .sensors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sensors.sweep(now);
         let sensor = sensors
-            .entry((kind, tag_user, tag_client))
+            .by_key
+            .entry((kind, tags.0.clone(), tags.1.clone()))
             .or_insert_with(Sensor::new);
         sensor.record(now, bytes as f64);
         let (rate, window) = sensor.rate(now);
-        throttle(rate, quota, window)
+        (throttle(rate, quota, window), tags)
     }
 }
 

@@ -255,6 +255,8 @@ async fn serve<R>(
     let session = Arc::new(acl::Session::new(principal, peer));
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let (answers_tx, mut answers) = mpsc::channel::<Answer>(MAX_IN_FLIGHT_PER_CONNECTION);
+    // A hold ends early at shutdown.
+    let held_until = shutdown.clone();
     let runner = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             // One request at a time, in arrival order, as Kafka does per
@@ -280,7 +282,11 @@ async fn serve<R>(
             // how long to back off) and its next request waits that long,
             // as Kafka mutes the channel (KIP-219).
             if !hold.is_zero() {
-                tokio::time::sleep(hold).await;
+                tokio::select! {
+                    () = tokio::time::sleep(hold) => {}
+                    () = answers_tx.closed() => return,
+                    () = held_until.cancelled() => {}
+                }
             }
         }
     });

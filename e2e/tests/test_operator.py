@@ -475,6 +475,11 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
     assert proc.returncode != 0 and "authentication cannot be turned on or off" in proc.stderr, \
         proc.stderr
 
+    def revision() -> str:
+        sts = kube.get("statefulset", "secure-zone-a", NS)
+        return sts["spec"]["template"]["metadata"]["annotations"]["runnel.dev/revision"]
+    before = revision()
+
     log.info("phase: without its Secret the Topic says why it is not created")
     kube.kubectl("delete", "secret", "secure-operator", "-n", NS)
     stuck = f"stuck-{suffix()}"
@@ -486,6 +491,10 @@ def test_a_cluster_with_authentication_is_managed_over_sasl(kube, operator, secu
                  f"--from-literal=password={OPERATOR_PASSWORD}")
     kube.wait_condition("topic", stuck, NS, "True")
     kube.kubectl("delete", "topic", stuck, "-n", NS, "--timeout=60s")
+    # The brokers make the operator's user when they start: a new Secret
+    # (a new password) changes the pods' revision, which rolls them.
+    wait_until(lambda: revision() != before, timeout=RECONCILE_TIMEOUT_S,
+               what="the StatefulSet's revision following the new Secret")
 
     log.info("phase: a Topic of that Cluster is created through SASL")
     name = f"secured-{suffix()}"

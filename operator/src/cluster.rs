@@ -118,6 +118,28 @@ async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
+/// The version (`uid/resourceVersion`) of the operator's credentials
+/// Secret, empty without `spec.authentication` or the Secret: the brokers
+/// make the operator's user from it when they start, so a new version rolls
+/// them (the Secret's contents stay out of the pod template).
+async fn credentials_version(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<String> {
+    let Some(auth) = &cluster.spec.authentication else {
+        return Ok(String::new());
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(secrets
+        .get_opt(&auth.credentials_secret)
+        .await?
+        .map(|secret| {
+            format!(
+                "{}/{}",
+                secret.metadata.uid.unwrap_or_default(),
+                secret.metadata.resource_version.unwrap_or_default()
+            )
+        })
+        .unwrap_or_default())
+}
+
 async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let ns = cluster
         .namespace()
@@ -145,6 +167,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     } else {
         drain(ctx, cluster, &ns, &name, &removed).await
     };
+    let credentials = credentials_version(ctx, &ns, cluster).await?;
     let mut ready_pods = 0;
     let mut revisions = Vec::with_capacity(current.len());
     for (index, &size) in current.iter().enumerate() {
@@ -154,7 +177,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
                 spec.replicas = Some(spec.replicas.unwrap_or(0).max(size));
             }
         }
-        roll::stamp(&mut wanted, &config);
+        roll::stamp(&mut wanted, &config, &credentials);
         let sts = apply(ctx, &ns, &wanted).await?;
         revisions.push((
             names::statefulset_name(cluster, index),
@@ -261,12 +284,20 @@ async fn rolling_restart(
         .items;
     // Asked only when a restart is otherwise due.
     let meta = match roll::plan(statefulsets, &listed, || Ok(ClusterMetadata::default())) {
-        roll::Step::Restart { .. } => ctx
-            .admin(ns, name)
-            .await
-            .metadata()
-            .await
-            .map_err(|e| e.to_string()),
+        roll::Step::Restart { .. } => match ctx.admin(ns, name).await.metadata().await {
+            Ok(meta) => Ok(meta),
+            // A new password in the credentials Secret: the brokers have the
+            // old one until one restarts and makes the operator's user from
+            // the Secret (the metadata then carries it to all). Nothing can
+            // be asked until then, so the first stale broker restarts
+            // without the ISR check, once every pod is Ready; the others
+            // wait for it as usual.
+            Err(e) if e.is_refused() => {
+                info!(error = %e, "the brokers refuse the operator's credentials; restarting a stale broker to give them the Secret's");
+                Ok(ClusterMetadata::default())
+            }
+            Err(e) => Err(e.to_string()),
+        },
         _ => Ok(ClusterMetadata::default()),
     };
     Ok(match roll::plan(statefulsets, &listed, || meta) {

@@ -274,15 +274,25 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
     let name = user.user_name().to_owned();
     let mechanism = user.spec.authentication.kind.sasl_name();
     let admin = ctx.admin(ns, &user.spec.cluster).await;
+    // A former user name: what this User made for it goes, unless another
+    // User manages that name now.
+    let former = match status.user_name.as_ref().filter(|old| **old != name) {
+        Some(old) => match owner_of(ctx, user, ns, old).await? {
+            Some(owner) if owner.metadata.uid != user.metadata.uid => None,
+            _ => Some(old.clone()),
+        },
+        None => None,
+    };
     let outcome = async {
         // The spec named another user or mechanism before: that credential goes.
         if let (Some(old_name), Some(old_mechanism)) = (&status.user_name, &status.mechanism) {
-            if *old_name != name || old_mechanism != mechanism {
+            let renamed = *old_name != name;
+            if (renamed && former.is_some()) || (!renamed && old_mechanism != mechanism) {
                 admin.delete_scram(old_name, old_mechanism).await?;
                 info!(user = %old_name, mechanism = %old_mechanism, "former credential deleted");
             }
         }
-        if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
+        if let Some(old_name) = &former {
             if status.quotas.is_some() {
                 sync_quotas(&admin, old_name, &UserQuotas::default()).await?;
             }
@@ -319,7 +329,7 @@ async fn apply_user(user: &User, ctx: &Context, ns: &str) -> Result<Action> {
             return Ok((status.acls.and_then(|n| usize::try_from(n).ok()), quotas));
         }
         // A renamed user's ACLs, if the operator made them, go with the old name.
-        if let Some(old_name) = status.user_name.as_ref().filter(|old| **old != name) {
+        if let Some(old_name) = &former {
             if status.acls.is_some() {
                 let old = format!("User:{old_name}");
                 admin.delete_acls(&old, &admin.acls_of(&old).await?).await?;

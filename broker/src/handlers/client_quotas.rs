@@ -48,14 +48,39 @@ pub(crate) fn describe(
     broker: &Arc<Broker>,
     request: DescribeClientQuotasRequest,
 ) -> DescribeClientQuotasResponse {
+    let refuse = |code: ResponseError, message: String| {
+        DescribeClientQuotasResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(StrBytes::from_string(message)))
+            .with_entries(None)
+    };
+    let has = |kind: &str| {
+        request
+            .components
+            .iter()
+            .any(|c| c.entity_type.as_str() == kind)
+    };
+    if has("ip") && (has(USER) || has(CLIENT_ID)) {
+        return refuse(
+            ResponseError::InvalidRequest,
+            "Invalid entity filter component combination: ip with user or client-id".into(),
+        );
+    }
     for component in &request.components {
         let entity = component.entity_type.as_str();
-        let problem = if !matches!(entity, "user" | "client-id" | "ip") {
-            Some(format!("Unexpected quota entity type {entity:?}"))
-        } else if !(EXACT..=ANY).contains(&component.match_type) {
+        if !matches!(entity, "user" | "client-id" | "ip") {
+            // Kafka answers an entity type it does not know so.
+            return refuse(
+                ResponseError::UnsupportedVersion,
+                format!("Custom entity type {entity:?} not supported"),
+            );
+        }
+        let problem = if !(EXACT..=ANY).contains(&component.match_type) {
             Some(format!("Unexpected match type {}", component.match_type))
         } else if component.match_type == EXACT && component._match.is_none() {
             Some(format!("An exact match of {entity} needs a name"))
+        } else if component.match_type != EXACT && component._match.is_some() {
+            Some(format!("A default or any match of {entity} takes no name"))
         } else if request
             .components
             .iter()
@@ -70,10 +95,7 @@ pub(crate) fn describe(
             None
         };
         if let Some(message) = problem {
-            return DescribeClientQuotasResponse::default()
-                .with_error_code(ResponseError::InvalidRequest.code())
-                .with_error_message(Some(StrBytes::from_string(message)))
-                .with_entries(None);
+            return refuse(ResponseError::InvalidRequest, message);
         }
     }
     let image = broker.image();

@@ -589,7 +589,8 @@ fn request_with_producer(
             DescribeClientQuotasRequest::default().with_components(vec![
                 describe_client_quotas_request::ComponentData::default()
                     .with_entity_type(s("user"))
-                    .with_match_type(2),
+                    .with_match_type(2)
+                    .with_match(None),
             ]),
         ),
         ApiKey::SaslHandshake => RequestKind::SaslHandshake(

@@ -114,23 +114,53 @@ fn quota_values_are_checked_as_kafka_does() {
 }
 
 #[test]
+fn fetches_are_capped_at_what_the_quota_allows_over_the_window() {
+    let mut image = ClusterImage::default();
+    let manager = QuotaManager::default();
+    assert_eq!(manager.fetch_cap(&image, "alice", "app"), None);
+    image.quotas = BTreeMap::from([(
+        entity(None, Some(None)),
+        BTreeMap::from([(CONSUMER_BYTE_RATE.to_string(), Rate(1000.0))]),
+    )]);
+    assert_eq!(manager.fetch_cap(&image, "alice", "app"), Some(10_000));
+}
+
+#[test]
+fn idle_sensors_are_swept_once_there_are_many() {
+    let image = ClusterImage {
+        quotas: BTreeMap::from([(
+            entity(None, Some(None)),
+            BTreeMap::from([(PRODUCER_BYTE_RATE.to_string(), Rate(1e9))]),
+        )]),
+        ..ClusterImage::default()
+    };
+    let manager = QuotaManager::default();
+    for i in 0..(SWEEP_ABOVE + 10) {
+        manager.record(&image, Kind::Produce, "u", &format!("client-{i}"), 1);
+    }
+    let mut sensors = manager.sensors.lock().expect("lock");
+    let later = Instant::now() + Duration::from_secs(12);
+    sensors.sweep(later);
+    assert!(sensors.by_key.is_empty(), "{}", sensors.by_key.len());
+}
+
+#[test]
 fn the_manager_throttles_only_entities_with_a_quota() {
     let mut image = ClusterImage::default();
     let manager = QuotaManager::default();
-    assert_eq!(
-        manager.record(&image, Kind::Produce, "alice", "app", 1 << 30),
-        Duration::ZERO
-    );
+    let unlimited = manager.record(&image, Kind::Produce, "alice", "app", 1 << 30);
+    assert_eq!(unlimited.0, Duration::ZERO);
     image.quotas = quotas(&[(entity(Some(Some("alice")), None), 1000.0)]);
     // 100 kB at 1 kB/s over the 10 s minimum window: 10 kB/s, throttled.
-    let held = manager.record(&image, Kind::Produce, "alice", "app", 100_000);
-    assert!(held > Duration::from_secs(1), "{held:?}");
-    assert_eq!(
-        manager.record(&image, Kind::Produce, "bob", "app", 100_000),
-        Duration::ZERO
-    );
-    assert_eq!(
-        manager.record(&image, Kind::Fetch, "alice", "app", 100_000),
-        Duration::ZERO
-    );
+    let (throttle, tags) = manager.record(&image, Kind::Produce, "alice", "app", 100_000);
+    assert!(throttle > Duration::from_secs(1), "{throttle:?}");
+    assert_eq!(tags, ("alice".to_string(), String::new()));
+    let other = manager.record(&image, Kind::Produce, "bob", "app", 100_000);
+    assert_eq!(other.0, Duration::ZERO);
+    let fetch = manager.record(&image, Kind::Fetch, "alice", "app", 100_000);
+    assert_eq!(fetch.0, Duration::ZERO);
+    // Taken back: the next small record is not throttled for it.
+    manager.unrecord(Kind::Produce, &tags, 100_000);
+    let small = manager.record(&image, Kind::Produce, "alice", "app", 10);
+    assert_eq!(small.0, Duration::ZERO);
 }

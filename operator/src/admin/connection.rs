@@ -27,6 +27,9 @@ pub(crate) enum CallError {
     /// The bytes made no sense: a bug on one side, not worth retrying elsewhere.
     #[error("{0}")]
     Protocol(String),
+    /// The broker did not accept the operator's credentials.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A byte stream to a broker: a TCP socket or a TLS session over one.
@@ -134,7 +137,7 @@ impl Connection {
         use super::scram::{ScramClient, MECHANISM};
         use kafka_protocol::messages::SaslHandshakeRequest;
         let addr = self.addr.clone();
-        let failed = |why: String| CallError::Io(format!("{addr}: SASL {MECHANISM}: {why}"));
+        let failed = |why: String| CallError::Refused(format!("{addr}: SASL {MECHANISM}: {why}"));
         let handshake = self
             .call(
                 &SaslHandshakeRequest::default()

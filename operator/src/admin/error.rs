@@ -15,6 +15,17 @@ pub enum AdminError {
         /// The last failure.
         last: String,
     },
+    /// Brokers answered, and refused the operator's credentials (a new
+    /// password the brokers do not have yet, or a deleted user).
+    #[error("the brokers refused the operator's credentials for {api} (tried {tried}): {last}")]
+    Refused {
+        /// The API called.
+        api: &'static str,
+        /// The addresses tried, comma-separated.
+        tried: String,
+        /// The last refusal.
+        last: String,
+    },
     /// A broker answered with a Kafka error.
     #[error("{api} for {subject} failed with {error}{}", message_suffix(.message))]
     Kafka {
@@ -51,13 +62,20 @@ impl AdminError {
     pub fn kafka_error(&self) -> Option<ResponseError> {
         match self {
             AdminError::Kafka { error, .. } => Some(*error),
-            AdminError::Unreachable { .. } | AdminError::Protocol { .. } => None,
+            AdminError::Unreachable { .. }
+            | AdminError::Refused { .. }
+            | AdminError::Protocol { .. } => None,
         }
     }
 
     /// Whether no broker could be reached at all.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, AdminError::Unreachable { .. })
+    }
+
+    /// Whether the brokers refused the operator's credentials.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, AdminError::Refused { .. })
     }
 }
 

@@ -286,6 +286,7 @@ impl Admin {
         }
         let mut last = String::from("no addresses");
         let mut tried = Vec::new();
+        let mut refused = false;
         for addr in addrs {
             if tried.contains(addr) {
                 continue;
@@ -311,6 +312,11 @@ impl Admin {
                     debug!(api, %addr, error = %e, "broker unreachable; trying the next");
                     last = e;
                 }
+                Err(CallError::Refused(e)) => {
+                    debug!(api, %addr, error = %e, "credentials refused; trying the next");
+                    refused = true;
+                    last = e;
+                }
                 Err(CallError::Protocol(message)) => {
                     return Err(AdminError::Protocol {
                         api,
@@ -319,6 +325,13 @@ impl Admin {
                     })
                 }
             }
+        }
+        if refused {
+            return Err(AdminError::Refused {
+                api,
+                tried: tried.join(","),
+                last,
+            });
         }
         Err(AdminError::Unreachable {
             api,

@@ -39,8 +39,10 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-/// Stamps `sts`'s pod template with the revision of itself and `config`.
-pub fn stamp(sts: &mut StatefulSet, config: &ConfigMap) {
+/// Stamps `sts`'s pod template with the revision of itself, `config` and
+/// `credentials` (the version of the operator's credentials Secret, which
+/// the brokers read at start-up: a new password rolls them).
+pub fn stamp(sts: &mut StatefulSet, config: &ConfigMap, credentials: &str) {
     let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
         return;
     };
@@ -53,7 +55,10 @@ pub fn stamp(sts: &mut StatefulSet, config: &ConfigMap) {
     }
     let template_json = serde_json::to_vec(template).unwrap_or_default();
     let config_json = serde_json::to_vec(&config.data).unwrap_or_default();
-    let revision = format!("{:016x}", fnv1a(&[&template_json, &config_json]));
+    let revision = format!(
+        "{:016x}",
+        fnv1a(&[&template_json, &config_json, credentials.as_bytes()])
+    );
     template
         .metadata
         .get_or_insert_with(Default::default)
@@ -326,25 +331,30 @@ mod tests {
             )])),
             ..ConfigMap::default()
         };
-        let stamped = |settings: &str, image: Option<&str>| {
+        let stamped = |settings: &str, image: Option<&str>, credentials: &str| {
             let mut c = cluster.clone();
             if let Some(image) = image {
                 c.spec.image = Some(image.to_owned());
             }
             let mut sts = super::super::statefulset::statefulset(&c, 0);
-            stamp(&mut sts, &config(settings));
+            stamp(&mut sts, &config(settings), credentials);
             template_revision(&sts).map(str::to_owned)
         };
-        let base = stamped("a=1\n", None);
+        let base = stamped("a=1\n", None, "");
         assert!(base.is_some());
-        assert_eq!(base, stamped("a=1\n", None), "stable");
-        assert_ne!(base, stamped("a=2\n", None), "the config");
-        assert_ne!(base, stamped("a=1\n", Some("runnel:next")), "the image");
+        assert_eq!(base, stamped("a=1\n", None, ""), "stable");
+        assert_ne!(base, stamped("a=2\n", None, ""), "the config");
+        assert_ne!(base, stamped("a=1\n", Some("runnel:next"), ""), "the image");
+        assert_ne!(
+            stamped("a=1\n", None, "uid/1"),
+            stamped("a=1\n", None, "uid/2"),
+            "the credentials Secret's version"
+        );
         // Stamping twice gives the same revision (the old stamp is not hashed).
         let mut sts = super::super::statefulset::statefulset(&cluster, 0);
-        stamp(&mut sts, &config("a=1\n"));
+        stamp(&mut sts, &config("a=1\n"), "");
         let once = template_revision(&sts).map(str::to_owned);
-        stamp(&mut sts, &config("a=1\n"));
+        stamp(&mut sts, &config("a=1\n"), "");
         assert_eq!(once, template_revision(&sts).map(str::to_owned));
     }
 }

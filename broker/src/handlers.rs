@@ -412,7 +412,9 @@ async fn handle(
 ) -> Option<ResponseKind> {
     let v = ctx.version;
     Some(match request {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(api_versions::handle(r, broker.image().version))
+        }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, v, r).await?),
         RequestKind::ListOffsets(r) => {

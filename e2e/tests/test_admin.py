@@ -279,6 +279,20 @@ def test_describe_log_dirs_reports_each_partition_size(broker, topic, tmp_path):
         (f"{topic}-0", sizes[0], 0, False), (f"{topic}-1", 0, 0, False)], logdir
 
 
+def test_kafka_features_describes_the_consumer_protocol(broker, tmp_path):
+    """kafka-features.sh describe (ApiVersions v3's features, KIP-584):
+    group.version 1, the consumer rebalance protocol of KIP-848."""
+    from cluster import kafka_tool, kafka_tools_missing
+    if kafka_tools_missing():
+        pytest.skip(f"kafka-features.sh is Kafka's tool: {kafka_tools_missing()}")
+    out = kafka_tool(tmp_path, "org.apache.kafka.tools.FeatureCommand", "--bootstrap-server",
+                     broker.bootstrap, "describe").stdout
+    log.info("kafka-features describe:\n%s", out)
+    line = next((l for l in out.splitlines() if "Feature: group.version" in l), "")
+    assert "SupportedMinVersion: 0" in line and "SupportedMaxVersion: 1" in line, out
+    assert "FinalizedVersionLevel: 1" in line, out
+
+
 def test_legacy_alter_configs_replaces_a_topics_overrides(broker, topic):
     """AlterConfigs (the legacy form before IncrementalAlterConfigs, which
     confluent-kafka's alter_configs and kafka-python with incremental=False

@@ -145,6 +145,28 @@ def test_acls_decide_what_each_user_may_do(acl_broker, topic, tmp_path):
     assert not errors and len(values) == 10, (errors, values)
     assert topic in alice_admin.list_topics(timeout=OP_TIMEOUT_S).topics
 
+    log.info("phase: the Java producer (idempotent by default) as alice: Write on a topic is "
+             "enough for its producer id (KIP-679)")
+    alice_props = tmp_path / "alice.properties"
+    alice_props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ALICE}" password="{ALICE_PASSWORD}";\n'
+        f"enable.idempotence=true\nacks=all\nbootstrap.servers={b.bootstrap}\n")
+    out = kafka_tool(tmp_path, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+                     "--num-records", "50", "--record-size", "20", "--throughput", "-1",
+                     "--producer.config", str(alice_props)).stdout
+    log.info("ProducerPerformance as alice: %s", out.strip().splitlines()[-1:])
+    assert "50 records sent" in out, out
+    bob_java = tmp_path / "bob-java.properties"
+    bob_java.write_text(alice_props.read_text().replace(ALICE, BOB))
+    proc = kafka_tool(tmp_path, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+                      "--num-records", "5", "--record-size", "20", "--throughput", "-1",
+                      "--producer.config", str(bob_java), check=False, timeout=120)
+    log.info("ProducerPerformance as bob: exit %s %s", proc.returncode,
+             (proc.stdout + proc.stderr)[-400:])
+    assert "AuthorizationException" in proc.stdout + proc.stderr
+
     log.info("phase: Write on a topic that does not exist yet does not create it: producing "
              "would, and that needs Create")
     acls("--add", "--allow-principal", f"User:{ALICE}", "--operation", "Write", "--topic",

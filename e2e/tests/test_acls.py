@@ -315,3 +315,43 @@ def test_acl_apis_without_an_authorizer_say_security_is_disabled(broker, tmp_pat
                       "--list", check=False)
     log.info("kafka-acls --list without an authorizer: %s", (proc.stdout + proc.stderr)[-600:])
     assert "SecurityDisabledException" in proc.stdout + proc.stderr
+
+
+def test_acls_reach_every_broker_of_a_cluster(cluster_factory, request):
+    """ACLs are cluster metadata: one made through one broker is enforced by
+    the others (here a DENY, with `allow.everyone.if.no.acl.found` letting
+    the anonymous clients manage ACLs), and its removal too."""
+    import os
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, ResourcePatternType, ResourceType)
+    c = cluster_factory(n=3, settings={"authorizer.class.name": STANDARD,
+                                       "allow.everyone.if.no.acl.found": "true"})
+    topic = request.node.name[:40] + "-" + os.urandom(3).hex()
+    c.create_topic(topic, 3, 3)
+    c.wait_isr(topic, 3, partitions=3, timeout=120)
+    first, *others = c.brokers
+    log.info("phase: a DENY of Write made through broker %s", first.node_id)
+    deny = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:ANONYMOUS",
+                      "*", AclOperation.WRITE, AclPermissionType.DENY)
+    a = AdminClient({"bootstrap.servers": first.bootstrap})
+    for f in a.create_acls([deny]).values():
+        f.result(OP_TIMEOUT_S)
+    for b in others:
+        log.info("phase: broker %s (a leader of some partitions) refuses writes", b.node_id)
+        wait_until(lambda: delivery_errors(b.bootstrap, topic, 3) ==
+                   [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 3,
+                   timeout=60, what=f"broker {b.node_id} enforcing the DENY")
+        via = AdminClient({"bootstrap.servers": b.bootstrap})
+        described = via.describe_acls(
+            AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)).result(OP_TIMEOUT_S)
+        assert [(x.name, x.permission_type) for x in described] == [
+            (topic, AclPermissionType.DENY)], described
+    log.info("phase: deleted through broker %s, writes work everywhere again",
+             others[-1].node_id)
+    last = AdminClient({"bootstrap.servers": others[-1].bootstrap})
+    everything = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, None,
+                                  None, AclOperation.ANY, AclPermissionType.ANY)
+    assert len(last.delete_acls([everything])[everything].result(OP_TIMEOUT_S)) == 1
+    wait_until(lambda: delivery_errors(first.bootstrap, topic, 3) == [None] * 3, timeout=60,
+               what="writes allowed again")

@@ -103,22 +103,31 @@ impl Replayed {
     }
 }
 
-/// Replays journal bytes up to the first record that is torn, fails its CRC
-/// or does not decode.
-fn replay(bytes: &[u8]) -> Replayed {
+/// Replays journal bytes up to the first record that is torn or fails its
+/// CRC. A whole record with a good CRC that does not decode is an error, not
+/// a tail to cut off: it was written whole, most likely by a newer Runnel
+/// (a metadata command this version does not know), and cutting it would
+/// lose committed metadata.
+fn replay(bytes: &[u8]) -> Result<Replayed, String> {
     let mut state = Replayed::default();
     let mut at = 0;
-    while let Some((record, len)) = next_record(&bytes[at..]) {
+    while let Some(next) = next_record(&bytes[at..]) {
+        let (record, len) = next.map_err(|why| {
+            format!(
+                "the metadata log record at byte {at} is whole (its checksum holds) but does not decode: {why}; it was most likely written by a newer Runnel, which this one cannot read back (downgrade after the upgrade wrote new kinds of metadata)"
+            )
+        })?;
         state.apply(record);
         at += len;
         state.valid_len = at;
         state.records += 1;
     }
-    state
+    Ok(state)
 }
 
-/// The record at the start of `bytes` and its framed length, if whole and valid.
-fn next_record(bytes: &[u8]) -> Option<(Record, usize)> {
+/// The record at the start of `bytes` and its framed length; `None` if it
+/// is torn or fails its CRC, an error if it is whole but does not decode.
+fn next_record(bytes: &[u8]) -> Option<Result<(Record, usize), String>> {
     let header = bytes.get(..HEADER)?;
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -129,8 +138,11 @@ fn next_record(bytes: &[u8]) -> Option<(Record, usize)> {
     if crc32c::crc32c(payload) != crc {
         return None;
     }
-    let record = serde_json::from_slice(payload).ok()?;
-    Some((record, HEADER + len))
+    Some(
+        serde_json::from_slice(payload)
+            .map(|record| (record, HEADER + len))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// Appends one framed record to `out`.
@@ -175,7 +187,10 @@ impl Journal {
             .map_err(storage)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(storage)?;
-        let state = replay(&bytes);
+        let state = replay(&bytes).map_err(|reason| ControllerError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
         if state.valid_len < bytes.len() {
             tracing::warn!(
                 path = %path.display(),

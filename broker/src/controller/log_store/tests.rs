@@ -175,6 +175,32 @@ fn a_corrupt_tail_record_is_dropped() {
 }
 
 #[test]
+fn a_whole_record_that_does_not_decode_stops_the_open_without_cutting_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(JOURNAL_FILE);
+    let mut journal = Journal::open(dir.path()).expect("open");
+    journal
+        .append((1..=3).map(|i| entry(1, i)).collect())
+        .expect("append");
+    drop(journal);
+    // A record a newer version might write: framed and checksummed, but a
+    // kind this version does not know.
+    let payload = br#"{"FromTheFuture":{"x":1}}"#;
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+    bytes.extend_from_slice(payload);
+    std::fs::write(&path, &bytes).expect("write");
+    let error = Journal::open(dir.path()).expect_err("refused").to_string();
+    assert!(error.contains("newer Runnel"), "{error}");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "nothing cut off"
+    );
+}
+
+#[test]
 fn dead_records_are_compacted_away() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(JOURNAL_FILE);

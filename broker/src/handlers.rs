@@ -382,11 +382,7 @@ pub(crate) fn dispatch(
             let started = Instant::now();
             let ctx = RequestContext {
                 version,
-                client_id: header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
+                client_id,
                 peer,
                 session,
             };

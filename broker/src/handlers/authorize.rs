@@ -167,6 +167,23 @@ fn split<T>(items: Vec<T>, allowed: impl Fn(&T) -> bool) -> (Vec<T>, Vec<T>) {
     items.into_iter().partition(|item| allowed(item))
 }
 
+/// Splits `items` into the allowed and the refused, each refused one with
+/// the error `refusal` gave it.
+fn split_refused<T>(
+    items: Vec<T>,
+    refusal: impl Fn(&T) -> Option<ResponseError>,
+) -> (Vec<T>, Vec<(T, ResponseError)>) {
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for item in items {
+        match refusal(&item) {
+            None => kept.push(item),
+            Some(code) => refused.push((item, code)),
+        }
+    }
+    (kept, refused)
+}
+
 fn patch<F>(f: F) -> Option<Patch>
 where
     F: FnOnce(&mut ResponseKind) + Send + 'static,
@@ -591,18 +608,18 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             )
         }
         RequestKind::DescribeConfigs(mut r) => {
-            let config_refusal = |resource_type: i8, name: &str| {
-                config_refusal(gate, DescribeConfigs, resource_type, name)
-            };
-            let (kept, refused) = split(std::mem::take(&mut r.resources), |res| {
-                config_refusal(res.resource_type, res.resource_name.as_str()).is_none()
+            let (kept, refused) = split_refused(std::mem::take(&mut r.resources), |res| {
+                config_refusal(
+                    gate,
+                    DescribeConfigs,
+                    res.resource_type,
+                    res.resource_name.as_str(),
+                )
             });
             r.resources = kept;
             let answers: Vec<describe_configs::DescribeConfigsResult> = refused
                 .into_iter()
-                .map(|res| {
-                    let code = config_refusal(res.resource_type, res.resource_name.as_str())
-                        .unwrap_or(CLUSTER);
+                .map(|(res, code)| {
                     describe_configs::DescribeConfigsResult::default()
                         .with_error_code(code.code())
                         .with_error_message(message(code, "DescribeConfigs here", session))
@@ -620,26 +637,18 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             )
         }
         RequestKind::IncrementalAlterConfigs(mut r) => {
-            let (kept, refused) = split(std::mem::take(&mut r.resources), |res| {
+            let (kept, refused) = split_refused(std::mem::take(&mut r.resources), |res| {
                 config_refusal(
                     gate,
                     AlterConfigs,
                     res.resource_type,
                     res.resource_name.as_str(),
                 )
-                .is_none()
             });
             r.resources = kept;
             let answers: Vec<incremental_alter::AlterConfigsResourceResponse> = refused
                 .into_iter()
-                .map(|res| {
-                    let code = config_refusal(
-                        gate,
-                        AlterConfigs,
-                        res.resource_type,
-                        res.resource_name.as_str(),
-                    )
-                    .unwrap_or(CLUSTER);
+                .map(|(res, code)| {
                     incremental_alter::AlterConfigsResourceResponse::default()
                         .with_error_code(code.code())
                         .with_error_message(message(code, "AlterConfigs here", session))
@@ -657,34 +666,26 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             )
         }
         RequestKind::AlterConfigs(mut r) => {
-            let (kept, refused) = split(std::mem::take(&mut r.resources), |res| {
+            use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+            let (kept, refused) = split_refused(std::mem::take(&mut r.resources), |res| {
                 config_refusal(
                     gate,
                     AlterConfigs,
                     res.resource_type,
                     res.resource_name.as_str(),
                 )
-                .is_none()
             });
             r.resources = kept;
-            let answers: Vec<kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse> =
-                refused
-                    .into_iter()
-                    .map(|res| {
-                        let code = config_refusal(
-                            gate,
-                            AlterConfigs,
-                            res.resource_type,
-                            res.resource_name.as_str(),
-                        )
-                        .unwrap_or(CLUSTER);
-                        kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
-                            .with_error_code(code.code())
-                            .with_error_message(message(code, "AlterConfigs here", session))
-                            .with_resource_type(res.resource_type)
-                            .with_resource_name(res.resource_name)
-                    })
-                    .collect();
+            let answers: Vec<AlterConfigsResourceResponse> = refused
+                .into_iter()
+                .map(|(res, code)| {
+                    AlterConfigsResourceResponse::default()
+                        .with_error_code(code.code())
+                        .with_error_message(message(code, "AlterConfigs here", session))
+                        .with_resource_type(res.resource_type)
+                        .with_resource_name(res.resource_name)
+                })
+                .collect();
             Gated::Pass(
                 RequestKind::AlterConfigs(r),
                 patch(move |response| {

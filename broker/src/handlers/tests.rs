@@ -1297,6 +1297,25 @@ async fn acls_refuse_and_allow_requests_by_principal() {
         code(&refused),
         ResponseError::GroupAuthorizationFailed.code()
     );
+    // Configs: the topic's needs DescribeConfigs on it, the broker's on the cluster.
+    let configs = request_for(ApiKey::DescribeConfigs, 4, topic, created.id, now);
+    let Some(ResponseKind::DescribeConfigs(described)) =
+        call_as(&broker, "User:alice", ApiKey::DescribeConfigs, 4, configs).await
+    else {
+        panic!("no DescribeConfigs answer")
+    };
+    let codes: Vec<(i8, i16)> = described
+        .results
+        .iter()
+        .map(|r| (r.resource_type, r.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (2, ResponseError::TopicAuthorizationFailed.code()),
+            (4, ResponseError::ClusterAuthorizationFailed.code())
+        ]
+    );
     let acl_request = request_for(ApiKey::CreateAcls, 3, topic, created.id, now);
     let refused = call_as(&broker, "User:alice", ApiKey::CreateAcls, 3, acl_request).await;
     assert_eq!(

@@ -130,13 +130,7 @@ async fn credentials_version(ctx: &Context, ns: &str, cluster: &Cluster) -> Resu
     Ok(secrets
         .get_opt(&auth.credentials_secret)
         .await?
-        .map(|secret| {
-            format!(
-                "{}/{}",
-                secret.metadata.uid.unwrap_or_default(),
-                secret.metadata.resource_version.unwrap_or_default()
-            )
-        })
+        .map(|secret| crate::context::secret_version(&secret))
         .unwrap_or_default())
 }
 

@@ -177,6 +177,20 @@ impl Context {
     }
 }
 
+/// A Secret's version, `uid/resourceVersion`: it changes with every write,
+/// and a Secret made again under the same name gets a new one.
+pub(crate) fn secret_version(secret: &Secret) -> String {
+    format!(
+        "{}/{}",
+        secret.metadata.uid.as_deref().unwrap_or_default(),
+        secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    )
+}
+
 /// The text under `key` of a Secret: `None` when missing, empty or not UTF-8.
 pub(crate) fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     secret

@@ -34,7 +34,7 @@ use tracing::{info, instrument, warn};
 
 use crate::admin::{generate_password, AclEntry};
 use crate::cluster::apply_status;
-use crate::context::{secret_text, Context};
+use crate::context::{secret_text, secret_version, Context};
 use crate::error::{Error, Result};
 use crate::now;
 
@@ -49,18 +49,6 @@ struct Password {
     secret: String,
     version: String,
     value: String,
-}
-
-fn secret_version(secret: &Secret) -> String {
-    format!(
-        "{}/{}",
-        secret.metadata.uid.as_deref().unwrap_or_default(),
-        secret
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default()
-    )
 }
 
 /// The Secret the operator makes for a User without `passwordSecret`.

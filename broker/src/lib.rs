@@ -356,7 +356,7 @@ async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        broker.groups.tick(clock::now_ms());
+        broker.groups.tick(&broker.topics, clock::now_ms());
         txn::housekeeping(&broker, clock::now_ms());
         replication::shrink_lagging(&broker, clock::now_ms());
         if last_offsets_expiry.elapsed() >= offsets_every {

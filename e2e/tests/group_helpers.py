@@ -66,6 +66,8 @@ class Member:
         self.group = group
         self.records: list[tuple[int, int, bytes]] = []
         self.errors: list[KafkaError] = []
+        # Rebalance callbacks as they came: ("assign" | "revoke" | "lost", partitions).
+        self.rebalances: list[tuple[str, list[int]]] = []
         self.closed = False
         c = {
             "bootstrap.servers": bootstrap,
@@ -81,7 +83,14 @@ class Member:
         }
         c.update(conf or {})
         self.consumer = Consumer(c)
-        self.consumer.subscribe(topics)
+        self.consumer.subscribe(topics, on_assign=self._on("assign"), on_revoke=self._on("revoke"),
+                                on_lost=self._on("lost"))
+
+    def _on(self, what: str) -> Callable[[Any, list[TopicPartition]], None]:
+        # The callback only records: confluent-kafka then assigns or unassigns by itself.
+        def record(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            self.rebalances.append((what, sorted(tp.partition for tp in partitions)))
+        return record
 
     def _on_error(self, err: KafkaError) -> None:
         log.warning("consumer %s: client error: %s", self.name, err)

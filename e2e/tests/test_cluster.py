@@ -1,8 +1,8 @@
 """Cluster basics, before the fault tests of test_replication*.py: every
 broker's Metadata lists all brokers with their racks, replica placement
 spreads each partition over distinct racks and spreads leadership, and
-committed offsets (the replicated __consumer_offsets) survive the loss of
-the group coordinator.
+committed offsets and a group's membership (the replicated
+__consumer_offsets) survive the loss of the group coordinator.
 
 Runs against Apache Kafka too (RUNNEL_BROKER_BIN=e2e/reference/kafka-as-runnel).
 """
@@ -15,7 +15,8 @@ from collections import Counter
 import pytest
 
 from cluster import deadline
-from group_helpers import commit_standalone, committed, describe_group, unique_group
+from group_helpers import (Member, close_all, commit_standalone, committed, describe_group,
+                           poll_members, unique_group)
 from harness import admin, confluent_producer, produce_confluent, unique_topic, wait_until
 
 log = logging.getLogger("e2e")
@@ -109,3 +110,83 @@ def test_committed_offsets_survive_the_coordinator_kill9(cluster_factory, reques
     c.start_broker(coordinator)
     c.wait_isr("__consumer_offsets", 3, timeout=120)
     assert committed(c.bootstrap, group, topic, [0, 1], timeout=30) == {0: 5, 1: 9}
+
+
+@pytest.mark.timeout(deadline(300))
+def test_a_group_carries_on_without_a_rebalance_when_its_coordinator_dies(cluster_factory, request):
+    c = cluster_factory()
+    topic = unique_topic(request.node.name)
+    group = unique_group("e2e-carry-on")
+
+    log.info("phase: create %s (2 partitions, replication factor 3); two librdkafka members of "
+             "group %s split it", topic, group)
+    c.create_topic(topic, 2, 3, config={"min.insync.replicas": 2})
+    members = [Member(c.bootstrap, group, [topic], f"carry-{i}") for i in range(2)]
+    try:
+        poll_members(members, lambda: all(len(m.assigned()) == 1 for m in members),
+                     "each member to own one partition", timeout=deadline(60))
+        # The members' FindCoordinator created __consumer_offsets.
+        c.wait_isr("__consumer_offsets", 3, timeout=60)
+
+        def stable_with_both():
+            d = describe_group(c.bootstrap, group)
+            return d.state.name == "STABLE" and len(d.members) == 2 and d
+
+        before = poll_members(members, stable_with_both, "the group to be Stable with both members",
+                              timeout=deadline(60))
+        ids = sorted(m.member_id for m in before.members)
+        coordinator = before.coordinator.id
+        seen_rebalances = [list(m.rebalances) for m in members]
+        log.info("group %s: Stable, members %s, coordinated by broker %d; rebalances so far %s",
+                 group, ids, coordinator, seen_rebalances)
+        reports = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                    [{"value": b"a%d" % i, "partition": i % 2} for i in range(10)])
+        assert all(d.error is None for d in reports), reports
+        poll_members(members, lambda: sum(len(m.records) for m in members) == 10,
+                     "the first 10 records", timeout=deadline(60))
+        for m in members:
+            m.commit_consumed()
+
+        log.info("phase: kill -9 the coordinator, broker %d", coordinator)
+        c.kill9(coordinator)
+        others = c.bootstrap_of(i for i in c.ids if i != coordinator)
+        reports = produce_confluent(confluent_producer(others), topic,
+                                    [{"value": b"b%d" % i, "partition": i % 2} for i in range(10)])
+        assert all(d.error is None for d in reports), reports
+
+        log.info("phase: another broker coordinates the group; it is Stable with the same members "
+                 "and generation, and they read on")
+
+        def taken_over():
+            d = describe_group(others, group, timeout=10)
+            return (d.coordinator.id != coordinator and d.state.name == "STABLE"
+                    and sorted(m.member_id for m in d.members) == ids and d)
+
+        after = poll_members(members, lambda: _quietly(taken_over),
+                             "a new coordinator with the group Stable", timeout=deadline(120))
+        log.info("group %s is now coordinated by broker %d", group, after.coordinator.id)
+        poll_members(members, lambda: sum(len(m.records) for m in members) == 20,
+                     "the 10 records written after the kill", timeout=deadline(120))
+        log.info("phase: commits with the members' generation are accepted by the new coordinator")
+        for m in members:
+            m.commit_consumed()
+        # One more round of heartbeats (librdkafka's is 0.5 s here) would show a rebalance.
+        poll_members(members, lambda: _quietly(lambda: describe_group(others, group, timeout=10)
+                                               .state.name == "STABLE"),
+                     "the group still Stable", timeout=deadline(30))
+        for m, seen in zip(members, seen_rebalances):
+            assert m.rebalances == seen, (
+                f"member {m.name} was rebalanced after the coordinator died: {m.rebalances} "
+                f"(before: {seen})")
+        assert committed(others, group, topic, [0, 1]) == {0: 10, 1: 10}
+    finally:
+        close_all(members)
+
+
+def _quietly(check):
+    """`check()`, or False while it raises (a coordinator not elected yet)."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        log.debug("not yet: %r", exc)
+        return False

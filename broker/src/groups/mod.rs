@@ -8,12 +8,15 @@
 //!   ConsumerGroupHeartbeat ─▶ consumer::ConsumerGroup (pure state machine)
 //!   OffsetCommit ─▶ record in __consumer_offsets (same log as user data)
 //!                 ─▶ offsets::OffsetTable (in memory, rebuilt from the log on start)
+//!   classic group stable or empty ─▶ stored::StoredGroup record in __consumer_offsets
+//!                                    (a new coordinator rebuilds the group from it)
 //!   timer (lib.rs) ─▶ tick(): session expiry, rebalance deadlines
 //! ```
 
 pub(crate) mod consumer;
 pub(crate) mod offsets;
 pub(crate) mod state;
+pub(crate) mod stored;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -216,6 +219,8 @@ impl GroupCoordinator {
         let partition = topics.partition(OFFSETS_TOPIC, index)?;
         let mut table = lock(&self.offsets);
         let mut records = 0usize;
+        // The latest metadata record of each classic group (`None`: deleted).
+        let mut stored_groups: HashMap<String, Option<stored::StoredGroup>> = HashMap::new();
         partition.replay(|record| {
             let Some(key) = &record.key else {
                 return;
@@ -244,14 +249,35 @@ impl GroupCoordinator {
                             committed,
                         });
                 }
+            } else if let Some(group) = stored::decode_key(key) {
+                let value = record.value.as_ref().and_then(stored::decode_value);
+                if record.value.is_some() && value.is_none() {
+                    warn!(group = %group, "a group metadata record does not decode; the group starts empty");
+                }
+                stored_groups.insert(group, value);
+                records += 1;
             } else {
                 table.apply_record(key, record.value.as_ref());
                 records += 1;
             }
         })?;
+        drop(table);
+        let now_ms = crate::clock::now_ms();
+        let mut groups = lock(&self.groups);
+        let mut restored = 0usize;
+        for (id, value) in stored_groups {
+            if let Some(value) = value {
+                groups.insert(
+                    id.clone(),
+                    Group::restore(id, self.config.clone(), value, now_ms),
+                );
+                restored += 1;
+            }
+        }
+        drop(groups);
         info!(
             partition = index,
-            records, "coordinating the groups of this offsets partition"
+            records, restored, "coordinating the groups of this offsets partition"
         );
         Ok(())
     }
@@ -293,9 +319,46 @@ impl GroupCoordinator {
         groups.get_mut(group_id).map(f)
     }
 
+    /// Runs `f` on an existing group, then stores the group if `f` changed
+    /// it in a way Kafka stores.
+    fn with_group_stored<R>(
+        &self,
+        topics: &TopicTable,
+        group_id: &str,
+        now_ms: i64,
+        f: impl FnOnce(&mut Group) -> R,
+    ) -> Option<R> {
+        let mut groups = lock(&self.groups);
+        let group = groups.get_mut(group_id)?;
+        let result = f(group);
+        self.store(topics, group_id, group, now_ms);
+        Some(result)
+    }
+
+    /// Writes the group's metadata record if its machine marked a change
+    /// (under the groups lock, so a group's records are written in order).
+    fn store(&self, topics: &TopicTable, group_id: &str, group: &mut Group, now_ms: i64) {
+        let Some(value) = group.take_store(now_ms) else {
+            return;
+        };
+        let record = (
+            stored::encode_key(group_id),
+            Some(stored::encode_value(&value)),
+        );
+        if let Err(error) = self.write(topics, group_id, vec![record]) {
+            warn!(group = %group_id, %error, "storing the group's metadata failed: a new coordinator would rebalance it");
+        }
+    }
+
+    /// Writes a tombstone for a classic group's metadata record.
+    fn forget_stored(&self, topics: &TopicTable, group_id: &str) -> Result<(), BrokerError> {
+        self.write(topics, group_id, vec![(stored::encode_key(group_id), None)])
+    }
+
     /// JoinGroup.
     pub(crate) fn join(
         &self,
+        topics: &TopicTable,
         group_id: &str,
         request: JoinRequest,
         now_ms: i64,
@@ -326,7 +389,11 @@ impl GroupCoordinator {
         }
         groups
             .get_mut(group_id)
-            .map(|g| g.join(request, now_ms))
+            .map(|g| {
+                let reply = g.join(request, now_ms);
+                self.store(topics, group_id, g, now_ms);
+                reply
+            })
             .unwrap_or_else(|| {
                 Reply::Now(JoinResult::failed(
                     joiner,
@@ -339,6 +406,7 @@ impl GroupCoordinator {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn sync(
         &self,
+        topics: &TopicTable,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
@@ -356,7 +424,7 @@ impl GroupCoordinator {
                 assignment: Bytes::new(),
             });
         }
-        self.with_group(group_id, false, |g| {
+        self.with_group_stored(topics, group_id, now_ms, |g| {
             g.sync(
                 member_id,
                 instance_id,
@@ -380,6 +448,7 @@ impl GroupCoordinator {
     /// Heartbeat.
     pub(crate) fn heartbeat(
         &self,
+        topics: &TopicTable,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
@@ -389,7 +458,7 @@ impl GroupCoordinator {
         if let Err(error) = self.owns(group_id) {
             return Some(error);
         }
-        self.with_group(group_id, false, |g| {
+        self.with_group_stored(topics, group_id, now_ms, |g| {
             g.heartbeat(member_id, instance_id, generation_id, now_ms)
         })
         .unwrap_or(Some(ResponseError::UnknownMemberId))
@@ -398,20 +467,22 @@ impl GroupCoordinator {
     /// LeaveGroup: one result per member.
     pub(crate) fn leave(
         &self,
+        topics: &TopicTable,
         group_id: &str,
         members: &[(String, Option<String>)],
         now_ms: i64,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         self.owns(group_id)?;
-        self.with_group(group_id, false, |g| g.leave(members, now_ms))
+        self.with_group_stored(topics, group_id, now_ms, |g| g.leave(members, now_ms))
             .ok_or(ResponseError::UnknownMemberId)
     }
 
     /// Advances every group's timers.
-    pub(crate) fn tick(&self, now_ms: i64) {
+    pub(crate) fn tick(&self, topics: &TopicTable, now_ms: i64) {
         let mut groups = lock(&self.groups);
-        for group in groups.values_mut() {
+        for (id, group) in groups.iter_mut() {
             group.tick(now_ms);
+            self.store(topics, id, group, now_ms);
         }
         drop(groups);
         for (id, group) in lock(&self.consumer_groups).iter_mut() {
@@ -424,6 +495,7 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat (KIP-848).
     pub(crate) fn consumer_heartbeat(
         &self,
+        topics: &TopicTable,
         group_id: &str,
         request: Heartbeat,
         catalog: &Catalog,
@@ -448,7 +520,14 @@ impl GroupCoordinator {
         match classic.get(group_id) {
             Some(g) if !g.is_empty() => return refuse(not_a_consumer_group(group_id)),
             Some(_) => {
-                // An empty classic group becomes a consumer group.
+                // An empty classic group becomes a consumer group; its
+                // stored record goes, so no coordinator brings it back.
+                if let Err(error) = self.forget_stored(topics, group_id) {
+                    return refuse((
+                        error.kafka(),
+                        format!("converting group {group_id} failed: {error}"),
+                    ));
+                }
                 classic.remove(group_id);
             }
             None => {}
@@ -829,7 +908,13 @@ impl GroupCoordinator {
                 }
                 None => false,
             };
-        groups.remove(group_id);
+        let classic = groups.remove(group_id).is_some();
+        if classic {
+            if let Err(error) = self.forget_stored(topics, group_id) {
+                warn!(group = %group_id, %error, "deleting the group's stored metadata failed");
+                return Some(error.kafka());
+            }
+        }
         drop(groups);
         let committed = lock(&self.offsets).group(group_id);
         if committed.is_empty() && !exists_in_memory {
@@ -928,6 +1013,30 @@ impl GroupCoordinator {
                     }
                 }
                 Err(error) => warn!(group = %id, %error, "expiring committed offsets failed"),
+            }
+        }
+        // Empty classic groups without committed offsets go, with their
+        // stored record, as in Kafka.
+        let mut groups = lock(&self.groups);
+        let gone: Vec<String> = {
+            let table = lock(&self.offsets);
+            groups
+                .iter()
+                .filter(|(id, g)| {
+                    g.state() == GroupState::Empty
+                        && table.group(id).is_empty()
+                        && self.owns(id).is_ok()
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in gone {
+            match self.forget_stored(topics, &id) {
+                Ok(()) => {
+                    groups.remove(&id);
+                    info!(group = %id, "empty group without committed offsets removed");
+                }
+                Err(error) => warn!(group = %id, %error, "removing an empty group failed"),
             }
         }
     }
@@ -1161,5 +1270,99 @@ mod tests {
             vec![commit_entry("orders", 0, 1, now)],
         );
         assert_eq!(refused.err(), Some(ResponseError::IllegalGeneration));
+    }
+
+    fn join_request(client: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: client.into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        }
+    }
+
+    fn answer<T>(reply: Reply<T>) -> T {
+        match reply {
+            Reply::Now(value) => value,
+            Reply::Later(mut rx) => rx.try_recv().expect("answered"),
+        }
+    }
+
+    #[test]
+    fn a_stable_group_survives_a_new_coordinator_and_deletes_and_expiry_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(&["group.initial.rebalance.delay.ms=0"]);
+        let (topics, coordinator) = open_with_orders(dir.path(), &s, 1);
+        let now = crate::clock::now_ms();
+        let joined = answer(coordinator.join(&topics, "g", join_request("a"), now));
+        assert_eq!(joined.error, None);
+        let assignment = Bytes::from_static(b"orders-0");
+        let synced = answer(coordinator.sync(
+            &topics,
+            "g",
+            &joined.member_id,
+            None,
+            joined.generation_id,
+            Some("consumer"),
+            Some("range"),
+            vec![(joined.member_id.clone(), assignment.clone())],
+            now,
+        ));
+        assert_eq!(synced.error, None);
+        // A group that empties is stored too, and one deleted stays deleted.
+        let left = answer(coordinator.join(&topics, "gone", join_request("b"), now));
+        let _ = coordinator.leave(&topics, "gone", &[(left.member_id.clone(), None)], now);
+        let deleted = answer(coordinator.join(&topics, "deleted", join_request("c"), now));
+        let _ = coordinator.leave(&topics, "deleted", &[(deleted.member_id, None)], now);
+        assert_eq!(coordinator.delete_group(&topics, "deleted"), None);
+
+        let next = replay(&topics, &s);
+        let d = next.describe("g").expect("the group is back");
+        assert_eq!(d.state, GroupState::Stable);
+        assert_eq!(d.generation_id, joined.generation_id);
+        assert_eq!(d.members.len(), 1);
+        assert_eq!(d.members[0].member_id, joined.member_id);
+        assert_eq!(d.members[0].assignment, assignment);
+        assert_eq!(
+            next.heartbeat(
+                &topics,
+                "g",
+                &joined.member_id,
+                None,
+                joined.generation_id,
+                now + 1
+            ),
+            None,
+            "the member carries on without a rebalance"
+        );
+        let commit = next.commit(
+            &topics,
+            "g",
+            &joined.member_id,
+            None,
+            joined.generation_id,
+            vec![commit_entry("orders", 0, 3, now)],
+        );
+        assert!(commit.is_ok(), "{commit:?}");
+        let gone = next.describe("gone").expect("the empty group is back");
+        assert_eq!(gone.state, GroupState::Empty);
+        assert_eq!(gone.generation_id, left.generation_id + 1);
+        assert_eq!(next.describe("deleted"), None);
+
+        // Empty groups without offsets go at the offsets expiry check, for good.
+        next.expire_offsets(&topics, now + 2);
+        assert_eq!(next.describe("gone"), None);
+        assert!(next.describe("g").is_some(), "a group with members stays");
+        let last = replay(&topics, &s);
+        assert_eq!(last.describe("gone"), None);
+        assert_eq!(
+            last.describe("g").map(|d| d.state),
+            Some(GroupState::Stable)
+        );
     }
 }

@@ -23,10 +23,11 @@
 //! exactly once, with a result or an error, so a receiver never sees its
 //! sender dropped while the [`Group`] lives.
 //!
-//! Kafka persists group metadata (`__consumer_offsets` group records) when a
-//! generation's assignment is stored and when a static member is replaced;
-//! this machine keeps none of that: the coordinator may persist what
-//! [`Group::describe`] returns.
+//! Kafka stores a group's metadata (a `__consumer_offsets` group record)
+//! when a generation's assignment is in, when a generation forms empty, and
+//! when a static member is replaced without a rebalance. The machine marks
+//! those moments; the coordinator takes them with [`Group::take_store`],
+//! writes the record, and rebuilds a group from it with [`Group::restore`].
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -36,6 +37,8 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
+
+use super::stored::{StoredGroup, StoredMember};
 
 /// How long a new member may wait in a JoinGroup before it is dropped, as
 /// Kafka's `NewMemberJoinTimeoutMs`: a new member has no member id to
@@ -357,6 +360,8 @@ pub(crate) struct Group {
     join_timer: Option<JoinTimer>,
     /// A member was added while the initial delay ran.
     new_member_added: bool,
+    /// The group changed in a way Kafka stores (see the module docs).
+    store_due: bool,
 }
 
 impl Group {
@@ -376,7 +381,86 @@ impl Group {
             sync_deadline_ms: None,
             join_timer: None,
             new_member_added: false,
+            store_due: false,
         }
+    }
+
+    /// A group rebuilt from its stored record by a new coordinator: Stable
+    /// with its members, or Empty, at the stored generation. Each member's
+    /// session starts now, so members that are gone expire as usual.
+    pub(crate) fn restore(
+        group_id: String,
+        config: GroupConfig,
+        stored: StoredGroup,
+        now_ms: i64,
+    ) -> Self {
+        let mut group = Self::new(group_id, config);
+        group.generation_id = stored.generation_id;
+        group.protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
+        let Some(protocol) = stored.protocol_name.filter(|_| !stored.members.is_empty()) else {
+            return group;
+        };
+        group.members = stored
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut member = Member {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    is_new: false,
+                    expires_at_ms: 0,
+                };
+                member.refresh(now_ms);
+                member
+            })
+            .collect();
+        group.leader = stored
+            .leader
+            .filter(|l| group.index_of(l).is_some())
+            .or_else(|| group.members.first().map(|m| m.member_id.clone()));
+        group.protocol_name = Some(protocol);
+        group.state = GroupState::Stable;
+        group
+    }
+
+    /// What to store of the group, once after each change Kafka stores
+    /// (`None` if nothing changed since the last call).
+    pub(crate) fn take_store(&mut self, now_ms: i64) -> Option<StoredGroup> {
+        if !std::mem::take(&mut self.store_due)
+            || !matches!(self.state, GroupState::Stable | GroupState::Empty)
+        {
+            return None;
+        }
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        Some(StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation_id: self.generation_id,
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone().filter(|_| !self.members.is_empty()),
+            state_timestamp_ms: now_ms,
+            members: self
+                .members
+                .iter()
+                .map(|m| StoredMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
     }
 
     /// The current state.
@@ -720,6 +804,7 @@ impl Group {
                     if let Some(reply) = self.members[i].awaiting_join.take() {
                         let _ = reply.send(result);
                     }
+                    self.store_due = true;
                 } else {
                     self.maybe_prepare_rebalance(now_ms, "static member changed protocols");
                 }
@@ -940,6 +1025,7 @@ impl Group {
         if self.members.is_empty() {
             self.protocol_name = None;
             self.state = GroupState::Empty;
+            self.store_due = true;
             info!(group = %self.group_id, generation = self.generation_id, "group is empty");
             return;
         }
@@ -1069,6 +1155,7 @@ impl Group {
             warn!(group = %self.group_id, generation = self.generation_id, missing, "leader's assignment leaves members out; they get an empty assignment");
         }
         self.state = GroupState::Stable;
+        self.store_due = true;
         for member in &mut self.members {
             if let Some(reply) = member.awaiting_sync.take() {
                 let _ = reply.send(SyncResult {

@@ -77,6 +77,7 @@ pub(crate) fn handle_heartbeat(
         client_host: format!("/{}", ctx.peer.ip()),
     };
     let answer = broker.groups.consumer_heartbeat(
+        &broker.topics,
         request.group_id.0.as_str(),
         beat,
         &catalog(broker),

@@ -14,6 +14,7 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 pub(crate) fn handle(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
     let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
     let error = broker.groups.heartbeat(
+        &broker.topics,
         request.group_id.0.as_str(),
         request.member_id.as_str(),
         instance_id.as_deref(),

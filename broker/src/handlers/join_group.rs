@@ -82,7 +82,10 @@ pub(crate) async fn handle(
         require_known_member_id: version >= 4,
     };
     let member_id = join.member_id.clone();
-    let result = match broker.groups.join(&group_id, join, crate::clock::now_ms()) {
+    let result = match broker
+        .groups
+        .join(&broker.topics, &group_id, join, crate::clock::now_ms())
+    {
         Reply::Now(result) => result,
         Reply::Later(rx) => rx.await.unwrap_or(JoinResult {
             error: Some(ResponseError::UnknownMemberId),

@@ -34,7 +34,7 @@ pub(crate) fn handle(
     };
     match broker
         .groups
-        .leave(&group_id, &members, crate::clock::now_ms())
+        .leave(&broker.topics, &group_id, &members, crate::clock::now_ms())
     {
         Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
         Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(

@@ -29,6 +29,7 @@ pub(crate) async fn handle(
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let reply = broker.groups.sync(
+        &broker.topics,
         &group_id,
         request.member_id.as_str(),
         instance_id.as_deref(),

@@ -1096,3 +1096,129 @@ fn describe_outside_stable_hides_metadata_and_assignments() {
     assert_eq!(forming.members[0].metadata, Bytes::new());
     assert_eq!(forming.members[0].client_id, "a");
 }
+
+#[test]
+fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
+    let mut group = Group::new("g".to_string(), config());
+    assert_eq!(group.take_store(0), None, "nothing happened yet");
+    let (joined, t) = join_all(&mut group, vec![consumer("", "a"), consumer("", "b")], 0);
+    assert_eq!(
+        group.take_store(t),
+        None,
+        "not stored while the assignment is awaited"
+    );
+    let assigned = sync_all(&mut group, &joined, t);
+    let stored = group
+        .take_store(t)
+        .expect("stored once the assignment is in");
+    assert_eq!(group.take_store(t), None, "stored once per change");
+    assert_eq!(stored.generation_id, 1);
+    assert_eq!(stored.protocol_type, "consumer");
+    assert_eq!(stored.protocol_name.as_deref(), Some("range"));
+    assert_eq!(stored.leader.as_deref(), Some(joined[0].leader.as_str()));
+    assert_eq!(stored.members.len(), 2);
+    for m in &stored.members {
+        assert_eq!(m.assignment, assigned[&m.member_id]);
+        assert_eq!(m.session_timeout_ms, SESSION);
+        assert_eq!(m.rebalance_timeout_ms, REBALANCE);
+    }
+    // Heartbeats change nothing stored.
+    assert_eq!(group.heartbeat(&joined[1].member_id, None, 1, t + 1), None);
+    assert_eq!(group.take_store(t + 1), None);
+
+    // A new coordinator rebuilds it: Stable at generation 1, the same
+    // members, leader and assignments, heartbeats and commits accepted.
+    let later_t = t + 100_000;
+    let mut restored = Group::restore("g".to_string(), config(), stored.clone(), later_t);
+    assert_eq!(restored.state(), GroupState::Stable);
+    assert_eq!(restored.generation_id(), 1);
+    let described = restored.describe();
+    assert_eq!(described.protocol, "range");
+    for m in &described.members {
+        assert_eq!(m.assignment, assigned[&m.member_id]);
+        assert_eq!(m.client_id.len(), 1);
+    }
+    for j in &joined {
+        assert_eq!(restored.heartbeat(&j.member_id, None, 1, later_t + 1), None);
+        assert_eq!(
+            restored.accept_offset_commit(&j.member_id, None, 1, later_t + 1),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        restored.heartbeat(&joined[0].member_id, None, 0, later_t + 1),
+        Some(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(restored.take_store(later_t + 1), None);
+
+    // A member that never comes back expires after its session; the other
+    // rejoins and the next generation is stored.
+    let mut at = later_t;
+    let mut rejoin = None;
+    while at < later_t + i64::from(SESSION) * 2 {
+        at += 1_000;
+        if let Some(e) = restored.heartbeat(&joined[0].member_id, None, 1, at) {
+            assert_eq!(e, ResponseError::RebalanceInProgress);
+            rejoin = Some(receiver_of(
+                restored.join(consumer(&joined[0].member_id, "a"), at),
+            ));
+            break;
+        }
+    }
+    let mut rejoin = rejoin.expect("the lost member's expiry starts a rebalance");
+    let again = loop {
+        match rejoin.try_recv() {
+            Ok(result) => break result,
+            Err(_) => {
+                at = restored.next_deadline().expect("a deadline");
+                restored.tick(at);
+            }
+        }
+    };
+    assert_eq!(again.generation_id, 2);
+    assert_eq!(again.members.len(), 1, "the survivor leads a group of one");
+    sync_all(&mut restored, &[again], at);
+    let second = restored.take_store(at).expect("generation 2 stored");
+    assert_eq!(second.generation_id, 2);
+    assert_eq!(second.members.len(), 1);
+}
+
+#[test]
+fn an_empty_generation_is_stored_and_restored_empty() {
+    let (mut group, joined, t) = stable_abc();
+    let _ = group.take_store(t);
+    let members: Vec<(String, Option<String>)> =
+        joined.iter().map(|j| (j.member_id.clone(), None)).collect();
+    assert!(group.leave(&members, t + 1).iter().all(Option::is_none));
+    assert_eq!(group.state(), GroupState::Empty);
+    let stored = group
+        .take_store(t + 1)
+        .expect("the empty generation is stored");
+    assert_eq!(stored.generation_id, 2);
+    assert!(stored.members.is_empty());
+    assert_eq!(stored.protocol_name, None);
+    assert_eq!(stored.leader, None);
+    let mut restored = Group::restore("g".to_string(), config(), stored, t + 2);
+    assert_eq!(restored.state(), GroupState::Empty);
+    assert!(restored.is_empty());
+    assert_eq!(restored.protocol_type(), Some("consumer"));
+    // The next generation follows the stored one.
+    let (rejoined, _) = join_all(&mut restored, vec![consumer("", "a")], t + 3);
+    assert_eq!(rejoined[0].generation_id, 3);
+}
+
+#[test]
+fn a_static_member_replaced_while_stable_is_stored() {
+    let mut group = Group::new("g".to_string(), config());
+    let (joined, t) = join_all(&mut group, vec![static_consumer("", "i-1")], 0);
+    sync_all(&mut group, &joined, t);
+    let first = group.take_store(t).expect("stored");
+    assert_eq!(first.members[0].group_instance_id.as_deref(), Some("i-1"));
+    let replaced = now(group.join(static_consumer("", "i-1"), t + 10));
+    assert_eq!(replaced.error, None);
+    assert_ne!(replaced.member_id, joined[0].member_id);
+    let second = group.take_store(t + 10).expect("the replacement is stored");
+    assert_eq!(second.generation_id, first.generation_id);
+    assert_eq!(second.members[0].member_id, replaced.member_id);
+    assert_eq!(second.leader.as_deref(), Some(replaced.member_id.as_str()));
+}

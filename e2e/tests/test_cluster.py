@@ -10,11 +10,12 @@ Runs against Apache Kafka too (RUNNEL_BROKER_BIN=e2e/reference/kafka-as-runnel).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 import pytest
 
-from cluster import deadline
+from cluster import REFERENCE, deadline
 from group_helpers import (Member, close_all, commit_standalone, committed, describe_group,
                            poll_members, unique_group)
 from harness import admin, confluent_producer, produce_confluent, unique_topic, wait_until
@@ -181,6 +182,87 @@ def test_a_group_carries_on_without_a_rebalance_when_its_coordinator_dies(cluste
         assert committed(others, group, topic, [0, 1]) == {0: 10, 1: 10}
     finally:
         close_all(members)
+
+
+@pytest.mark.timeout(deadline(300))
+def test_a_consumer_protocol_group_carries_on_when_its_coordinator_dies(cluster_factory, request):
+    """KIP-848 members keep their member epochs and partitions: the new
+    coordinator has the group from __consumer_offsets and fences no one."""
+    from confluent_kafka import Consumer
+
+    if REFERENCE:
+        pytest.skip("the reference Kafka 3.9 runs the consumer protocol only when enabled")
+    c = cluster_factory(settings={"group.consumer.heartbeat.interval.ms": 500})
+    topic = unique_topic(request.node.name)
+    group = unique_group("e2e-carry-on-848")
+    c.create_topic(topic, 4, 3, config={"min.insync.replicas": 2})
+
+    events: list[list[tuple[str, list[int]]]] = [[], []]
+    records: list[list[bytes]] = [[], []]
+
+    def make(i: int) -> Consumer:
+        consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group,
+                             "group.protocol": "consumer", "client.id": f"kip848-{i}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+
+        def on(what):
+            return lambda _c, parts: events[i].append((what, sorted(tp.partition for tp in parts)))
+
+        consumer.subscribe([topic], on_assign=on("assign"), on_revoke=on("revoke"),
+                           on_lost=on("lost"))
+        return consumer
+
+    log.info("phase: two KIP-848 members of group %s split %s's 4 partitions", group, topic)
+    members = [make(0), make(1)]
+
+    def poll_all(until, what, timeout):
+        end = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < end, f"timed out waiting for {what}: {events}"
+            for i, m in enumerate(members):
+                msg = m.poll(0.05)
+                if msg is not None and not msg.error():
+                    records[i].append(msg.value())
+
+    def owned(i):
+        return {tp.partition for tp in members[i].assignment()}
+
+    try:
+        poll_all(lambda: len(owned(0)) == 2 and len(owned(1)) == 2, "two partitions each",
+                 deadline(90))
+        c.wait_isr("__consumer_offsets", 3, timeout=60)
+        coordinator = describe_group(c.bootstrap, group).coordinator.id
+        seen = [list(e) for e in events]
+        split = [owned(0), owned(1)]
+        log.info("group %s coordinated by broker %d; assignments %s; callbacks so far %s",
+                 group, coordinator, split, seen)
+
+        log.info("phase: kill -9 the coordinator, broker %d, and write to every partition",
+                 coordinator)
+        c.kill9(coordinator)
+        others = c.bootstrap_of(i for i in c.ids if i != coordinator)
+        reports = produce_confluent(confluent_producer(others), topic,
+                                    [{"value": b"r%d" % i, "partition": i % 4} for i in range(40)])
+        assert all(d.error is None for d in reports), reports
+
+        log.info("phase: the members read every record with the partitions they had")
+        poll_all(lambda: len(records[0]) + len(records[1]) == 40, "the 40 records", deadline(120))
+
+        def taken_over():
+            d = describe_group(others, group, timeout=10)
+            return d.coordinator.id != coordinator and len(d.members) == 2
+
+        poll_all(lambda: _quietly(taken_over), "another coordinator with both members",
+                 deadline(60))
+        for i, m in enumerate(members):
+            m.commit(asynchronous=False)
+        assert [owned(0), owned(1)] == split
+        assert [list(e) for e in events] == seen, (
+            f"rebalance callbacks after the coordinator died: {events} (before: {seen})")
+        assert committed(others, group, topic, [0, 1, 2, 3]) == {p: 10 for p in range(4)}
+    finally:
+        for m in members:
+            m.close()
 
 
 def _quietly(check):

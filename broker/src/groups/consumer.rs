@@ -15,9 +15,11 @@
 //! reports (in a heartbeat's owned partitions) that it let it go, so no
 //! partition is ever held by two members. A member that misses its session
 //! timeout, or does not revoke within its rebalance timeout, is removed and
-//! its partitions freed. The state lives in memory on the coordinator, as
-//! classic groups' does here: after a coordinator change members are told
-//! they are unknown and join again (their committed offsets stay).
+//! its partitions freed. The coordinator stores the group in
+//! `__consumer_offsets` as Kafka does ([`stored`]), so a new coordinator
+//! carries on with the same members, epochs and assignments.
+
+pub(crate) mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -143,6 +145,15 @@ pub(crate) struct ConsumerGroup {
     /// The subscribed topics as the target assignment saw them.
     metadata: BTreeMap<String, TopicMeta>,
     config: ConsumerGroupConfig,
+    /// What was last written of the group to `__consumer_offsets`.
+    stored: stored::StoredRecords,
+    /// The group and assignment epochs `stored` was written at.
+    stored_epochs: Option<(i32, i32)>,
+    /// The members `stored` has.
+    stored_members: BTreeSet<String>,
+    /// Restored by a new coordinator: the hash of `metadata` as stored,
+    /// until the first heartbeat compares it with the topics of the day.
+    restored_hash: Option<u64>,
 }
 
 fn error(
@@ -220,6 +231,27 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
             config,
+            stored: stored::StoredRecords::new(),
+            stored_epochs: None,
+            stored_members: BTreeSet::new(),
+            restored_hash: None,
+        }
+    }
+
+    /// The group's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A restored group's subscribed topics are taken as they are now if
+    /// their hash is the stored one; otherwise they changed meanwhile, and
+    /// the next heartbeat computes a new assignment.
+    fn adopt_restored_metadata(&mut self, catalog: &Catalog) {
+        if let Some(hash) = self.restored_hash.take() {
+            let now = self.subscribed_metadata(catalog);
+            if stored::metadata_hash(&now) == hash {
+                self.metadata = now;
+            }
         }
     }
 
@@ -342,6 +374,7 @@ impl ConsumerGroup {
             }
             _ => {}
         }
+        self.adopt_restored_metadata(catalog);
         let mut joined = false;
         let member_id = if epoch == 0 {
             let id = if request.member_id.is_empty() {

@@ -221,6 +221,7 @@ impl GroupCoordinator {
         let mut records = 0usize;
         // The latest metadata record of each classic group (`None`: deleted).
         let mut stored_groups: HashMap<String, Option<stored::StoredGroup>> = HashMap::new();
+        let mut consumer_records = consumer::stored::Restorer::default();
         partition.replay(|record| {
             let Some(key) = &record.key else {
                 return;
@@ -249,6 +250,8 @@ impl GroupCoordinator {
                             committed,
                         });
                 }
+            } else if consumer_records.offer(key, record.value.as_ref()) {
+                records += 1;
             } else if let Some(group) = stored::decode_key(key) {
                 let value = record.value.as_ref().and_then(stored::decode_value);
                 if record.value.is_some() && value.is_none() {
@@ -274,6 +277,21 @@ impl GroupCoordinator {
                 restored += 1;
             }
         }
+        let (consumer_groups, bad) = consumer_records.finish(&self.consumer_config, now_ms);
+        for id in bad {
+            warn!(group = %id, "a consumer group's records do not decode; the group starts empty");
+        }
+        let mut consumers = lock(&self.consumer_groups);
+        for group in consumer_groups {
+            // A group id is of one kind: the one with members wins.
+            if groups.get(group.id()).is_some_and(|g| !g.is_empty()) {
+                continue;
+            }
+            groups.remove(group.id());
+            consumers.insert(group.id().to_string(), group);
+            restored += 1;
+        }
+        drop(consumers);
         drop(groups);
         info!(
             partition = index,
@@ -350,6 +368,31 @@ impl GroupCoordinator {
         }
     }
 
+    /// Writes what changed of a consumer group since it was last stored
+    /// (only `member`'s records unless more changed).
+    fn store_consumer(&self, topics: &TopicTable, group: &mut ConsumerGroup, member: Option<&str>) {
+        let records = consumer::stored::changes(group, member);
+        if records.is_empty() {
+            return;
+        }
+        if let Err(error) = self.write(topics, group.id(), records) {
+            warn!(group = %group.id(), %error, "storing the consumer group failed: a new coordinator would fence its members");
+        }
+    }
+
+    /// Writes tombstones for everything stored of a consumer group.
+    fn forget_consumer(
+        &self,
+        topics: &TopicTable,
+        group: &ConsumerGroup,
+    ) -> Result<(), BrokerError> {
+        let records = consumer::stored::tombstones(group);
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(topics, group.id(), records)
+    }
+
     /// Writes a tombstone for a classic group's metadata record.
     fn forget_stored(&self, topics: &TopicTable, group_id: &str) -> Result<(), BrokerError> {
         self.write(topics, group_id, vec![(stored::encode_key(group_id), None)])
@@ -378,7 +421,14 @@ impl GroupCoordinator {
                     ResponseError::InconsistentGroupProtocol,
                 ));
             }
-            // An empty consumer group becomes a classic one.
+            // An empty consumer group becomes a classic one; what was
+            // stored of it goes.
+            if let Some(old) = consumer_groups.get(group_id) {
+                if let Err(error) = self.forget_consumer(topics, old) {
+                    warn!(group = %group_id, %error, "converting the group failed");
+                    return Reply::Now(JoinResult::failed(joiner, error.kafka()));
+                }
+            }
             consumer_groups.remove(group_id);
         }
         if !groups.contains_key(group_id) {
@@ -486,8 +536,12 @@ impl GroupCoordinator {
         }
         drop(groups);
         for (id, group) in lock(&self.consumer_groups).iter_mut() {
-            for member in group.tick(now_ms) {
+            let gone = group.tick(now_ms);
+            for member in &gone {
                 info!(group = %id, %member, "member removed: no heartbeat within its session timeout, or no revocation within its rebalance timeout");
+            }
+            if !gone.is_empty() {
+                self.store_consumer(topics, group, None);
             }
         }
     }
@@ -547,7 +601,12 @@ impl GroupCoordinator {
             );
         }
         match groups.get_mut(group_id) {
-            Some(group) => group.heartbeat(request, catalog, now_ms),
+            Some(group) => {
+                let answer = group.heartbeat(request, catalog, now_ms);
+                let member = answer.member_id.clone();
+                self.store_consumer(topics, group, Some(&member));
+                answer
+            }
             None => refuse((ResponseError::CoordinatorNotAvailable, String::new())),
         }
     }
@@ -894,7 +953,13 @@ impl GroupCoordinator {
             let mut consumer_groups = lock(&self.consumer_groups);
             match consumer_groups.get(group_id) {
                 Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
-                Some(_) => consumer_groups.remove(group_id).is_some(),
+                Some(g) => {
+                    if let Err(error) = self.forget_consumer(topics, g) {
+                        warn!(group = %group_id, %error, "deleting the group's stored records failed");
+                        return Some(error.kafka());
+                    }
+                    consumer_groups.remove(group_id).is_some()
+                }
                 None => false,
             }
         };
@@ -980,7 +1045,16 @@ impl GroupCoordinator {
             // The order `list` takes them in: consumer groups, then offsets.
             let mut consumer_groups = lock(&self.consumer_groups);
             let table = lock(&self.offsets);
-            consumer_groups.retain(|id, g| !g.is_empty() || !table.group(id).is_empty());
+            consumer_groups.retain(|id, g| {
+                let keep = !g.is_empty() || !table.group(id).is_empty();
+                if !keep {
+                    if let Err(error) = self.forget_consumer(topics, g) {
+                        warn!(group = %id, %error, "removing an empty consumer group failed");
+                        return true;
+                    }
+                }
+                keep
+            });
         }
         let ids = lock(&self.offsets).group_ids();
         for id in ids {
@@ -1004,11 +1078,15 @@ impl GroupCoordinator {
                     // An empty consumer group goes with its last offsets, as in Kafka.
                     if lock(&self.offsets).group(&id).is_empty() {
                         let mut consumer_groups = lock(&self.consumer_groups);
-                        if consumer_groups
-                            .get(&id)
-                            .is_some_and(ConsumerGroup::is_empty)
-                        {
-                            consumer_groups.remove(&id);
+                        if let Some(g) = consumer_groups.get(&id).filter(|g| g.is_empty()) {
+                            match self.forget_consumer(topics, g) {
+                                Ok(()) => {
+                                    consumer_groups.remove(&id);
+                                }
+                                Err(error) => {
+                                    warn!(group = %id, %error, "removing an empty consumer group failed")
+                                }
+                            }
                         }
                     }
                 }

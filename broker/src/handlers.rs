@@ -482,7 +482,7 @@ async fn handle(
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, v, r)),
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group::handle_heartbeat(broker, ctx, r),
+            consumer_group::handle_heartbeat(broker, ctx, r).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
             consumer_group::handle_describe(broker, v, r),

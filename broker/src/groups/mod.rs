@@ -34,6 +34,9 @@ use state::{
     Group, GroupConfig, GroupDescription, GroupState, JoinRequest, JoinResult, Reply, SyncResult,
 };
 
+/// Records to write to `__consumer_offsets`: key and value (`None`: a tombstone).
+type Records = Vec<(Bytes, Option<Bytes>)>;
+
 /// How long an offset commit waits for the ISR to have it.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -222,6 +225,7 @@ impl GroupCoordinator {
         // The latest metadata record of each classic group (`None`: deleted).
         let mut stored_groups: HashMap<String, Option<stored::StoredGroup>> = HashMap::new();
         let mut consumer_records = consumer::stored::Restorer::default();
+        let mut undecodable: HashSet<String> = HashSet::new();
         partition.replay(|record| {
             let Some(key) = &record.key else {
                 return;
@@ -254,8 +258,12 @@ impl GroupCoordinator {
                 records += 1;
             } else if let Some(group) = stored::decode_key(key) {
                 let value = record.value.as_ref().and_then(stored::decode_value);
-                if record.value.is_some() && value.is_none() {
+                let bad = record.value.is_some() && value.is_none();
+                if bad {
                     warn!(group = %group, "a group metadata record does not decode; the group starts empty");
+                    undecodable.insert(group.clone());
+                } else {
+                    undecodable.remove(&group);
                 }
                 stored_groups.insert(group, value);
                 records += 1;
@@ -277,22 +285,38 @@ impl GroupCoordinator {
                 restored += 1;
             }
         }
+        // Records no group is rebuilt from are deleted, so that none comes
+        // back later: those that do not decode, and the kind that lost.
+        let mut cleanup: Vec<(String, Records)> = Vec::new();
+        for id in undecodable {
+            cleanup.push((id.clone(), vec![(stored::encode_key(&id), None)]));
+        }
         let (consumer_groups, bad) = consumer_records.finish(&self.consumer_config, now_ms);
-        for id in bad {
+        for (id, keys) in bad {
             warn!(group = %id, "a consumer group's records do not decode; the group starts empty");
+            cleanup.push((id, keys.into_iter().map(|k| (k, None)).collect()));
         }
         let mut consumers = lock(&self.consumer_groups);
         for group in consumer_groups {
+            let id = group.id().to_string();
             // A group id is of one kind: the one with members wins.
-            if groups.get(group.id()).is_some_and(|g| !g.is_empty()) {
+            if groups.get(&id).is_some_and(|g| !g.is_empty()) {
+                cleanup.push((id, consumer::stored::tombstones(&group)));
                 continue;
             }
-            groups.remove(group.id());
-            consumers.insert(group.id().to_string(), group);
+            if groups.remove(&id).is_some() {
+                cleanup.push((id.clone(), vec![(stored::encode_key(&id), None)]));
+            }
+            consumers.insert(id, group);
             restored += 1;
         }
         drop(consumers);
         drop(groups);
+        for (id, records) in cleanup {
+            if let Err(error) = self.write(topics, &id, records) {
+                warn!(group = %id, %error, "deleting a group's unusable records failed");
+            }
+        }
         info!(
             partition = index,
             records, restored, "coordinating the groups of this offsets partition"
@@ -343,20 +367,19 @@ impl GroupCoordinator {
         &self,
         topics: &TopicTable,
         group_id: &str,
-        now_ms: i64,
         f: impl FnOnce(&mut Group) -> R,
     ) -> Option<R> {
         let mut groups = lock(&self.groups);
         let group = groups.get_mut(group_id)?;
         let result = f(group);
-        self.store(topics, group_id, group, now_ms);
+        self.store(topics, group_id, group);
         Some(result)
     }
 
     /// Writes the group's metadata record if its machine marked a change
     /// (under the groups lock, so a group's records are written in order).
-    fn store(&self, topics: &TopicTable, group_id: &str, group: &mut Group, now_ms: i64) {
-        let Some(value) = group.take_store(now_ms) else {
+    fn store(&self, topics: &TopicTable, group_id: &str, group: &mut Group) {
+        let Some(value) = group.take_store() else {
             return;
         };
         let record = (
@@ -364,19 +387,23 @@ impl GroupCoordinator {
             Some(stored::encode_value(&value)),
         );
         if let Err(error) = self.write(topics, group_id, vec![record]) {
-            warn!(group = %group_id, %error, "storing the group's metadata failed: a new coordinator would rebalance it");
+            warn!(group = %group_id, %error, "storing the group's metadata failed (tried again with the group's next request)");
+            group.store_failed(value);
         }
     }
 
     /// Writes what changed of a consumer group since it was last stored
     /// (only `member`'s records unless more changed).
     fn store_consumer(&self, topics: &TopicTable, group: &mut ConsumerGroup, member: Option<&str>) {
-        let records = consumer::stored::changes(group, member);
-        if records.is_empty() {
+        let changes = consumer::stored::changes(group, member);
+        if changes.records.is_empty() {
             return;
         }
-        if let Err(error) = self.write(topics, group.id(), records) {
-            warn!(group = %group.id(), %error, "storing the consumer group failed: a new coordinator would fence its members");
+        match self.write(topics, group.id(), changes.records.clone()) {
+            Ok(()) => consumer::stored::written(group, changes),
+            Err(error) => {
+                warn!(group = %group.id(), %error, "storing the consumer group failed (tried again with its next change)")
+            }
         }
     }
 
@@ -441,7 +468,7 @@ impl GroupCoordinator {
             .get_mut(group_id)
             .map(|g| {
                 let reply = g.join(request, now_ms);
-                self.store(topics, group_id, g, now_ms);
+                self.store(topics, group_id, g);
                 reply
             })
             .unwrap_or_else(|| {
@@ -474,7 +501,7 @@ impl GroupCoordinator {
                 assignment: Bytes::new(),
             });
         }
-        self.with_group_stored(topics, group_id, now_ms, |g| {
+        self.with_group_stored(topics, group_id, |g| {
             g.sync(
                 member_id,
                 instance_id,
@@ -508,7 +535,7 @@ impl GroupCoordinator {
         if let Err(error) = self.owns(group_id) {
             return Some(error);
         }
-        self.with_group_stored(topics, group_id, now_ms, |g| {
+        self.with_group_stored(topics, group_id, |g| {
             g.heartbeat(member_id, instance_id, generation_id, now_ms)
         })
         .unwrap_or(Some(ResponseError::UnknownMemberId))
@@ -523,7 +550,7 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         self.owns(group_id)?;
-        self.with_group_stored(topics, group_id, now_ms, |g| g.leave(members, now_ms))
+        self.with_group_stored(topics, group_id, |g| g.leave(members, now_ms))
             .ok_or(ResponseError::UnknownMemberId)
     }
 
@@ -532,7 +559,7 @@ impl GroupCoordinator {
         let mut groups = lock(&self.groups);
         for (id, group) in groups.iter_mut() {
             group.tick(now_ms);
-            self.store(topics, id, group, now_ms);
+            self.store(topics, id, group);
         }
         drop(groups);
         for (id, group) in lock(&self.consumer_groups).iter_mut() {
@@ -968,18 +995,18 @@ impl GroupCoordinator {
             || match groups.get_mut(group_id) {
                 Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
                 Some(g) => {
+                    // The tombstone first: a group whose record stays is
+                    // not deleted.
+                    if let Err(error) = self.forget_stored(topics, group_id) {
+                        warn!(group = %group_id, %error, "deleting the group's stored metadata failed");
+                        return Some(error.kafka());
+                    }
                     g.mark_dead();
                     true
                 }
                 None => false,
             };
-        let classic = groups.remove(group_id).is_some();
-        if classic {
-            if let Err(error) = self.forget_stored(topics, group_id) {
-                warn!(group = %group_id, %error, "deleting the group's stored metadata failed");
-                return Some(error.kafka());
-            }
-        }
+        groups.remove(group_id);
         drop(groups);
         let committed = lock(&self.offsets).group(group_id);
         if committed.is_empty() && !exists_in_memory {

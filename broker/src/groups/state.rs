@@ -46,6 +46,9 @@ use super::stored::{StoredGroup, StoredMember};
 /// otherwise leave a defunct member behind for the whole rebalance.
 const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 
+/// The longest client or instance id a new member id starts with.
+const MAX_MEMBER_ID_PREFIX: usize = 1024;
+
 /// The group settings the coordinator passes in; Kafka's broker configs of
 /// the same names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,8 +363,9 @@ pub(crate) struct Group {
     join_timer: Option<JoinTimer>,
     /// A member was added while the initial delay ran.
     new_member_added: bool,
-    /// The group changed in a way Kafka stores (see the module docs).
-    store_due: bool,
+    /// The group as it was when it last changed in a way Kafka stores (see
+    /// the module docs), until the coordinator takes it.
+    pending_store: Option<StoredGroup>,
 }
 
 impl Group {
@@ -381,7 +385,7 @@ impl Group {
             sync_deadline_ms: None,
             join_timer: None,
             new_member_added: false,
-            store_due: false,
+            pending_store: None,
         }
     }
 
@@ -432,15 +436,24 @@ impl Group {
     }
 
     /// What to store of the group, once after each change Kafka stores
-    /// (`None` if nothing changed since the last call).
-    pub(crate) fn take_store(&mut self, now_ms: i64) -> Option<StoredGroup> {
-        if !std::mem::take(&mut self.store_due)
-            || !matches!(self.state, GroupState::Stable | GroupState::Empty)
-        {
-            return None;
+    /// (`None` if nothing changed since the last call): the group as it was
+    /// at that change, even if it has moved on since.
+    pub(crate) fn take_store(&mut self) -> Option<StoredGroup> {
+        self.pending_store.take()
+    }
+
+    /// Writing what [`Group::take_store`] gave failed: it is given again,
+    /// unless a newer change is waiting.
+    pub(crate) fn store_failed(&mut self, stored: StoredGroup) {
+        if self.pending_store.is_none() {
+            self.pending_store = Some(stored);
         }
+    }
+
+    /// Notes the group as it is now for the coordinator to store.
+    fn mark_store(&mut self, now_ms: i64) {
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        Some(StoredGroup {
+        self.pending_store = Some(StoredGroup {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             generation_id: self.generation_id,
             protocol_name: self.protocol_name.clone(),
@@ -460,7 +473,7 @@ impl Group {
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
-        })
+        });
     }
 
     /// The current state.
@@ -591,7 +604,13 @@ impl Group {
             .group_instance_id
             .as_deref()
             .unwrap_or(&request.client_id);
-        let new_id = format!("{prefix}-{}", Uuid::new_v4());
+        // Kafka's strings are at most 32767 bytes: a member id made from a
+        // longer id would not fit the stored group record.
+        let mut cut = prefix.len().min(MAX_MEMBER_ID_PREFIX);
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let new_id = format!("{}-{}", &prefix[..cut], Uuid::new_v4());
         match (existing_static, request.group_instance_id.is_some()) {
             (Some(i), _) => self.replace_static_member(i, new_id, request, now_ms),
             (None, true) => Reply::Later(self.add_member_and_rebalance(new_id, request, now_ms)),
@@ -804,7 +823,7 @@ impl Group {
                     if let Some(reply) = self.members[i].awaiting_join.take() {
                         let _ = reply.send(result);
                     }
-                    self.store_due = true;
+                    self.mark_store(now_ms);
                 } else {
                     self.maybe_prepare_rebalance(now_ms, "static member changed protocols");
                 }
@@ -1025,7 +1044,7 @@ impl Group {
         if self.members.is_empty() {
             self.protocol_name = None;
             self.state = GroupState::Empty;
-            self.store_due = true;
+            self.mark_store(now_ms);
             info!(group = %self.group_id, generation = self.generation_id, "group is empty");
             return;
         }
@@ -1155,7 +1174,7 @@ impl Group {
             warn!(group = %self.group_id, generation = self.generation_id, missing, "leader's assignment leaves members out; they get an empty assignment");
         }
         self.state = GroupState::Stable;
-        self.store_due = true;
+        self.mark_store(now_ms);
         for member in &mut self.members {
             if let Some(reply) = member.awaiting_sync.take() {
                 let _ = reply.send(SyncResult {

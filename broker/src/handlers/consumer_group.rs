@@ -46,11 +46,13 @@ fn text(s: impl Into<String>) -> StrBytes {
 }
 
 /// Answers ConsumerGroupHeartbeat.
-pub(crate) fn handle_heartbeat(
+pub(crate) async fn handle_heartbeat(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    let group_id = request.group_id.0.to_string();
+    let request_epoch = request.member_epoch;
     let owned = request.topic_partitions.map(|topics| {
         let mut parts = Parts::new();
         for t in topics {
@@ -76,13 +78,26 @@ pub(crate) fn handle_heartbeat(
         client_id: ctx.client_id.clone(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
-    let answer = broker.groups.consumer_heartbeat(
+    let mut answer = broker.groups.consumer_heartbeat(
         &broker.topics,
-        request.group_id.0.as_str(),
+        &group_id,
         beat,
         &catalog(broker),
         crate::clock::now_ms(),
     );
+    // As Kafka, the answer waits until the group's new state is replicated,
+    // so that a new coordinator has what the member was told.
+    if answer.error.is_none() {
+        if let Err(error) = broker
+            .groups
+            .wait_replicated(&broker.topics, &group_id)
+            .await
+        {
+            answer.error = Some((error, format!("group {group_id}'s state is not replicated")));
+            answer.member_epoch = request_epoch;
+            answer.assignment = None;
+        }
+    }
     let response = ConsumerGroupHeartbeatResponse::default()
         .with_member_id(Some(text(answer.member_id)))
         .with_member_epoch(answer.member_epoch)

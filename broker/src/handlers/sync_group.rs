@@ -39,7 +39,7 @@ pub(crate) async fn handle(
         assignments,
         crate::clock::now_ms(),
     );
-    let result = match reply {
+    let mut result = match reply {
         Reply::Now(r) => r,
         Reply::Later(rx) => rx.await.unwrap_or(SyncResult {
             error: Some(ResponseError::RebalanceInProgress),
@@ -48,6 +48,22 @@ pub(crate) async fn handle(
             assignment: Bytes::new(),
         }),
     };
+    // As Kafka, the assignment goes out once the group record holding it is
+    // replicated, so that a new coordinator has the generation members use.
+    if result.error.is_none() {
+        if let Err(error) = broker
+            .groups
+            .wait_replicated(&broker.topics, &group_id)
+            .await
+        {
+            result = SyncResult {
+                error: Some(error),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            };
+        }
+    }
     let response = SyncGroupResponse::default()
         .with_error_code(result.error.map_or(0, |e| e.code()))
         .with_assignment(result.assignment);

@@ -338,14 +338,29 @@ pub(crate) fn records(group: &ConsumerGroup, member: Option<&str>) -> StoredReco
     out
 }
 
+/// What to write to bring what is stored of a group to what it is now.
+#[derive(Debug)]
+pub(crate) struct Changes {
+    /// The records (`None` values are tombstones).
+    pub(crate) records: Vec<(Bytes, Option<Bytes>)>,
+    /// What is stored once they are written.
+    after: After,
+}
+
+#[derive(Debug)]
+enum After {
+    /// Everything, at these epochs and members.
+    Full(StoredRecords, (i32, i32), BTreeSet<String>),
+    /// One member's records on top of what is stored.
+    Member(StoredRecords),
+}
+
 /// The records to write to bring what is stored of `group` to what it is
-/// now (`None` values are tombstones), updating [`ConsumerGroup::stored`].
-/// Only the member heard from (`member`) is encoded unless the group's
-/// epochs or members changed since the last write.
-pub(crate) fn changes(
-    group: &mut ConsumerGroup,
-    member: Option<&str>,
-) -> Vec<(Bytes, Option<Bytes>)> {
+/// now. Only the member heard from (`member`) is encoded unless the group's
+/// epochs or members changed since the last write. Nothing changes until
+/// [`written`] says the records are in the log, so a failed write is tried
+/// again with the next change.
+pub(crate) fn changes(group: &ConsumerGroup, member: Option<&str>) -> Changes {
     let epochs = (group.epoch, group.assignment_epoch);
     let same_members = group.stored_members.len() == group.members.len()
         && group
@@ -360,19 +375,32 @@ pub(crate) fn changes(
             out.push((k.clone(), Some(v.clone())));
         }
     }
-    if full {
+    let after = if full {
         for k in group.stored.keys() {
             if !now.contains_key(k) {
                 out.push((k.clone(), None));
             }
         }
-        group.stored = now;
-        group.stored_epochs = Some(epochs);
-        group.stored_members = group.members.keys().cloned().collect();
+        After::Full(now, epochs, group.members.keys().cloned().collect())
     } else {
-        group.stored.extend(now);
+        After::Member(now)
+    };
+    Changes {
+        records: out,
+        after,
     }
-    out
+}
+
+/// The records of `changes` are in the log: they are what is stored now.
+pub(crate) fn written(group: &mut ConsumerGroup, changes: Changes) {
+    match changes.after {
+        After::Full(records, epochs, members) => {
+            group.stored = records;
+            group.stored_epochs = Some(epochs);
+            group.stored_members = members;
+        }
+        After::Member(records) => group.stored.extend(records),
+    }
 }
 
 /// Tombstones for every record stored of `group`.
@@ -401,12 +429,13 @@ impl Restorer {
     }
 
     /// The groups with members or an epoch, as a new coordinator has them
-    /// at `now_ms`; with the ids of groups whose records did not decode.
+    /// at `now_ms`; with the groups whose records did not decode, and the
+    /// keys of those records.
     pub(crate) fn finish(
         self,
         config: &ConsumerGroupConfig,
         now_ms: i64,
-    ) -> (Vec<ConsumerGroup>, Vec<String>) {
+    ) -> (Vec<ConsumerGroup>, Vec<(String, Vec<Bytes>)>) {
         let mut groups = Vec::new();
         let mut bad = Vec::new();
         for (id, records) in self.groups {
@@ -417,9 +446,10 @@ impl Restorer {
             if live.is_empty() {
                 continue;
             }
+            let keys: Vec<Bytes> = live.keys().cloned().collect();
             match restore(&id, config, live, now_ms) {
                 Some(group) => groups.push(group),
-                None => bad.push(id),
+                None => bad.push((id, keys)),
             }
         }
         (groups, bad)
@@ -582,6 +612,14 @@ mod tests {
         }
     }
 
+    /// The records to write, taken as written.
+    fn store(g: &mut ConsumerGroup, member: Option<&str>) -> Vec<(Bytes, Option<Bytes>)> {
+        let c = changes(g, member);
+        let records = c.records.clone();
+        written(g, c);
+        records
+    }
+
     /// Replays `writes` (in order) into a new coordinator's groups.
     fn replay(writes: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Vec<ConsumerGroup> {
         let mut r = Restorer::default();
@@ -599,15 +637,15 @@ mod tests {
         let mut g = ConsumerGroup::new("g".into(), config());
         let mut log: Vec<(Bytes, Option<Bytes>)> = Vec::new();
         let a1 = g.heartbeat(join("m1", None), &cat, 0);
-        log.extend(changes(&mut g, Some("m1")));
+        log.extend(store(&mut g, Some("m1")));
         let m1_owned = a1.assignment.expect("m1's assignment");
         let a2 = g.heartbeat(join("m2", Some("i-2")), &cat, 0);
-        log.extend(changes(&mut g, Some("m2")));
+        log.extend(store(&mut g, Some("m2")));
         // m1 is told to give two partitions up and has not yet.
         let b1 = g.heartbeat(beat("m1", a1.member_epoch, Some(m1_owned.clone())), &cat, 1);
-        log.extend(changes(&mut g, Some("m1")));
+        log.extend(store(&mut g, Some("m1")));
         assert_eq!(
-            changes(&mut g, Some("m1")),
+            store(&mut g, Some("m1")),
             Vec::new(),
             "nothing new to write"
         );
@@ -669,7 +707,7 @@ mod tests {
     fn changed_topics_are_noticed_after_a_restore() {
         let mut g = ConsumerGroup::new("g".into(), config());
         let a = g.heartbeat(join("m1", None), &catalog(2), 0);
-        let log = changes(&mut g, Some("m1"));
+        let log = store(&mut g, Some("m1"));
         let mut r = replay(&log, 1).pop().expect("restored");
         // Same topics: no new epoch. More partitions: a new one.
         let owned = a.assignment.expect("assigned");
@@ -696,11 +734,11 @@ mod tests {
         let mut g = ConsumerGroup::new("g".into(), config());
         let mut log = Vec::new();
         g.heartbeat(join("m1", None), &cat, 0);
-        log.extend(changes(&mut g, Some("m1")));
+        log.extend(store(&mut g, Some("m1")));
         g.heartbeat(join("m2", None), &cat, 0);
-        log.extend(changes(&mut g, Some("m2")));
+        log.extend(store(&mut g, Some("m2")));
         g.heartbeat(beat("m2", -1, None), &cat, 1);
-        let left = changes(&mut g, Some("m2"));
+        let left = store(&mut g, Some("m2"));
         let gone: Vec<_> = left.iter().filter(|(_, v)| v.is_none()).collect();
         assert_eq!(gone.len(), 3, "m2's three records go: {left:?}");
         log.extend(left);
@@ -711,13 +749,30 @@ mod tests {
         let mut s = ConsumerGroup::new("s".into(), config());
         let a = s.heartbeat(join("x", Some("i-x")), &cat, 0);
         s.heartbeat(beat("x", -2, None), &cat, 1);
-        let slog = changes(&mut s, Some("x"));
+        let slog = store(&mut s, Some("x"));
         let mut rs = replay(&slog, 2).pop().expect("restored");
         assert!(rs.members["x"].away);
         let back = rs.heartbeat(join("y", Some("i-x")), &cat, 3);
         assert_eq!(back.error, None);
         assert_eq!(back.member_epoch, a.member_epoch, "back at its epoch");
         assert_eq!(back.assignment, a.assignment);
+        // Its new member id replaces the old one in what is stored; until
+        // written, the same records are proposed again.
+        let unwritten = changes(&rs, Some("y"));
+        assert_eq!(changes(&rs, Some("y")).records, unwritten.records);
+        let back_log = store(&mut rs, Some("y"));
+        let gone_x = back_log
+            .iter()
+            .filter(|(k, v)| {
+                v.is_none() && decode_key(k).is_some_and(|(_, _, m)| m.as_deref() == Some("x"))
+            })
+            .count();
+        assert_eq!(gone_x, 3, "{back_log:?}");
+        let mut both = slog.clone();
+        both.extend(back_log);
+        let again = replay(&both, 4).pop().expect("restored");
+        assert_eq!(again.members.keys().collect::<Vec<_>>(), vec!["y"]);
+        assert!(!again.members["y"].away);
         // Deleting writes a tombstone for every record.
         let all = tombstones(&g);
         assert_eq!(all.len(), 5, "two group records and m1's three");
@@ -751,7 +806,7 @@ mod tests {
         // A truncated or unknown value does not restore a group.
         let mut g = ConsumerGroup::new("g".into(), config());
         g.heartbeat(join("m1", None), &catalog(1), 0);
-        let mut log = changes(&mut g, Some("m1"));
+        let mut log = store(&mut g, Some("m1"));
         let (k, v) = log.pop().expect("a record");
         let v = v.expect("a value");
         let mut r = Restorer::default();
@@ -761,6 +816,8 @@ mod tests {
         }
         let (groups, bad) = r.finish(&config(), 0);
         assert!(groups.is_empty());
-        assert_eq!(bad, vec!["g".to_string()]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "g");
+        assert_eq!(bad[0].1.len(), 5, "every live record of the group");
     }
 }

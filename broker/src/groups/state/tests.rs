@@ -1100,18 +1100,18 @@ fn describe_outside_stable_hides_metadata_and_assignments() {
 #[test]
 fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
     let mut group = Group::new("g".to_string(), config());
-    assert_eq!(group.take_store(0), None, "nothing happened yet");
+    assert_eq!(group.take_store(), None, "nothing happened yet");
     let (joined, t) = join_all(&mut group, vec![consumer("", "a"), consumer("", "b")], 0);
     assert_eq!(
-        group.take_store(t),
+        group.take_store(),
         None,
         "not stored while the assignment is awaited"
     );
     let assigned = sync_all(&mut group, &joined, t);
     let stored = group
-        .take_store(t)
+        .take_store()
         .expect("stored once the assignment is in");
-    assert_eq!(group.take_store(t), None, "stored once per change");
+    assert_eq!(group.take_store(), None, "stored once per change");
     assert_eq!(stored.generation_id, 1);
     assert_eq!(stored.protocol_type, "consumer");
     assert_eq!(stored.protocol_name.as_deref(), Some("range"));
@@ -1124,7 +1124,7 @@ fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
     }
     // Heartbeats change nothing stored.
     assert_eq!(group.heartbeat(&joined[1].member_id, None, 1, t + 1), None);
-    assert_eq!(group.take_store(t + 1), None);
+    assert_eq!(group.take_store(), None);
 
     // A new coordinator rebuilds it: Stable at generation 1, the same
     // members, leader and assignments, heartbeats and commits accepted.
@@ -1149,7 +1149,7 @@ fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
         restored.heartbeat(&joined[0].member_id, None, 0, later_t + 1),
         Some(ResponseError::IllegalGeneration)
     );
-    assert_eq!(restored.take_store(later_t + 1), None);
+    assert_eq!(restored.take_store(), None);
 
     // A member that never comes back expires after its session; the other
     // rejoins and the next generation is stored.
@@ -1178,7 +1178,7 @@ fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
     assert_eq!(again.generation_id, 2);
     assert_eq!(again.members.len(), 1, "the survivor leads a group of one");
     sync_all(&mut restored, &[again], at);
-    let second = restored.take_store(at).expect("generation 2 stored");
+    let second = restored.take_store().expect("generation 2 stored");
     assert_eq!(second.generation_id, 2);
     assert_eq!(second.members.len(), 1);
 }
@@ -1186,14 +1186,12 @@ fn a_stable_group_is_stored_once_and_restored_stable_without_a_rebalance() {
 #[test]
 fn an_empty_generation_is_stored_and_restored_empty() {
     let (mut group, joined, t) = stable_abc();
-    let _ = group.take_store(t);
+    let _ = group.take_store();
     let members: Vec<(String, Option<String>)> =
         joined.iter().map(|j| (j.member_id.clone(), None)).collect();
     assert!(group.leave(&members, t + 1).iter().all(Option::is_none));
     assert_eq!(group.state(), GroupState::Empty);
-    let stored = group
-        .take_store(t + 1)
-        .expect("the empty generation is stored");
+    let stored = group.take_store().expect("the empty generation is stored");
     assert_eq!(stored.generation_id, 2);
     assert!(stored.members.is_empty());
     assert_eq!(stored.protocol_name, None);
@@ -1212,13 +1210,30 @@ fn a_static_member_replaced_while_stable_is_stored() {
     let mut group = Group::new("g".to_string(), config());
     let (joined, t) = join_all(&mut group, vec![static_consumer("", "i-1")], 0);
     sync_all(&mut group, &joined, t);
-    let first = group.take_store(t).expect("stored");
+    let first = group.take_store().expect("stored");
     assert_eq!(first.members[0].group_instance_id.as_deref(), Some("i-1"));
     let replaced = now(group.join(static_consumer("", "i-1"), t + 10));
     assert_eq!(replaced.error, None);
     assert_ne!(replaced.member_id, joined[0].member_id);
-    let second = group.take_store(t + 10).expect("the replacement is stored");
+    let second = group.take_store().expect("the replacement is stored");
     assert_eq!(second.generation_id, first.generation_id);
     assert_eq!(second.members[0].member_id, replaced.member_id);
     assert_eq!(second.leader.as_deref(), Some(replaced.member_id.as_str()));
+}
+
+#[test]
+fn a_store_marked_before_the_group_moves_on_is_kept() {
+    let (mut group, _joined, t) = stable_abc();
+    let _ = group.take_store();
+    // Every member's session has run out when a newcomer joins: the join
+    // first empties the group (generation 2), then starts a rebalance.
+    let late = t + i64::from(SESSION) + 1;
+    let _newcomer = receiver_of(group.join(consumer("", "n"), late));
+    assert_ne!(group.state(), GroupState::Empty);
+    let stored = group.take_store().expect("the empty generation is stored");
+    assert!(stored.members.is_empty());
+    assert_eq!(stored.generation_id, 2);
+    // A failed write is given again, unless something newer waits.
+    group.store_failed(stored.clone());
+    assert_eq!(group.take_store(), Some(stored));
 }

@@ -147,6 +147,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
 /// What a handler may need to know about the request beyond its body.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
+    /// The request's API.
+    pub(crate) api: ApiKey,
     /// The request's API version.
     pub(crate) version: i16,
     /// The client's id from the request header.
@@ -166,9 +168,21 @@ impl RequestContext {
         resource: ResourceType,
         name: &str,
     ) -> bool {
-        broker
-            .authorizer
-            .allows(&broker.image(), &self.session, operation, resource, name)
+        let allowed =
+            broker
+                .authorizer
+                .allows(&broker.image(), &self.session, operation, resource, name);
+        if !allowed {
+            authorize::denied(
+                &broker.metrics,
+                &self.session,
+                self.api,
+                operation,
+                resource,
+                name,
+            );
+        }
+        allowed
     }
 }
 
@@ -266,7 +280,7 @@ pub(crate) fn dispatch(
         .unwrap_or_default();
     let span =
         tracing::debug_span!("request", api = ?key, version, correlation_id, %client_id, %peer);
-    let gate = authorize::Gate::new(&broker, session);
+    let gate = authorize::Gate::new(&broker, session, key);
     if let RequestKind::Produce(mut request) = request {
         // The whole request counts against a quota, refused topics too.
         let bytes: usize = request
@@ -381,6 +395,7 @@ pub(crate) fn dispatch(
         async move {
             let started = Instant::now();
             let ctx = RequestContext {
+                api: key,
                 version,
                 client_id,
                 peer,

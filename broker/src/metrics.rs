@@ -30,6 +30,15 @@ pub struct TopicLabel {
     pub topic: String,
 }
 
+/// Labels of authorization denials.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabel {
+    /// The resource type (`Topic`, `Group`, `Cluster`, `TransactionalId`).
+    pub resource_type: String,
+    /// The operation denied (`Read`, `Write`, ...).
+    pub operation: String,
+}
+
 /// The broker's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -73,6 +82,8 @@ pub struct Metrics {
     pub throttled_requests: Family<ApiLabel, Counter>,
     /// Time responses were held back by client quotas, by API.
     pub throttle_seconds: Family<ApiLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Requests, or items of them, refused by the ACLs, by resource type and operation.
+    pub authorization_denied: Family<DenialLabel, Counter>,
     ready: AtomicBool,
 }
 
@@ -200,7 +211,14 @@ impl Metrics {
             "Time Produce and Fetch responses were held back by client quotas",
             throttle_seconds.clone(),
         );
+        let authorization_denied = Family::<DenialLabel, Counter>::default();
+        registry.register(
+            "authorization_denied",
+            "Requests, or topics, groups and transactional ids in them, refused by the ACLs",
+            authorization_denied.clone(),
+        );
         Metrics {
+            authorization_denied,
             throttled_requests,
             throttle_seconds,
             authentications,

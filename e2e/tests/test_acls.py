@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster import deadline, kafka_tool, kafka_tools_missing
+from cluster import deadline, kafka_tool, kafka_tools_missing, metric_sum
 from harness import (OP_TIMEOUT_S, Broker, confluent_producer,
                      produce_confluent, wait_until)
 from tls_certs import Certs
@@ -116,8 +116,18 @@ def test_acls_decide_what_each_user_may_do(acl_broker, topic, tmp_path):
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(OP_TIMEOUT_S)
     alice_admin = AdminClient({"bootstrap.servers": b.bootstrap, **as_alice})
     assert topic not in alice_admin.list_topics(timeout=OP_TIMEOUT_S).topics
+    # A listing hides what alice may not see; that is not a denial (Kafka's logIfDenied).
+    assert "is Denied" not in b.log_tail(400)
+    assert not metric_sum(b, "runnel_authorization_denied_total")
     errors = delivery_errors(b.bootstrap, topic, 3, **as_alice)
     assert errors == [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 3, errors
+    log.info("phase: the refusal (librdkafka's Metadata request for the topic) is in the "
+             "broker's log as Kafka's authorizer writes it, and counted in "
+             "runnel_authorization_denied_total")
+    wait_until(lambda: f"Principal = User:{ALICE} is Denied operation = Describe from host = "
+               f"127.0.0.1 on resource = Topic:LITERAL:{topic} for request = Metadata"
+               in b.log_tail(400), timeout=30, what="the denial in the broker log")
+    assert (metric_sum(b, "runnel_authorization_denied_total") or 0) >= 1
     with pytest.raises(KafkaException) as refused:
         alice_admin.create_topics([NewTopic(topic + "-mine", 1, 1)])[topic + "-mine"].result(
             OP_TIMEOUT_S)

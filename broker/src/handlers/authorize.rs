@@ -56,6 +56,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use tracing::info;
+
+use kafka_protocol::messages::ApiKey;
 
 use crate::acl::{Authorizer, Operation, ResourceType, Session, CLUSTER_NAME};
 use crate::broker::Broker;
@@ -78,21 +81,44 @@ pub(crate) struct Gate {
     authorizer: Arc<Authorizer>,
     session: Arc<Session>,
     image: Arc<ClusterImage>,
+    /// The API asked for, for the denial log.
+    api: ApiKey,
+    /// Where denials are counted; `None` for a gate that only filters what
+    /// a response shows (no denial log either, as Kafka's `logIfDenied`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Gate {
     /// The gate for a request; `None` when there is no authorizer.
-    pub(crate) fn new(broker: &Broker, session: &Arc<Session>) -> Option<Gate> {
+    pub(crate) fn new(broker: &Broker, session: &Arc<Session>, api: ApiKey) -> Option<Gate> {
         broker.authorizer.enabled().then(|| Gate {
             authorizer: broker.authorizer.clone(),
             session: session.clone(),
             image: broker.image(),
+            api,
+            metrics: Some(broker.metrics.clone()),
         })
     }
 
+    /// The same gate for filtering what a response lists: what it hides is
+    /// neither logged nor counted.
+    fn quiet(&self) -> Gate {
+        Gate {
+            metrics: None,
+            ..self.clone()
+        }
+    }
+
     fn allows(&self, operation: Operation, resource: ResourceType, name: &str) -> bool {
-        self.authorizer
-            .allows(&self.image, &self.session, operation, resource, name)
+        let allowed = self
+            .authorizer
+            .allows(&self.image, &self.session, operation, resource, name);
+        if !allowed {
+            if let Some(metrics) = &self.metrics {
+                denied(metrics, &self.session, self.api, operation, resource, name);
+            }
+        }
+        allowed
     }
 
     fn topic(&self, operation: Operation, name: &str) -> bool {
@@ -119,23 +145,52 @@ impl Gate {
     /// KIP-679: an idempotent producer needs IdempotentWrite on the
     /// cluster, or Write on some topic.
     fn may_write_idempotently(&self) -> bool {
-        self.cluster(Operation::IdempotentWrite)
-            || self
+        let quiet = self.quiet();
+        let may = quiet.cluster(Operation::IdempotentWrite)
+            || quiet
                 .image
                 .topics
                 .keys()
-                .any(|t| self.topic(Operation::Write, t))
-            || self.image.acls.iter().any(|acl| {
+                .any(|t| quiet.topic(Operation::Write, t))
+            || quiet.image.acls.iter().any(|acl| {
                 acl.resource_type == ResourceType::Topic
                     && acl.permission == crate::acl::Permission::Allow
-                    && self.topic(Operation::Write, &acl.resource_name)
-            })
+                    && quiet.topic(Operation::Write, &acl.resource_name)
+            });
+        // A refusal is logged and counted as the cluster IdempotentWrite it is.
+        may || self.cluster(Operation::IdempotentWrite)
     }
 
     /// A topic's name from its id, in this request's image.
     fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
         self.image.topic_name(id).map(str::to_string)
     }
+}
+
+/// Counts a refusal by the ACLs and logs it as Kafka's authorizer does
+/// (`Principal = ... is Denied operation = ...`), under the target
+/// `runnel::authorizer`.
+pub(crate) fn denied(
+    metrics: &crate::metrics::Metrics,
+    session: &Session,
+    api: ApiKey,
+    operation: Operation,
+    resource: ResourceType,
+    name: &str,
+) {
+    metrics
+        .authorization_denied
+        .get_or_create(&crate::metrics::DenialLabel {
+            resource_type: format!("{resource:?}"),
+            operation: format!("{operation:?}"),
+        })
+        .inc();
+    info!(
+        target: "runnel::authorizer",
+        "Principal = {} is Denied operation = {operation:?} from host = {} on resource = {resource:?}:LITERAL:{name} for request = {api:?}",
+        session.principal,
+        session.host,
+    );
 }
 
 /// Puts what was held back into the response.
@@ -208,7 +263,7 @@ pub(crate) fn produce(
     let creatable = |name: &str| {
         !auto_create
             || gate.image.topics.contains_key(name)
-            || gate.cluster(Operation::Create)
+            || gate.quiet().cluster(Operation::Create)
             || gate.topic(Operation::Create, name)
     };
     let (kept, refused) = split(topics, |t| {
@@ -335,7 +390,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                     let describable = gate.topic(Describe, &name);
                     let creatable = !auto_create
                         || gate.image.topics.contains_key(&name)
-                        || gate.cluster(Create)
+                        || gate.quiet().cluster(Create)
                         || gate.topic(Create, &name);
                     if describable && creatable {
                         kept.push(topic);
@@ -352,6 +407,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                 r.topics = Some(kept);
             }
             let want_topic_ops = r.include_topic_authorized_operations;
+            let quiet = gate.quiet();
             let cluster_ops = r
                 .include_cluster_authorized_operations
                 .then(|| cluster_operations(gate));
@@ -366,7 +422,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                         };
                         if all {
                             m.topics.retain(|t| {
-                                name_of(t).is_some_and(|name| gate.topic(Describe, &name))
+                                name_of(t).is_some_and(|name| quiet.topic(Describe, &name))
                             });
                         }
                         if want_topic_ops {
@@ -515,7 +571,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             )
         }
         RequestKind::CreateTopics(mut r) => {
-            let cluster = gate.cluster(Create);
+            let cluster = gate.quiet().cluster(Create);
             let (kept, refused) = split(std::mem::take(&mut r.topics), |t| {
                 cluster || gate.topic(Create, t.name.0.as_str())
             });
@@ -1028,16 +1084,16 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
         }
         RequestKind::OffsetFetch(r) => offset_fetch(gate, version, r),
         RequestKind::ListGroups(r) => {
-            if gate.cluster(Describe) {
+            if gate.quiet().cluster(Describe) {
                 return Gated::Pass(RequestKind::ListGroups(r), None);
             }
-            let gate = gate.clone();
+            let quiet = gate.quiet();
             Gated::Pass(
                 RequestKind::ListGroups(r),
                 patch(move |response| {
                     if let ResponseKind::ListGroups(l) = response {
                         l.groups
-                            .retain(|g| gate.group(Describe, g.group_id.0.as_str()));
+                            .retain(|g| quiet.group(Describe, g.group_id.0.as_str()));
                     }
                 }),
             )
@@ -1297,7 +1353,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                         .with_producer_epoch(-1)
                 })
                 .collect();
-            let gate = gate.clone();
+            let quiet = gate.quiet();
             Gated::Pass(
                 RequestKind::DescribeTransactions(r),
                 patch(move |response| {
@@ -1306,7 +1362,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
                         for state in &mut d.transaction_states {
                             state
                                 .topics
-                                .retain(|t| gate.topic(Describe, t.topic.0.as_str()));
+                                .retain(|t| quiet.topic(Describe, t.topic.0.as_str()));
                         }
                         d.transaction_states.extend(answers);
                     }
@@ -1314,13 +1370,13 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
             )
         }
         RequestKind::ListTransactions(r) => {
-            let gate = gate.clone();
+            let quiet = gate.quiet();
             Gated::Pass(
                 RequestKind::ListTransactions(r),
                 patch(move |response| {
                     if let ResponseKind::ListTransactions(l) = response {
                         l.transaction_states
-                            .retain(|t| gate.txn(Describe, t.transactional_id.0.as_str()));
+                            .retain(|t| quiet.txn(Describe, t.transactional_id.0.as_str()));
                     }
                 }),
             )
@@ -1344,7 +1400,7 @@ pub(crate) fn request(broker: &Broker, gate: &Gate, version: i16, request: Reque
 
 /// KIP-430's cluster operations, as Kafka reports them: 0 without Describe.
 fn cluster_operations(gate: &Gate) -> i32 {
-    if gate.cluster(Operation::Describe) {
+    if gate.quiet().cluster(Operation::Describe) {
         gate.operations(ResourceType::Cluster, CLUSTER_NAME)
     } else {
         0
@@ -1383,6 +1439,8 @@ fn offset_fetch(
     use kafka_protocol::messages::offset_fetch_response::*;
     let owned = gate.clone();
     let topic_allowed = move |name: &str| owned.topic(Operation::Describe, name);
+    let quiet = gate.quiet();
+    let topic_shown = move |name: &str| quiet.topic(Operation::Describe, name);
     if version < 8 {
         if !gate.group(Operation::Describe, r.group_id.0.as_str()) {
             let mut response = OffsetFetchResponse::default().with_error_code(GROUP.code());
@@ -1437,7 +1495,7 @@ fn offset_fetch(
             RequestKind::OffsetFetch(r),
             patch(move |response| {
                 if let ResponseKind::OffsetFetch(o) = response {
-                    o.topics.retain(|t| topic_allowed(t.name.0.as_str()));
+                    o.topics.retain(|t| topic_shown(t.name.0.as_str()));
                     o.topics.extend(answers);
                 }
             }),
@@ -1496,7 +1554,7 @@ fn offset_fetch(
         patch(move |response| {
             if let ResponseKind::OffsetFetch(o) = response {
                 for group in &mut o.groups {
-                    group.topics.retain(|t| topic_allowed(t.name.0.as_str()));
+                    group.topics.retain(|t| topic_shown(t.name.0.as_str()));
                     if let Some((_, denied)) = refused_topics
                         .iter_mut()
                         .find(|(id, _)| id == group.group_id.0.as_str())

@@ -1266,6 +1266,16 @@ async fn acls_refuse_and_allow_requests_by_principal() {
     let now = crate::clock::now_ms();
     let produce = || request_for(ApiKey::Produce, 9, topic, created.id, now);
     let code = |r: &Option<ResponseKind>| first_error(r.as_ref().expect("a response"));
+    let denied = |resource_type: &str, operation: &str| {
+        broker
+            .metrics
+            .authorization_denied
+            .get_or_create(&crate::metrics::DenialLabel {
+                resource_type: resource_type.into(),
+                operation: operation.into(),
+            })
+            .get()
+    };
     // No ACLs: alice may not write, read, describe or join.
     let refused = call_as(&broker, "User:alice", ApiKey::Produce, 9, produce()).await;
     assert_eq!(
@@ -1291,6 +1301,9 @@ async fn acls_refuse_and_allow_requests_by_principal() {
         panic!("no metadata answer")
     };
     assert!(listed.topics.is_empty(), "{listed:?}");
+    // Refusals are counted; what a listing leaves out is not.
+    assert_eq!((denied("Topic", "Write"), denied("Topic", "Read")), (1, 1));
+    assert_eq!(denied("Topic", "Describe"), 0);
     let join = request_for(ApiKey::JoinGroup, 5, topic, created.id, now);
     let refused = call_as(&broker, "User:alice", ApiKey::JoinGroup, 5, join.clone()).await;
     assert_eq!(
@@ -1372,6 +1385,9 @@ async fn acls_refuse_and_allow_requests_by_principal() {
     };
     let count: usize = described.resources.iter().map(|r| r.acls.len()).sum();
     assert_eq!(count, 2, "{described:?}");
+    assert_eq!((denied("Topic", "Write"), denied("Topic", "Read")), (2, 2));
+    assert_eq!(denied("Group", "Read"), 1);
+    assert_eq!(denied("Cluster", "Alter"), 1, "CreateAcls");
 }
 
 #[tokio::test]

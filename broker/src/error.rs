@@ -50,6 +50,9 @@ pub enum BrokerError {
     /// A partition count that is not allowed.
     #[error("invalid partitions: {0}")]
     InvalidPartitions(String),
+    /// The client's controller mutation quota is used up (KIP-599).
+    #[error("{0}")]
+    ThrottlingQuotaExceeded(String),
     /// A replication factor that cannot be met.
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
@@ -111,6 +114,7 @@ impl BrokerError {
             BrokerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
             BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
             BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            BrokerError::ThrottlingQuotaExceeded(_) => ResponseError::ThrottlingQuotaExceeded,
             BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
             BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             BrokerError::Config(_) => ResponseError::InvalidConfig,

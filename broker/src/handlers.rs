@@ -407,8 +407,11 @@ pub(crate) fn dispatch(
             }
             broker.metrics.observe_request(key, started.elapsed());
             match response {
-                Some(response) => encode_response(key, version, correlation_id, response)
-                    .map(|b| Step::Done(Some(b.into()))),
+                Some(response) => {
+                    let throttle = admin_throttle(&response);
+                    encode_response(key, version, correlation_id, response)
+                        .map(|b| held(&broker, key, Step::Done(Some(b.into())), throttle))
+                }
                 None => Ok(Step::Done(None)),
             }
         }
@@ -432,13 +435,13 @@ async fn handle(
             ResponseKind::ListOffsets(list_offsets::handle(broker, v, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, v, r).await)
+            ResponseKind::CreateTopics(create_topics::handle(broker, ctx, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, v, r).await)
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, ctx, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, ctx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(broker, v, r))
@@ -563,6 +566,54 @@ fn quota_user(session: &Session) -> &str {
         .principal
         .split_once(':')
         .map_or(session.principal.as_str(), |(_, name)| name)
+}
+
+/// KIP-599: takes `mutations` partition creations or deletions from the
+/// client's controller mutation quota; refused (`strict`, new clients only)
+/// while the quota is in debt.
+pub(crate) fn take_mutations(
+    broker: &Broker,
+    ctx: &RequestContext,
+    mutations: usize,
+    strict: bool,
+) -> Result<(), crate::error::BrokerError> {
+    broker
+        .quotas
+        .take_mutations(
+            &broker.image(),
+            quota_user(&ctx.session),
+            &ctx.client_id,
+            mutations,
+            strict,
+        )
+        .map_err(|wait| {
+            crate::error::BrokerError::ThrottlingQuotaExceeded(format!(
+                "the controller mutation quota (controller_mutation_rate) is used up; it allows more in {} ms",
+                wait.as_millis()
+            ))
+        })
+}
+
+/// The `throttle_time_ms` of an admin response for the client's controller
+/// mutations.
+pub(crate) fn mutation_throttle_ms(broker: &Broker, ctx: &RequestContext) -> i32 {
+    throttle_ms(broker.quotas.mutation_throttle(
+        &broker.image(),
+        quota_user(&ctx.session),
+        &ctx.client_id,
+    ))
+}
+
+/// How long a response holds its connection back for a quota, from its
+/// `throttle_time_ms` (the controller mutation quota's admin requests).
+fn admin_throttle(response: &ResponseKind) -> Duration {
+    let ms = match response {
+        ResponseKind::CreateTopics(r) => r.throttle_time_ms,
+        ResponseKind::CreatePartitions(r) => r.throttle_time_ms,
+        ResponseKind::DeleteTopics(r) => r.throttle_time_ms,
+        _ => 0,
+    };
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// A throttle time as a response's `throttle_time_ms`.

@@ -1,7 +1,8 @@
 //! Client quotas (KIP-13, KIP-55, KIP-546): byte-rate limits on produce and
 //! fetch per user and client id, kept in the cluster metadata
 //! (AlterClientQuotas) and enforced by each broker on its own traffic, as
-//! Kafka does.
+//! Kafka does; and the controller mutation rate of KIP-599 (partitions
+//! created or deleted per second), a token bucket per user and client id.
 //!
 //! ```text
 //!  request of (user U, client C) ─▶ the quota: the first of
@@ -27,12 +28,10 @@ use crate::cluster::ClusterImage;
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 /// The fetch byte-rate key.
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
+/// The partition mutations per second key (KIP-599).
+pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
 /// Kafka's keys Runnel does not enforce (refused with a message saying so).
-pub const UNSUPPORTED_KEYS: &[&str] = &[
-    "request_percentage",
-    "controller_mutation_rate",
-    "connection_creation_rate",
-];
+pub const UNSUPPORTED_KEYS: &[&str] = &["request_percentage", "connection_creation_rate"];
 
 /// The two entity types Runnel keeps quotas for.
 pub const USER: &str = "user";
@@ -92,8 +91,17 @@ pub mod as_pairs {
 pub fn validate(key: &str, value: Option<f64>) -> Result<(), String> {
     if UNSUPPORTED_KEYS.contains(&key) {
         return Err(format!(
-            "{key} is a Kafka quota Runnel does not enforce; {PRODUCER_BYTE_RATE} and {CONSUMER_BYTE_RATE} are"
+            "{key} is a Kafka quota Runnel does not enforce; {PRODUCER_BYTE_RATE}, {CONSUMER_BYTE_RATE} and {CONTROLLER_MUTATION_RATE} are"
         ));
+    }
+    if key == CONTROLLER_MUTATION_RATE {
+        // A Double in Kafka: fractions allowed.
+        return match value {
+            Some(v) if !v.is_finite() || v <= 0.0 => Err(format!(
+                "{key} must be a positive number of partition mutations per second, not {v}"
+            )),
+            _ => Ok(()),
+        };
     }
     if key != PRODUCER_BYTE_RATE && key != CONSUMER_BYTE_RATE {
         return Err(format!("unknown quota key {key:?}"));
@@ -209,7 +217,41 @@ pub struct QuotaManager {
 #[derive(Debug, Default)]
 struct Sensors {
     by_key: HashMap<(Kind, String, String), Sensor>,
+    /// Controller mutation token buckets, by (user, client id) tags.
+    buckets: HashMap<(String, String), Bucket>,
     last_sweep: Option<Instant>,
+}
+
+/// Kafka's token bucket for controller mutations (KIP-599): it holds up to
+/// quota x the whole quota window of mutations and refills at the quota;
+/// a request is admitted while the bucket is not in debt, and takes all its
+/// mutations even if that puts the bucket in debt.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn burst(quota: f64) -> f64 {
+        quota * (SAMPLE_WINDOW * SAMPLES as u32).as_secs_f64()
+    }
+
+    /// Refills for the time since the last look.
+    fn refill(&mut self, quota: f64, now: Instant) {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + quota * elapsed).min(Self::burst(quota));
+        self.at = now;
+    }
+
+    /// How long until the bucket is out of debt.
+    fn throttle(&self, quota: f64) -> Duration {
+        if self.tokens >= 0.0 || quota <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / quota)
+        }
+    }
 }
 
 impl Sensors {
@@ -231,6 +273,9 @@ impl Sensors {
                 .last()
                 .is_some_and(|(start, _)| now.duration_since(*start) < expired)
         });
+        // A bucket idle for a whole window is full again: the same as none.
+        self.buckets
+            .retain(|_, bucket| now.duration_since(bucket.at) < expired);
     }
 }
 
@@ -296,6 +341,71 @@ impl QuotaManager {
         sensor.record(now, bytes as f64);
         let (rate, window) = sensor.rate(now);
         (throttle(rate, quota, window), tags)
+    }
+}
+
+impl QuotaManager {
+    /// KIP-599: takes `mutations` partition mutations of (user, client id)
+    /// from its controller mutation quota. `Ok` when admitted (no quota, or
+    /// the bucket not in debt, which it may then go into); `Err` with the
+    /// time until it is out of debt when refused. A `strict` request
+    /// (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+) is refused
+    /// while in debt; an older one is admitted and only throttled.
+    pub fn take_mutations(
+        &self,
+        image: &ClusterImage,
+        user: &str,
+        client_id: &str,
+        mutations: usize,
+        strict: bool,
+    ) -> Result<(), Duration> {
+        if image.quotas.is_empty() || mutations == 0 {
+            return Ok(());
+        }
+        let Some((quota, tags)) = resolve(&image.quotas, CONTROLLER_MUTATION_RATE, user, client_id)
+        else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut sensors = self
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sensors.sweep(now);
+        let bucket = sensors.buckets.entry(tags).or_insert_with(|| Bucket {
+            tokens: Bucket::burst(quota),
+            at: now,
+        });
+        bucket.refill(quota, now);
+        if strict && bucket.tokens < 0.0 {
+            return Err(bucket.throttle(quota));
+        }
+        bucket.tokens -= mutations as f64;
+        Ok(())
+    }
+
+    /// How long (user, client id)'s admin requests are to be held back for
+    /// its controller mutations; zero without a quota or debt.
+    pub fn mutation_throttle(&self, image: &ClusterImage, user: &str, client_id: &str) -> Duration {
+        if image.quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let Some((quota, tags)) = resolve(&image.quotas, CONTROLLER_MUTATION_RATE, user, client_id)
+        else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let mut sensors = self
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match sensors.buckets.get_mut(&tags) {
+            Some(bucket) => {
+                bucket.refill(quota, now);
+                bucket.throttle(quota)
+            }
+            None => Duration::ZERO,
+        }
     }
 }
 

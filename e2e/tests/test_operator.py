@@ -612,7 +612,7 @@ spec:
     acls:
       - resource: {{type: topic, name: {topic}}}
         operations: [Write]
-  quotas: {{producerByteRate: 1048576}}
+  quotas: {{producerByteRate: 1048576, controllerMutationRate: 2.5}}
 """, NS)
     cond = kube.wait_condition("user", "reader", NS, "True", "UserReady")
     assert "3 ACLs" in cond["message"], cond
@@ -638,8 +638,9 @@ spec:
     if not kafka_tools_missing():
         out = quotas_of("writer")
         assert "producer_byte_rate=1048576.0" in out, out
+        assert "controller_mutation_rate=2.5" in out, out
         assert kube.get("user", "writer", NS)["status"]["quotas"] == {
-            "producerByteRate": 1048576}
+            "producerByteRate": 1048576, "controllerMutationRate": 2.5}
 
     log.info("phase: writer writes, reader reads; neither may do the other's part")
     assert produce_error("writer", topic) is None
@@ -673,7 +674,7 @@ spec:
                timeout=RECONCILE_TIMEOUT_S, what="writer's status without acls")
     assert produce_error("writer", topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
     if not kafka_tools_missing():
-        wait_until(lambda: "byte_rate" not in quotas_of("writer"),
+        wait_until(lambda: "_rate" not in quotas_of("writer"),
                    timeout=RECONCILE_TIMEOUT_S, what="writer's quota removed")
     kube.kubectl("delete", "user", "reader", "-n", NS, "--timeout=60s")
     assert not acls_of("reader")

@@ -4,7 +4,9 @@ DescribeClientQuotas); a librdkafka producer or consumer over its quota is
 told to back off (`throttle_time_ms`, its throttle callback) and held back
 by the broker, while clients without a quota are not; quotas Runnel does not
 enforce, and bad values, are refused with a message; with SASL a user's quota
-applies to all of its clients.
+applies to all of its clients. A controller mutation quota (KIP-599) refuses
+a new client's CreateTopics while in debt (THROTTLING_QUOTA_EXCEEDED) and
+only throttles an old one's.
 
 The timing checks are lower bounds the broker imposes (a throttled client
 cannot go faster than its quota allows), never upper bounds on the
@@ -154,3 +156,58 @@ def test_a_users_quota_covers_all_its_clients(broker_factory, topic, tmp_path):
     assert throttles_b and took_a + took_b >= 5.0, (took_a, took_b)
     _, throttles = produce_throttled(b.bootstrap, topic, "admin-tool", 40, 4000, **admin)
     assert not throttles, throttles
+
+
+def create_topics_raw(w, version: int, name: str, partitions: int):
+    """One CreateTopics request at `version` (kafka-python's classes); the
+    topic's result and the response's throttle time."""
+    from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
+    req = CreateTopicsRequest(topics=[CreateTopicsRequest.CreatableTopic(
+        name=name, num_partitions=partitions, replication_factor=1, assignments=[],
+        configs=[])], timeout_ms=30_000, validate_only=False)
+    resp = w.call(req, CreateTopicsResponse, version)
+    return resp.topics[0], resp.throttle_time_ms
+
+
+def test_a_controller_mutation_quota_refuses_new_clients_and_throttles_old_ones(broker, tmp_path):
+    from group_helpers import Wire
+
+    b = broker
+    log.info("phase: kafka-configs.sh gives client id 'mutator' 0.5 partition mutations a second "
+             "(KIP-599): a burst of 5.5 over the 11 s window")
+    configs(tmp_path, b.bootstrap, "--alter", "--add-config", "controller_mutation_rate=0.5",
+            "--entity-type", "clients", "--entity-name", "mutator")
+    out = configs(tmp_path, b.bootstrap, "--describe", "--entity-type", "clients",
+                  "--entity-name", "mutator").stdout
+    assert "controller_mutation_rate=0.5" in out, out
+
+    # A throttled answer holds its connection back (KIP-219), so each request
+    # after one goes on a connection of its own.
+    with Wire(b.host, b.port, client_id="mutator") as first, \
+            Wire(b.host, b.port, client_id="mutator") as second, \
+            Wire(b.host, b.port, client_id="mutator") as third, \
+            Wire(b.host, b.port, client_id="unlimited") as other:
+        log.info("phase: 30 partitions at once go through (the quota was not in debt) and put it "
+                 "about 49 s in debt: the answer says to back off")
+        result, throttle = create_topics_raw(first, 7, "mutation-burst", 30)
+        assert result.error_code == 0, result
+        assert throttle > 30_000, throttle
+
+        log.info("phase: while in debt, a new client (CreateTopics v7) is refused with "
+                 "THROTTLING_QUOTA_EXCEEDED, on another connection too; the topic is not made")
+        result, throttle = create_topics_raw(second, 7, "mutation-refused", 1)
+        assert result.error_code == 89, result
+        assert "controller_mutation_rate" in (result.error_message or ""), result
+        assert throttle > 30_000, throttle
+        assert "mutation-refused" not in AdminClient(
+            {"bootstrap.servers": b.bootstrap}).list_topics(timeout=OP_TIMEOUT_S).topics
+
+        log.info("phase: an old client (CreateTopics v5) is not refused, only told to back off")
+        result, throttle = create_topics_raw(third, 5, "mutation-old-client", 1)
+        assert result.error_code == 0, result
+        assert throttle > 30_000, throttle
+
+        log.info("phase: another client id has no quota")
+        result, throttle = create_topics_raw(other, 7, "mutation-other", 30)
+        assert result.error_code == 0 and throttle == 0, (result, throttle)
+    assert metric_sum(b, "runnel_quota_throttled_requests_total") >= 2

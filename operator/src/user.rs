@@ -487,15 +487,20 @@ async fn sync_quotas(
 ) -> std::result::Result<(), crate::admin::AdminError> {
     let current = admin.user_quotas(name).await?;
     let desired = [
-        ("producer_byte_rate", quotas.producer_byte_rate),
-        ("consumer_byte_rate", quotas.consumer_byte_rate),
+        (
+            "producer_byte_rate",
+            quotas.producer_byte_rate.map(|v| v as f64),
+        ),
+        (
+            "consumer_byte_rate",
+            quotas.consumer_byte_rate.map(|v| v as f64),
+        ),
+        ("controller_mutation_rate", quotas.controller_mutation_rate),
     ];
     let changes: Vec<(String, Option<f64>)> = desired
         .iter()
-        .filter_map(|(key, want)| {
-            let want = want.map(|v| v as f64);
-            (current.get(*key).copied() != want).then(|| (key.to_string(), want))
-        })
+        .filter(|(key, want)| current.get(*key).copied() != *want)
+        .map(|(key, want)| (key.to_string(), *want))
         .collect();
     if !changes.is_empty() {
         admin.alter_user_quotas(name, &changes).await?;

@@ -6,6 +6,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
+use super::RequestContext;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
@@ -15,12 +16,13 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 /// Answers CreatePartitions.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name = t.name.0.to_string();
-        let result = add(broker, &name, &t, request.validate_only).await;
+        let result = add(broker, ctx, &name, &t, request.validate_only).await;
         let entry = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match result {
             Ok(()) => entry,
@@ -29,11 +31,14 @@ pub(crate) async fn handle(
                 .with_error_message(Some(StrBytes::from_string(e.to_string()))),
         });
     }
-    CreatePartitionsResponse::default().with_results(results)
+    CreatePartitionsResponse::default()
+        .with_results(results)
+        .with_throttle_time_ms(super::mutation_throttle_ms(broker, ctx))
 }
 
 async fn add(
     broker: &Broker,
+    ctx: &RequestContext,
     name: &str,
     t: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
     validate_only: bool,
@@ -70,5 +75,7 @@ async fn add(
     if validate_only {
         return Ok(());
     }
+    // KIP-599: v3 clients are refused while their quota is in debt.
+    super::take_mutations(broker, ctx, (t.count - current) as usize, ctx.version >= 3)?;
     broker.create_partitions(name, t.count, assignment).await
 }

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
 use super::configs::describe_topic_configs;
+use super::RequestContext;
 use crate::broker::Broker;
 use crate::cluster::Assignment;
 use crate::config::TopicConfigs;
@@ -138,9 +139,10 @@ fn plan(
 /// Answers CreateTopics.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
-    version: i16,
+    ctx: &RequestContext,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let version = ctx.version;
     let mut names = HashSet::new();
     let duplicates: HashSet<String> = request
         .topics
@@ -157,7 +159,7 @@ pub(crate) async fn handle(
                 "topic {name:?} appears more than once in the request"
             )))
         } else {
-            create(broker, topic, &name, request.validate_only).await
+            create(broker, ctx, topic, &name, request.validate_only).await
         };
         results.push(match outcome {
             Ok((id, configs, partitions, replication)) => {
@@ -198,13 +200,16 @@ pub(crate) async fn handle(
             }
         });
     }
-    CreateTopicsResponse::default().with_topics(results)
+    CreateTopicsResponse::default()
+        .with_topics(results)
+        .with_throttle_time_ms(super::mutation_throttle_ms(broker, ctx))
 }
 
 /// Plans and (unless only validating) creates one topic: its id, configs,
 /// partition count and replication factor.
 async fn create(
     broker: &Broker,
+    ctx: &RequestContext,
     topic: &CreatableTopic,
     name: &str,
     validate_only: bool,
@@ -221,6 +226,8 @@ async fn create(
             .map_err(|e| BrokerError::InvalidReplicationFactor(e.to_string()))?;
         return Ok((uuid::Uuid::nil(), configs, partitions, replication));
     }
+    // KIP-599: v6+ clients are refused while their quota is in debt.
+    super::take_mutations(broker, ctx, partitions.max(0) as usize, ctx.version >= 6)?;
     let created = broker
         .create_topic(name, assignment, configs.0.clone())
         .await?;

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use uuid::Uuid;
 
+use super::RequestContext;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
@@ -16,9 +17,10 @@ pub(crate) const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 /// Answers DeleteTopics.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
-    version: i16,
+    ctx: &RequestContext,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
+    let version = ctx.version;
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         request
             .topics
@@ -45,7 +47,13 @@ pub(crate) async fn handle(
                 .ok_or(BrokerError::UnknownTopicId),
         };
         let result = match topic {
-            Ok(topic) => broker.delete_topic(&topic.name).await.map(|()| topic),
+            // KIP-599: v5+ clients are refused while their quota is in debt.
+            Ok(topic) => {
+                match super::take_mutations(broker, ctx, topic.partitions.len(), version >= 5) {
+                    Ok(()) => broker.delete_topic(&topic.name).await.map(|()| topic),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         let entry = DeletableTopicResult::default().with_name(name);
@@ -74,5 +82,7 @@ pub(crate) async fn handle(
             entry
         });
     }
-    DeleteTopicsResponse::default().with_responses(responses)
+    DeleteTopicsResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(super::mutation_throttle_ms(broker, ctx))
 }

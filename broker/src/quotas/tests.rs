@@ -19,6 +19,13 @@ fn quotas(entries: &[(QuotaEntity, f64)]) -> Quotas {
         .collect()
 }
 
+fn quotas_with(entries: &[(QuotaEntity, &str, f64)]) -> Quotas {
+    entries
+        .iter()
+        .map(|(e, key, v)| (e.clone(), BTreeMap::from([(key.to_string(), Rate(*v))])))
+        .collect()
+}
+
 #[test]
 fn the_most_specific_quota_wins_in_kafkas_order() {
     let all = quotas(&[
@@ -111,6 +118,69 @@ fn quota_values_are_checked_as_kafka_does() {
         .expect_err("not enforced")
         .contains("does not enforce"));
     assert!(validate("no_such_quota", Some(1.0)).is_err());
+    // The mutation rate is a Double in Kafka: fractions are fine.
+    assert!(validate(CONTROLLER_MUTATION_RATE, Some(0.5)).is_ok());
+    for bad in [0.0, -2.0, f64::NAN] {
+        assert!(
+            validate(CONTROLLER_MUTATION_RATE, Some(bad)).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn controller_mutations_take_from_a_token_bucket() {
+    let mut image = ClusterImage::default();
+    let manager = QuotaManager::default();
+    assert_eq!(
+        manager.take_mutations(&image, "alice", "app", 1000, true),
+        Ok(())
+    );
+    image.quotas = quotas_with(&[(
+        entity(None, Some(Some("app"))),
+        CONTROLLER_MUTATION_RATE,
+        2.0,
+    )]);
+    // 2/s over the 11 s window: a burst of 22. One request of 30 goes
+    // through (the bucket was not in debt) and leaves it 8 in debt.
+    assert_eq!(
+        manager.take_mutations(&image, "alice", "app", 30, true),
+        Ok(())
+    );
+    let wait = manager.mutation_throttle(&image, "alice", "app");
+    assert!(
+        wait > Duration::from_millis(3500) && wait <= Duration::from_secs(4),
+        "{wait:?}"
+    );
+    // In debt: a new client is refused, an old one admitted (and throttled).
+    let refused = manager.take_mutations(&image, "alice", "app", 1, true);
+    assert!(
+        refused.is_err_and(|w| w > Duration::from_secs(3)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        manager.take_mutations(&image, "alice", "app", 1, false),
+        Ok(())
+    );
+    // Another client id has its own bucket (none applies to it).
+    assert_eq!(
+        manager.take_mutations(&image, "alice", "other", 100, true),
+        Ok(())
+    );
+    assert_eq!(
+        manager.mutation_throttle(&image, "alice", "other"),
+        Duration::ZERO
+    );
+    // The bucket refills at the quota, up to the burst.
+    let mut bucket = Bucket {
+        tokens: -8.0,
+        at: Instant::now(),
+    };
+    let later = bucket.at + Duration::from_secs(5);
+    bucket.refill(2.0, later);
+    assert!((bucket.tokens - 2.0).abs() < 1e-9, "{}", bucket.tokens);
+    bucket.refill(2.0, later + Duration::from_secs(60));
+    assert!((bucket.tokens - 22.0).abs() < 1e-9, "{}", bucket.tokens);
 }
 
 #[test]

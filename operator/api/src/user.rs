@@ -111,6 +111,13 @@ pub struct UserQuotas {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub consumer_byte_rate: Option<i64>,
+    /// Partitions created or deleted per second per broker
+    /// (`controller_mutation_rate`, KIP-599): CreateTopics, CreatePartitions
+    /// and DeleteTopics over it are refused with THROTTLING_QUOTA_EXCEEDED
+    /// (older clients are slowed down instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0), extend("exclusiveMinimum" = true))]
+    pub controller_mutation_rate: Option<f64>,
 }
 
 /// A user's ACLs.

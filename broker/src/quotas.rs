@@ -280,14 +280,31 @@ impl Sensors {
 }
 
 impl QuotaManager {
+    fn sensors(&self) -> std::sync::MutexGuard<'_, Sensors> {
+        self.sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The quota of `key` for (user, client id), and whose it is; `None`
+    /// without one (and at once when the image has no quotas at all).
+    fn quota(
+        image: &ClusterImage,
+        key: &str,
+        user: &str,
+        client_id: &str,
+    ) -> Option<(f64, (String, String))> {
+        if image.quotas.is_empty() {
+            return None;
+        }
+        resolve(&image.quotas, key, user, client_id)
+    }
+
     /// The most a Fetch of (user, client id) may return when a consumer
     /// quota applies: what the quota allows over the measuring window, as
     /// Kafka caps a throttled consumer's fetch size.
     pub fn fetch_cap(&self, image: &ClusterImage, user: &str, client_id: &str) -> Option<i32> {
-        if image.quotas.is_empty() {
-            return None;
-        }
-        let (quota, _) = resolve(&image.quotas, CONSUMER_BYTE_RATE, user, client_id)?;
+        let (quota, _) = Self::quota(image, CONSUMER_BYTE_RATE, user, client_id)?;
         let window = (SAMPLE_WINDOW * (SAMPLES as u32 - 1)).as_secs_f64();
         Some((quota * window).min(f64::from(i32::MAX)) as i32)
     }
@@ -295,10 +312,7 @@ impl QuotaManager {
     /// Takes back bytes recorded for a response that was not sent (a
     /// throttled Fetch answers with no records).
     pub fn unrecord(&self, kind: Kind, tags: &(String, String), bytes: usize) {
-        let mut sensors = self
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sensors = self.sensors();
         if let Some(sensor) = sensors
             .by_key
             .get_mut(&(kind, tags.0.clone(), tags.1.clone()))
@@ -322,17 +336,11 @@ impl QuotaManager {
         bytes: usize,
     ) -> (Duration, (String, String)) {
         let none = (Duration::ZERO, (String::new(), String::new()));
-        if image.quotas.is_empty() {
-            return none;
-        }
-        let Some((quota, tags)) = resolve(&image.quotas, kind.key(), user, client_id) else {
+        let Some((quota, tags)) = Self::quota(image, kind.key(), user, client_id) else {
             return none;
         };
         let now = Instant::now();
-        let mut sensors = self
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sensors = self.sensors();
         sensors.sweep(now);
         let sensor = sensors
             .by_key
@@ -342,9 +350,7 @@ impl QuotaManager {
         let (rate, window) = sensor.rate(now);
         (throttle(rate, quota, window), tags)
     }
-}
 
-impl QuotaManager {
     /// KIP-599: takes `mutations` partition mutations of (user, client id)
     /// from its controller mutation quota. `Ok` when admitted (no quota, or
     /// the bucket not in debt, which it may then go into); `Err` with the
@@ -359,18 +365,15 @@ impl QuotaManager {
         mutations: usize,
         strict: bool,
     ) -> Result<(), Duration> {
-        if image.quotas.is_empty() || mutations == 0 {
+        if mutations == 0 {
             return Ok(());
         }
-        let Some((quota, tags)) = resolve(&image.quotas, CONTROLLER_MUTATION_RATE, user, client_id)
+        let Some((quota, tags)) = Self::quota(image, CONTROLLER_MUTATION_RATE, user, client_id)
         else {
             return Ok(());
         };
         let now = Instant::now();
-        let mut sensors = self
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sensors = self.sensors();
         sensors.sweep(now);
         let bucket = sensors.buckets.entry(tags).or_insert_with(|| Bucket {
             tokens: Bucket::burst(quota),
@@ -387,18 +390,12 @@ impl QuotaManager {
     /// How long (user, client id)'s admin requests are to be held back for
     /// its controller mutations; zero without a quota or debt.
     pub fn mutation_throttle(&self, image: &ClusterImage, user: &str, client_id: &str) -> Duration {
-        if image.quotas.is_empty() {
-            return Duration::ZERO;
-        }
-        let Some((quota, tags)) = resolve(&image.quotas, CONTROLLER_MUTATION_RATE, user, client_id)
+        let Some((quota, tags)) = Self::quota(image, CONTROLLER_MUTATION_RATE, user, client_id)
         else {
             return Duration::ZERO;
         };
         let now = Instant::now();
-        let mut sensors = self
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sensors = self.sensors();
         match sensors.buckets.get_mut(&tags) {
             Some(bucket) => {
                 bucket.refill(quota, now);

@@ -944,7 +944,8 @@ fn size(parts: &Parts) -> usize {
 mod tests {
     use super::*;
 
-    fn config() -> ConsumerGroupConfig {
+    /// The settings the tests run groups with (also `stored`'s tests).
+    pub(super) fn config() -> ConsumerGroupConfig {
         ConsumerGroupConfig {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,

@@ -565,16 +565,9 @@ fn restore(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::config;
     use super::super::{Catalog, Heartbeat};
     use super::*;
-
-    fn config() -> ConsumerGroupConfig {
-        ConsumerGroupConfig {
-            session_timeout_ms: 45_000,
-            heartbeat_interval_ms: 5_000,
-            max_size: 10,
-        }
-    }
 
     fn catalog(partitions: i32) -> Catalog {
         [(

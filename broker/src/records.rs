@@ -1,13 +1,23 @@
 //! Building record batches the broker writes itself (offset commits) and
 //! tests send, through kafka-protocol's encoder.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use crate::error::BrokerError;
+
+/// Writes Kafka's unsigned varint: the lengths and tag fields of flexible
+/// versions.
+pub(crate) fn put_unsigned_varint(buf: &mut BytesMut, mut value: u32) {
+    while value >= 0x80 {
+        buf.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.put_u8(value as u8);
+}
 
 /// An idempotent producer's identity for a batch: id, epoch, first sequence.
 #[derive(Debug, Clone, Copy)]

@@ -22,6 +22,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metrics::TopicLabel;
 use crate::outgoing::{Chunk, Outgoing};
+use crate::records::put_unsigned_varint;
 use crate::topics::Topic;
 
 /// v4 is the first with record batch v2; v13+ name topics by id, which
@@ -376,11 +377,11 @@ pub(crate) fn encode(
             }
         }
         if flexible {
-            put_varint(&mut buf, 0); // the topic's tagged fields
+            put_unsigned_varint(&mut buf, 0); // the topic's tagged fields
         }
     }
     if flexible {
-        put_varint(&mut buf, 0); // the response's tagged fields
+        put_unsigned_varint(&mut buf, 0); // the response's tagged fields
     }
     chunks.push(Chunk::Bytes(buf.split().freeze()));
     let mut outgoing = Outgoing::from_chunks(chunks);
@@ -417,7 +418,7 @@ fn encode_partition_around(
     let len: u64 = slices.iter().map(|s| s.len).sum();
     buf.extend_from_slice(&whole[..prefix]);
     if flexible {
-        put_varint(buf, u32::try_from(len + 1)?);
+        put_unsigned_varint(buf, u32::try_from(len + 1)?);
     } else {
         buf.put_i32(i32::try_from(len)?);
     }
@@ -427,17 +428,9 @@ fn encode_partition_around(
     Ok(())
 }
 
-fn put_varint(buf: &mut BytesMut, mut value: u32) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
-}
-
 fn put_array_len(buf: &mut BytesMut, len: usize, flexible: bool) {
     if flexible {
-        put_varint(buf, u32::try_from(len + 1).unwrap_or(u32::MAX));
+        put_unsigned_varint(buf, u32::try_from(len + 1).unwrap_or(u32::MAX));
     } else {
         buf.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
     }
@@ -445,7 +438,7 @@ fn put_array_len(buf: &mut BytesMut, len: usize, flexible: bool) {
 
 fn put_string(buf: &mut BytesMut, s: &str, flexible: bool) {
     if flexible {
-        put_varint(buf, u32::try_from(s.len() + 1).unwrap_or(u32::MAX));
+        put_unsigned_varint(buf, u32::try_from(s.len() + 1).unwrap_or(u32::MAX));
     } else {
         buf.put_i16(i16::try_from(s.len()).unwrap_or(i16::MAX));
     }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::{compile, ConsumerGroup, ConsumerGroupConfig, Member, Parts, TopicMeta};
 use crate::groups::offsets::{get_string, put_string};
+use crate::records::put_unsigned_varint;
 
 const GROUP_METADATA: i16 = 3;
 const MEMBER_METADATA: i16 = 5;
@@ -65,16 +66,13 @@ pub(crate) fn decode_key(key: &Bytes) -> Option<(i16, String, Option<String>)> {
 
 // ---- Kafka's flexible encoding -------------------------------------------
 
-fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
+/// An unsigned varint of a length or count (`n` + 1 for compact ones).
+fn put_uvarint(buf: &mut BytesMut, n: usize) {
+    put_unsigned_varint(buf, u32::try_from(n).unwrap_or(u32::MAX));
 }
 
 fn put_compact_string(buf: &mut BytesMut, s: &str) {
-    put_uvarint(buf, s.len() as u64 + 1);
+    put_uvarint(buf, s.len() + 1);
     buf.put_slice(s.as_bytes());
 }
 
@@ -86,7 +84,7 @@ fn put_compact_nullable(buf: &mut BytesMut, s: Option<&str>) {
 }
 
 fn put_len(buf: &mut BytesMut, n: usize) {
-    put_uvarint(buf, n as u64 + 1);
+    put_uvarint(buf, n + 1);
 }
 
 /// `[]TopicPartitions { TopicId uuid, Partitions []int32 }`, each entry

@@ -1280,6 +1280,66 @@ def test_three_racks_each_partition_spans_three_zones(kube, operator, racks):
     check(9)
 
 
+def test_changing_a_topics_replicas_reassigns_its_partitions(kube, operator, racks):
+    bootstrap = racks.bootstrap
+    kube.apply(CLUSTER.format(name="racks", brokers=3, zones="[zone-a, zone-b, zone-c]"), NS)
+    kube.wait_condition("cluster", "racks", NS, "True", "BrokersReady")
+    rack_of = broker_racks(bootstrap)
+
+    name = f"rf-{suffix()}"
+    log.info("phase: Topic %s, 3 partitions x 1 replica, with records in each", name)
+    kube.apply(topic_yaml(name, "racks", 3, 1), NS)
+    kube.wait_condition("topic", name, NS, "True")
+    wait_until(lambda: len(topic_replicas(bootstrap, name) or {}) == 3, timeout=30,
+               what="3 partitions")
+    before = topic_replicas(bootstrap, name)
+    reports = produce_confluent(confluent_producer(bootstrap), name,
+                                [{"value": b"rf-%04d" % i, "partition": i % 3} for i in range(300)],
+                                timeout=60)
+    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
+    acked = sorted((d.partition, d.offset, d.value) for d in reports)
+
+    def in_sync(count: int) -> bool:
+        md = admin(bootstrap).list_topics(topic=name, timeout=10)
+        parts = md.topics[name].partitions.values()
+        return all(len(p.replicas) == count and sorted(p.isrs) == sorted(p.replicas)
+                   for p in parts)
+
+    for count in (3, 2):
+        log.info("phase: spec.replicas -> %d: partitions reassigned, leaders kept, one per zone",
+                 count)
+        kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p",
+                     json.dumps({"spec": {"replicas": count}}))
+        kube.wait_condition("topic", name, NS, "True")
+        ongoing = ongoing_reassignments(bootstrap, name)
+        assert not ongoing, f"Ready while the controller still moves replicas: {ongoing}"
+        # (the brokers' Metadata follows the controller's within moments)
+        wait_until(lambda: in_sync(count), timeout=30, what=f"{count} in-sync replicas per partition")
+        status = kube.get("topic", name, NS)["status"]
+        assert status["replicas"] == count, status
+        after = topic_replicas(bootstrap, name)
+        for p, rs in after.items():
+            assert rs[0] == before[p][0], f"partition {p}: leader moved, {before[p]} -> {rs}"
+            assert len({rack_of[r] for r in rs}) == count, f"partition {p}: replicas {rs}"
+
+    log.info("phase: every record is still there")
+    records, _ = read_all(racks, name, 3)
+    assert sorted((r.partition, r.offset, r.value) for r in records) == acked
+
+
+def ongoing_reassignments(bootstrap: str, topic: str) -> dict:
+    """The controller's reassignments in flight for `topic` (ListPartitionReassignments
+    through kafka-python's admin client)."""
+    from kafka import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        res = a.list_partition_reassignments()
+    finally:
+        a.close()
+    return {tp: r for tp, r in res.items() if tp.topic == topic}
+
+
 def leads(op: Operator) -> bool:
     """Whether the operator's leader gauge says it holds its Lease."""
     return re.search(r"^runnel_operator_leader 1$", op.metrics(), re.M) is not None

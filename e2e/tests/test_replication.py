@@ -618,6 +618,103 @@ def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, 
         f"{verify.returncode}:\n{verify.stdout}\n{verify.stderr}")
 
 
+RECORDS_G = 2000
+
+
+@pytest.mark.timeout(deadline(420))
+def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, request, tmp_path):
+    """Kafka's documented way to change a topic's replication factor:
+    kafka-reassign-partitions with a longer (or shorter) replica list."""
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(f"reassignment uses Kafka's kafka-reassign-partitions tool: {why}")
+    c = cluster_factory(n=3, racks=["zone-a", "zone-b", "zone-c"])
+    topic = unique_topic(request.node.name)
+    plan = tmp_path / "reassign.json"
+
+    def reassign(replicas: list[int], *extra: str, libs=None, check: bool = True):
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": topic, "partition": 0, "replicas": replicas,
+             "log_dirs": ["any"] * len(replicas)}]}))
+        return kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                          "--reassignment-json-file", str(plan), "--execute", *extra,
+                          libs=libs, check=check)
+
+    def settled(target: list[int]) -> None:
+        last: dict[int, str] = {}
+
+        def done() -> bool:
+            for i in c.live_ids():
+                md = c.metadata(via=i, topics=[topic], timeout=5)
+                last[i] = md.describe(topic)
+                p0 = md.partitions(topic).get(0)
+                if p0 is None or p0.replicas != target or sorted(p0.isr) != sorted(target) \
+                        or p0.leader not in target:
+                    return False
+            return True
+
+        try:
+            wait_until(done, timeout=deadline(120), interval=0.5, ignore=(OSError, EOFError),
+                       what=f"partition 0 of {topic} on {target}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+        assert not list_reassignments(c.bootstrap, topic)
+        verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                            "--reassignment-json-file", str(plan), "--verify", check=False)
+        assert f"Reassignment of partition {topic}-0 is completed" in verify.stdout, (
+            f"--verify exited {verify.returncode}:\n{verify.stdout}\n{verify.stderr}")
+
+    log.info("phase: create %s with one replica, on broker 1, and write %d records", topic, RECORDS_G)
+    c.create_topic(topic, assignment=[[1]])
+    reports = produce_confluent(confluent_producer(c.bootstrap), topic,
+                                [{"value": b"g-%06d" % i, "partition": 0} for i in range(RECORDS_G)],
+                                timeout=deadline(120))
+    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
+    acked = sorted((d.offset, d.value) for d in reports)
+
+    if not REFERENCE:  # Kafka 3.9 has no AlterPartitionReassignments v1 (KIP-860)
+        log.info("phase: Kafka 4's tool with --disallow-replication-factor-change is refused")
+        from cluster import kafka4_libs
+        if list(kafka4_libs().glob("kafka-tools-*.jar")):
+            refused = reassign([1, 2, 3], "--disallow-replication-factor-change",
+                               libs=kafka4_libs(), check=False)
+            out = refused.stdout + refused.stderr
+            # (the tool prints the broker's message; the code, INVALID_REPLICATION_FACTOR,
+            # is checked by the handler's unit test)
+            assert "Error reassigning partition(s)" in out and "allowReplicationFactorChange" in out, out
+            assert c.metadata(topics=[topic]).partitions(topic)[0].replicas == [1]
+
+    log.info("phase: kafka-reassign-partitions --execute: 1 replica -> [1, 2, 3]")
+    reassign([1, 2, 3])
+    settled([1, 2, 3])
+    for node in (1, 2, 3):
+        got = read_replica(c.broker(node), topic, 0, RECORDS_G, timeout=60)
+        assert got == acked, f"broker {node}: {len(got)} of {len(acked)} records"
+
+    log.info("phase: acks=all now waits for three replicas; a write succeeds")
+    [more] = produce_confluent(confluent_producer(c.bootstrap), topic,
+                               [{"value": b"g-after", "partition": 0}], timeout=deadline(60))
+    assert (more.error, more.offset) == (None, RECORDS_G), more
+    acked.append((RECORDS_G, b"g-after"))
+
+    log.info("phase: kafka-reassign-partitions --execute: [1, 2, 3] -> [3], dropping the leader")
+    reassign([3])
+    settled([3])
+    got = read_replica(c.broker(3), topic, 0, RECORDS_G + 1, timeout=60)
+    assert got == acked, f"broker 3: {len(got)} of {len(acked)} records"
+    seen = []
+
+    def gone() -> bool:
+        err, _, recs = fetch_once(c.broker(1), topic, 0, 0)
+        seen.append((err, len(recs)))
+        return err in (3, 6)  # UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER
+
+    wait_until(gone, timeout=deadline(60), interval=0.5,
+               what=f"broker 1 to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
+    records, _ = read_all(c, topic, 1)
+    assert [(r.offset, r.value) for r in records] == acked
+
+
 def list_reassignments(bootstrap: str, topic: str) -> dict:
     """Ongoing reassignments of `topic` through ListPartitionReassignments
     (kafka-python's admin client): TopicPartition -> replicas, adding, removing."""

@@ -33,7 +33,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::now;
 use assign::Placement;
-use plan::{plan_topic, Action as TopicAction, DesiredTopic, ObservedTopic};
+use plan::{plan_topic, Action as TopicAction, DesiredTopic, Moving, ObservedTopic};
 
 /// The finalizer that deletes the topic from the brokers.
 pub const FINALIZER: &str = "runnel.dev/topic";
@@ -264,10 +264,19 @@ async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome,
         })
         .collect();
     let observed = match meta.topics.get(name) {
-        Some(partitions) => Some(ObservedTopic {
-            partitions: partitions.values().map(|p| p.replicas.clone()).collect(),
-            config: admin.describe_topic_config(name).await?,
-        }),
+        Some(partitions) => {
+            let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+            Some(ObservedTopic {
+                partitions: partitions.values().map(|p| p.replicas.clone()).collect(),
+                config: admin.describe_topic_config(name).await?,
+                moving: admin
+                    .topic_reassignments(name, count)
+                    .await?
+                    .into_iter()
+                    .map(|(p, (adding, removing))| (p, Moving { adding, removing }))
+                    .collect(),
+            })
+        }
         None => None,
     };
     let desired = DesiredTopic {
@@ -279,8 +288,7 @@ async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome,
     let mut partitions = observed.as_ref().map(|o| o.partitions.len() as i32);
     let mut replicas = observed
         .as_ref()
-        .and_then(|o| o.partitions.first())
-        .map(|p| p.len() as i32);
+        .and_then(ObservedTopic::replication_factor);
     let mut created = false;
     for action in &plan.actions {
         match action {
@@ -295,6 +303,14 @@ async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome,
                 admin.create_partitions(name, *total, assignment).await?;
                 info!(topic = %name, total, "partitions added");
                 partitions = Some(*total);
+            }
+            TopicAction::ChangeReplicas { moves } => {
+                let moves: Vec<(String, i32, Vec<i32>)> = moves
+                    .iter()
+                    .map(|(p, list)| (name.to_owned(), *p, list.clone()))
+                    .collect();
+                admin.reassign(&moves).await?;
+                info!(topic = %name, partitions = moves.len(), replicas = topic.spec.replicas, "replica count change started");
             }
             TopicAction::AlterConfig { set, delete } => {
                 admin.alter_topic_config(name, set, delete).await?;

@@ -324,7 +324,12 @@ impl ClusterImage {
                         format!("topic {name:?} has {current} partitions; the count can only grow, got {count}"),
                     );
                 }
-                let replication = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                // The replication factor the topic has, or is being reassigned to.
+                let replication = topic
+                    .partitions
+                    .first()
+                    .map_or(1, |p| p.replicas.len() - p.removing.len())
+                    as i16;
                 let existing: Vec<Vec<i32>> = topic
                     .partitions
                     .iter()
@@ -731,7 +736,9 @@ impl ClusterImage {
     }
 }
 
-/// Finishes a reassignment once every target replica is in sync.
+/// Finishes a reassignment once every replica being added is in sync and
+/// the replicas that stay keep an ISR (Kafka's rule: a target whose kept
+/// replicas are all out of sync waits for one of them to catch up).
 fn complete_reassignment(p: &mut PartitionImage, live: &[i32]) {
     if p.adding.is_empty() && p.removing.is_empty() {
         return;
@@ -739,18 +746,19 @@ fn complete_reassignment(p: &mut PartitionImage, live: &[i32]) {
     if !p.adding.iter().all(|r| p.isr.contains(r)) {
         return;
     }
-    let removing = std::mem::take(&mut p.removing);
-    p.adding.clear();
-    p.replicas.retain(|r| !removing.contains(r));
     let remaining: Vec<i32> = p
         .isr
         .iter()
         .copied()
-        .filter(|r| !removing.contains(r))
+        .filter(|r| !p.removing.contains(r))
         .collect();
-    if !remaining.is_empty() {
-        p.isr = remaining;
+    if remaining.is_empty() {
+        return;
     }
+    let removing = std::mem::take(&mut p.removing);
+    p.adding.clear();
+    p.replicas.retain(|r| !removing.contains(r));
+    p.isr = remaining;
     if removing.contains(&p.leader) {
         p.leader = p
             .replicas

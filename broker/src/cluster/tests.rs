@@ -199,6 +199,122 @@ fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
 }
 
 #[test]
+fn a_reassignment_may_raise_the_replication_factor() {
+    let mut log = Log::new();
+    for id in 1..=3 {
+        log.register(id);
+    }
+    log.apply(MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: Uuid::new_v4(),
+        configs: Default::default(),
+        assignment: Assignment::Explicit(vec![vec![1]]),
+    });
+    assert_eq!(
+        log.apply(MetadataCommand::Reassign {
+            topic: "t".into(),
+            partition: 0,
+            target: Some(vec![1, 2, 3]),
+        }),
+        CommandResult::Ok
+    );
+    let growing = log.p("t", 0);
+    assert_eq!(growing.replicas, vec![1, 2, 3]);
+    assert_eq!(growing.adding, vec![2, 3]);
+    assert!(growing.removing.is_empty());
+    // One new replica in sync is not enough.
+    log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: growing.leader_epoch,
+        partition_epoch: growing.partition_epoch,
+        isr: vec![1, 2],
+    });
+    let half = log.p("t", 0);
+    assert_eq!(half.adding, vec![2, 3]);
+    log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: half.leader_epoch,
+        partition_epoch: half.partition_epoch,
+        isr: vec![1, 2, 3],
+    });
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![1, 2, 3]);
+    assert_eq!(done.isr, vec![1, 2, 3]);
+    assert_eq!(done.leader, 1);
+    assert_eq!(done.leader_epoch, growing.leader_epoch, "the leader stays");
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    // New partitions take the raised factor.
+    log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 2,
+        assignment: None,
+    });
+    assert_eq!(log.p("t", 1).replicas.len(), 3);
+}
+
+#[test]
+fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_sync() {
+    let (mut log, _) = three_brokers();
+    log.apply(MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: Uuid::new_v4(),
+        configs: Default::default(),
+        assignment: Assignment::Explicit(vec![vec![1, 2, 3], vec![1, 2, 3]]),
+    });
+    // Partition 0: drop the leader and a follower, all in sync: done at once,
+    // and leadership moves to the replica kept.
+    let before = log.p("t", 0);
+    log.apply(MetadataCommand::Reassign {
+        topic: "t".into(),
+        partition: 0,
+        target: Some(vec![3]),
+    });
+    let shrunk = log.p("t", 0);
+    assert_eq!(shrunk.replicas, vec![3]);
+    assert_eq!(shrunk.isr, vec![3]);
+    assert_eq!(shrunk.leader, 3);
+    assert_eq!(shrunk.leader_epoch, before.leader_epoch + 1);
+    // Partition 1: the replica kept has fallen out of the ISR, so the
+    // reassignment waits rather than leave an ISR of removed replicas.
+    let p1 = log.p("t", 1);
+    log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 1,
+        leader: 1,
+        leader_epoch: p1.leader_epoch,
+        partition_epoch: p1.partition_epoch,
+        isr: vec![1, 2],
+    });
+    log.apply(MetadataCommand::Reassign {
+        topic: "t".into(),
+        partition: 1,
+        target: Some(vec![3]),
+    });
+    let waiting = log.p("t", 1);
+    assert_eq!(waiting.replicas, vec![3, 1, 2]);
+    assert_eq!(waiting.removing, vec![1, 2]);
+    assert_eq!(waiting.isr, vec![1, 2]);
+    assert_eq!(waiting.leader, 1);
+    log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 1,
+        leader: 1,
+        leader_epoch: waiting.leader_epoch,
+        partition_epoch: waiting.partition_epoch,
+        isr: vec![1, 2, 3],
+    });
+    let done = log.p("t", 1);
+    assert_eq!(done.replicas, vec![3]);
+    assert_eq!(done.isr, vec![3]);
+    assert_eq!(done.leader, 3);
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+}
+
+#[test]
 fn controlled_shutdown_moves_leadership_first() {
     let (mut log, epochs) = three_brokers();
     log.create("t", 6, 3);

@@ -1,6 +1,9 @@
 //! AlterPartitionReassignments (key 45) and ListPartitionReassignments (key
 //! 46): moving a partition's replicas, through the controller. The new
 //! replicas join as followers; the move completes once they are in sync.
+//! As in Kafka, a target list of another length changes the replication
+//! factor (`kafka-reassign-partitions.sh` has always raised it this way),
+//! unless a v1 request says `allowReplicationFactorChange: false` (KIP-860).
 
 use std::sync::Arc;
 
@@ -20,8 +23,8 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 use crate::cluster::MetadataCommand;
 
-/// v1 (KIP-860, changing the replication factor) is refused: v0 only.
-pub(crate) const ALTER_VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+/// v1 adds `allowReplicationFactorChange` (KIP-860).
+pub(crate) const ALTER_VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
 /// The only version.
 pub(crate) const LIST_VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 
@@ -30,6 +33,7 @@ pub(crate) async fn alter(
     broker: &Arc<Broker>,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    let allow_rf_change = request.allow_replication_factor_change;
     let mut responses = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -37,20 +41,21 @@ pub(crate) async fn alter(
         for p in topic.partitions {
             let target: Option<Vec<i32>> =
                 p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
+            // The replication factor as it is: the replicas without those
+            // being added by a reassignment in flight.
             let current = broker
                 .image()
                 .partition(&name, p.partition_index)
-                .map(|img| img.replicas.len());
+                .map(|img| img.replicas.len() - img.adding.len());
             let result = match (current, &target) {
                 (None, _) => Err((
                     ResponseError::UnknownTopicOrPartition,
                     format!("{name}-{} does not exist", p.partition_index),
                 )),
-                // Changing the replication factor needs v1 (KIP-860); keep it as it is.
-                (Some(n), Some(t)) if t.len() != n && !t.is_empty() => Err((
+                (Some(n), Some(t)) if !allow_rf_change && t.len() != n && !t.is_empty() => Err((
                     ResponseError::InvalidReplicationFactor,
                     format!(
-                        "{name}-{} has {n} replicas; a reassignment to {} replicas would change the replication factor",
+                        "{name}-{} has {n} replicas; a reassignment to {} replicas would change the replication factor, and allowReplicationFactorChange is false",
                         p.partition_index,
                         t.len()
                     ),

@@ -940,6 +940,65 @@ async fn unknown_api_key_closes_the_connection() {
     ));
 }
 
+/// A reassignment to another number of replicas changes the replication
+/// factor (v0, and v1 by default), and a v1 request that forbids it
+/// (KIP-860) is refused with INVALID_REPLICATION_FACTOR naming the counts.
+#[tokio::test]
+async fn a_reassignment_changes_the_replication_factor_unless_told_not_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker(dir.path()).await;
+    broker
+        .create_topic("grow", broker.default_assignment(1), Default::default())
+        .await
+        .expect("topic created");
+    let request = |allow: bool| {
+        RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_allow_replication_factor_change(allow)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic_name("grow"))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(1), BrokerId(2)])),
+                        ]),
+                ]),
+        )
+    };
+    // Allowed, the change reaches the controller, which refuses broker 2
+    // because this one-broker cluster has no such broker.
+    for (version, allow, code, words) in [
+        (0, true, ResponseError::InvalidReplicaAssignment, "broker 2"),
+        (1, true, ResponseError::InvalidReplicaAssignment, "broker 2"),
+        (
+            1,
+            false,
+            ResponseError::InvalidReplicationFactor,
+            "has 1 replicas; a reassignment to 2 replicas",
+        ),
+    ] {
+        let Some(ResponseKind::AlterPartitionReassignments(r)) = call(
+            &broker,
+            ApiKey::AlterPartitionReassignments,
+            version,
+            request(allow),
+        )
+        .await
+        else {
+            panic!("no AlterPartitionReassignments response")
+        };
+        let answer = &r.responses[0].partitions[0];
+        assert_eq!(answer.error_code, code.code(), "v{version}: {answer:?}");
+        let message = answer.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains(words), "v{version}: {message}");
+    }
+    let image = broker.image();
+    let p = image.partition("grow", 0).expect("partition");
+    assert_eq!(p.replicas, vec![1]);
+}
+
 /// Kafka's reassignment tool deletes the KIP-73 throttle configs of every
 /// broker and moved topic after a move; Runnel never sets them, so deleting
 /// is accepted and setting is refused with a message naming the config.

@@ -63,9 +63,8 @@ pub mod reason {
     pub const PARTITION_DECREASE_NOT_ALLOWED: &str = "PartitionDecreaseNotAllowed";
     /// Topic: `spec.replicas` is above the number of brokers.
     pub const NOT_ENOUGH_BROKERS: &str = "NotEnoughBrokers";
-    /// Topic: `spec.replicas` differs from the topic's replica count, which
-    /// the operator does not change.
-    pub const REPLICAS_CHANGE_NOT_SUPPORTED: &str = "ReplicasChangeNotSupported";
+    /// Topic: partitions are being reassigned to `spec.replicas` replicas.
+    pub const REPLICAS_CHANGING: &str = "ReplicasChanging";
     /// Topic: an older resource manages the same topic.
     pub const CONFLICT: &str = "Conflict";
     /// Topic: `runnel.dev/managed: "false"`.

@@ -38,6 +38,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -591,6 +592,42 @@ impl Admin {
                 t.partitions
                     .iter()
                     .map(|p| (t.name.0.to_string(), p.partition_index))
+            })
+            .collect())
+    }
+
+    /// The reassignments in flight for `topic`'s first `partitions`
+    /// partitions: partition index to `(adding, removing)`.
+    pub async fn topic_reassignments(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<BTreeMap<i32, (Vec<i32>, Vec<i32>)>, AdminError> {
+        let mut wanted = ListPartitionReassignmentsTopics::default();
+        wanted.name = TopicName(s(topic));
+        wanted.partition_indexes = (0..partitions).collect();
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(BROKER_TIMEOUT_MS)
+            .with_topics(Some(vec![wanted]));
+        let response = self
+            .call_controller(
+                "ListPartitionReassignments",
+                &request,
+                version::LIST_PARTITION_REASSIGNMENTS,
+                |r| (r.error_code, r.error_message.clone()),
+            )
+            .await?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        Ok(response
+            .topics
+            .iter()
+            .filter(|t| &*t.name.0 == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| {
+                (
+                    p.partition_index,
+                    (ids(&p.adding_replicas), ids(&p.removing_replicas)),
+                )
             })
             .collect())
     }

@@ -12,7 +12,10 @@
 //! 5. ties go to brokers in rack-interleaved order (`a1, b1, c1, a2, ...`),
 //!    rotated per partition, so equal clusters get equal assignments.
 //!
-//! Existing partitions are never moved: only new partitions are assigned.
+//! New partitions are assigned by [`assign_replicas`]; existing partitions
+//! are never moved, only resized by [`resize_replicas`] when `spec.replicas`
+//! changes, which keeps every replica it can and follows the same rules for
+//! the ones it adds or drops.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -120,6 +123,96 @@ pub fn assign_replicas(
         }
         *leaders.get_mut(&leader).expect("every broker has a count") += 1;
         out.push(chosen);
+    }
+    Ok(out)
+}
+
+/// New replica lists for the existing partitions whose replica count is not
+/// `replicas`, as `(partition, replicas)`; partitions for which `skip` holds
+/// (being moved already) are left alone.
+///
+/// A partition that grows keeps its replicas in order (the leader first) and
+/// gains brokers in racks it does not use yet, the least loaded first
+/// (replicas of this topic, counted as the lists change), ties broken as in
+/// [`assign_replicas`]. A partition that shrinks keeps its first replica and
+/// drops, in turn, a broker that is not in the cluster any more, then one
+/// whose rack another replica shares, then the most loaded, then the last.
+pub fn resize_replicas(
+    brokers: &[Placement],
+    existing: &[Vec<i32>],
+    replicas: i32,
+    skip: impl Fn(usize) -> bool,
+) -> Result<Vec<(i32, Vec<i32>)>, AssignError> {
+    if replicas < 1 {
+        return Err(AssignError::InvalidReplicas(replicas));
+    }
+    let wanted = usize::try_from(replicas).map_err(|_| AssignError::InvalidReplicas(replicas))?;
+    if wanted > brokers.len() {
+        return Err(AssignError::NotEnoughBrokers {
+            replicas,
+            brokers: brokers.len(),
+        });
+    }
+    let order = interleaved(brokers);
+    let n = order.len();
+    let rack_of = |id: i32| -> String {
+        brokers
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.rack.clone().unwrap_or_else(|| format!("\0broker-{id}")))
+            .unwrap_or_else(|| format!("\0gone-{id}"))
+    };
+    let mut load: BTreeMap<i32, usize> = BTreeMap::new();
+    for id in existing.iter().flatten() {
+        *load.entry(*id).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for (p, current) in existing.iter().enumerate() {
+        if current.len() == wanted || skip(p) {
+            continue;
+        }
+        let mut list = current.clone();
+        let rank = |id: i32| -> usize {
+            let pos = order.iter().position(|b| *b == id).unwrap_or(0);
+            (pos + n - p % n) % n
+        };
+        while list.len() < wanted {
+            let used: BTreeSet<String> = list.iter().map(|id| rack_of(*id)).collect();
+            let next = *order
+                .iter()
+                .filter(|id| !list.contains(id))
+                .min_by_key(|id| {
+                    (
+                        used.contains(&rack_of(**id)),
+                        load.get(*id).copied().unwrap_or(0),
+                        rank(**id),
+                    )
+                })
+                .expect("replicas <= brokers leaves a broker to add");
+            *load.entry(next).or_default() += 1;
+            list.push(next);
+        }
+        while list.len() > wanted {
+            let gone = |id: i32| !brokers.iter().any(|b| b.id == id);
+            // The first replica stays unless it is gone and another is not.
+            let first = usize::from(!gone(list[0]) || list.iter().all(|id| gone(*id)));
+            let victim = (first..list.len())
+                .max_by_key(|i| {
+                    let id = list[*i];
+                    let shared = list
+                        .iter()
+                        .filter(|other| **other != id && rack_of(**other) == rack_of(id))
+                        .count()
+                        > 0;
+                    (gone(id), shared, load.get(&id).copied().unwrap_or(0), *i)
+                })
+                .expect("a list longer than wanted >= 1 has a replica to drop");
+            let id = list.remove(victim);
+            if let Some(count) = load.get_mut(&id) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        out.push((i32::try_from(p).unwrap_or(i32::MAX), list));
     }
     Ok(out)
 }
@@ -257,6 +350,53 @@ mod tests {
         assert_eq!(leader_counts(&a), BTreeMap::from([(1, 1), (2, 1)]));
     }
 
+    #[test]
+    fn raising_replicas_keeps_the_leader_and_adds_other_racks() {
+        let b = brokers(&[("a", &[1, 4]), ("b", &[2, 5]), ("c", &[3, 6])]);
+        let existing = vec![vec![1], vec![2], vec![3], vec![4]];
+        let moves = resize_replicas(&b, &existing, 3, |_| false).expect("resizable");
+        assert_eq!(moves.len(), 4);
+        let mut load: BTreeMap<i32, usize> = BTreeMap::new();
+        for (p, list) in &moves {
+            assert_eq!(list[0], existing[*p as usize][0], "leader first: {list:?}");
+            assert_eq!(racks_of(&b, list).len(), 3, "{list:?}");
+            for r in list {
+                *load.entry(*r).or_default() += 1;
+            }
+        }
+        let (min, max) = (load.values().min(), load.values().max());
+        assert!(max.zip(min).is_some_and(|(x, n)| x - n <= 1), "{load:?}");
+    }
+
+    #[test]
+    fn lowering_replicas_drops_gone_brokers_then_shared_racks_and_keeps_the_leader() {
+        let b = brokers(&[("a", &[1, 4]), ("b", &[2]), ("c", &[3])]);
+        let existing = vec![vec![1, 4, 2], vec![2, 9, 3], vec![9, 1, 2], vec![3, 1, 2]];
+        let moves = resize_replicas(&b, &existing, 2, |p| p == 3).expect("resizable");
+        assert_eq!(
+            moves,
+            vec![(0, vec![1, 2]), (1, vec![2, 3]), (2, vec![1, 2])],
+            "partition 3 is skipped; 9 is not a broker any more"
+        );
+    }
+
+    #[test]
+    fn resizing_checks_the_count() {
+        let b = brokers(&[("a", &[1]), ("b", &[2])]);
+        assert_eq!(
+            resize_replicas(&b, &[vec![1]], 3, |_| false),
+            Err(AssignError::NotEnoughBrokers {
+                replicas: 3,
+                brokers: 2
+            })
+        );
+        assert_eq!(
+            resize_replicas(&b, &[vec![1]], 0, |_| false),
+            Err(AssignError::InvalidReplicas(0))
+        );
+        assert_eq!(resize_replicas(&b, &[vec![1, 2]], 2, |_| false), Ok(vec![]));
+    }
+
     proptest! {
         #[test]
         fn assignments_keep_every_rule(
@@ -294,6 +434,23 @@ mod tests {
             let more = assign_replicas(&b, existing.len() as i32 + 5, replicas, &existing)
                 .expect("assignable");
             prop_assert_eq!(more.len(), 5);
+            // Resizing to any count the cluster holds keeps each partition's
+            // leader and gives distinct brokers across as many racks as it can.
+            for target in 1..=b.len() as i32 {
+                let moves = resize_replicas(&b, &first, target, |_| false).expect("resizable");
+                for (p, list) in &moves {
+                    let before = &first[*p as usize];
+                    prop_assert_eq!(list.len(), target as usize);
+                    prop_assert_eq!(list[0], before[0]);
+                    prop_assert_eq!(list.iter().collect::<BTreeSet<_>>().len(), target as usize);
+                    let kept = racks_of(&b, before).len().min(target as usize);
+                    prop_assert!(racks_of(&b, list).len() >= kept.min(racks),
+                        "{:?} -> {:?}", before, list);
+                }
+                if target == replicas {
+                    prop_assert!(moves.is_empty());
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::assign::{assign_replicas, AssignError, Placement};
+use super::assign::{assign_replicas, resize_replicas, AssignError, Placement};
 use crate::admin::ConfigValue;
 
 /// The topic a spec asks for.
@@ -20,10 +20,45 @@ pub struct DesiredTopic {
 /// The topic as the brokers report it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedTopic {
-    /// Each partition's replicas, by partition index.
+    /// Each partition's replicas, by partition index (during a reassignment,
+    /// as Metadata lists them: the target's and those being removed).
     pub partitions: Vec<Vec<i32>>,
     /// Its configs (see [`ConfigValue::set_on_topic`]).
     pub config: BTreeMap<String, ConfigValue>,
+    /// The partitions being reassigned, by partition index.
+    pub moving: BTreeMap<i32, Moving>,
+}
+
+/// A reassignment in flight, as ListPartitionReassignments reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Moving {
+    /// Replicas joining.
+    pub adding: Vec<i32>,
+    /// Replicas leaving once the others are in sync.
+    pub removing: Vec<i32>,
+}
+
+impl ObservedTopic {
+    /// Partition `index`'s replicas once its reassignment (if any) is done.
+    fn target(&self, index: usize) -> Vec<i32> {
+        let replicas = self.partitions.get(index).cloned().unwrap_or_default();
+        match i32::try_from(index).ok().and_then(|i| self.moving.get(&i)) {
+            Some(m) => replicas
+                .into_iter()
+                .filter(|r| !m.removing.contains(r))
+                .collect(),
+            None => replicas,
+        }
+    }
+
+    /// The replica count partition 0 has now (without replicas still being
+    /// added), which is what the topic's replication factor is until a
+    /// change completes.
+    pub fn replication_factor(&self) -> Option<i32> {
+        let replicas = self.partitions.first()?;
+        let adding = self.moving.get(&0).map_or(0, |m| m.adding.len());
+        i32::try_from(replicas.len().saturating_sub(adding)).ok()
+    }
 }
 
 /// One change to make in the brokers.
@@ -43,6 +78,11 @@ pub enum Action {
         /// The new partitions' replica lists.
         assignment: Vec<Vec<i32>>,
     },
+    /// Reassign these partitions to lists of `spec.replicas` brokers.
+    ChangeReplicas {
+        /// `(partition, replicas)`.
+        moves: Vec<(i32, Vec<i32>)>,
+    },
     /// Set and remove topic configs.
     AlterConfig {
         /// Keys to set.
@@ -52,7 +92,7 @@ pub enum Action {
     },
 }
 
-/// What the spec asks for and cannot be done; reported in `Ready`.
+/// What the spec asks for and cannot be done, or not yet; reported in `Ready`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Blocked {
     /// Kafka cannot remove partitions.
@@ -71,10 +111,12 @@ pub enum Blocked {
         /// Brokers in the cluster.
         brokers: usize,
     },
-    /// The replication factor of an existing topic differs from the spec.
-    #[error("spec.replicas is {want} but the topic has {have} replicas per partition; changing the replication factor of an existing topic is not supported yet")]
-    ReplicasChange {
-        /// In the brokers.
+    /// Partitions are being reassigned to `spec.replicas` replicas.
+    #[error("moving {partitions} partition(s) from {have} to {want} replicas (spec.replicas); ready once the new replicas are in sync")]
+    ReplicasChanging {
+        /// Partitions not yet at `want`.
+        partitions: usize,
+        /// The replica count before the change.
         have: i32,
         /// In the spec.
         want: i32,
@@ -88,7 +130,7 @@ impl Blocked {
         match self {
             Blocked::PartitionDecrease { .. } => reason::PARTITION_DECREASE_NOT_ALLOWED,
             Blocked::NotEnoughBrokers { .. } => reason::NOT_ENOUGH_BROKERS,
-            Blocked::ReplicasChange { .. } => reason::REPLICAS_CHANGE_NOT_SUPPORTED,
+            Blocked::ReplicasChanging { .. } => reason::REPLICAS_CHANGING,
         }
     }
 }
@@ -117,6 +159,59 @@ fn blocked_by(err: AssignError) -> Blocked {
     }
 }
 
+/// A replication factor change: partitions not being moved whose replica
+/// count differs from the spec are resized; partitions being moved to
+/// another count (or to one the spec no longer asks for) are waited for,
+/// and resized afterwards if need be. A move that keeps the count (the
+/// Cluster's scale-down) does not hold the topic back.
+fn plan_replicas(
+    desired: &DesiredTopic,
+    observed: &ObservedTopic,
+    brokers: &[Placement],
+    plan: &mut Plan,
+) {
+    let want = usize::try_from(desired.replicas).unwrap_or(0);
+    let targets: Vec<Vec<i32>> = (0..observed.partitions.len())
+        .map(|i| observed.target(i))
+        .collect();
+    let waiting = observed
+        .moving
+        .iter()
+        .filter(|(i, m)| {
+            m.adding.len() != m.removing.len()
+                || usize::try_from(**i)
+                    .ok()
+                    .and_then(|i| targets.get(i))
+                    .is_some_and(|t| t.len() != want)
+        })
+        .count();
+    let off = targets
+        .iter()
+        .enumerate()
+        .any(|(i, t)| t.len() != want && !observed.moving.contains_key(&(i as i32)));
+    let mut changing = waiting;
+    if off {
+        let moving = |i: usize| observed.moving.contains_key(&(i as i32));
+        match resize_replicas(brokers, &targets, desired.replicas, moving) {
+            Ok(moves) => {
+                changing += moves.len();
+                plan.actions.push(Action::ChangeReplicas { moves });
+            }
+            Err(e) => {
+                plan.blocked = Some(blocked_by(e));
+                return;
+            }
+        }
+    }
+    if changing > 0 {
+        plan.blocked = Some(Blocked::ReplicasChanging {
+            partitions: changing,
+            have: observed.replication_factor().unwrap_or(desired.replicas),
+            want: desired.replicas,
+        });
+    }
+}
+
 /// Plans `desired` against `observed` (`None`: the topic does not exist)
 /// on `brokers`.
 pub fn plan_topic(
@@ -142,9 +237,6 @@ pub fn plan_topic(
 
     let mut plan = Plan::default();
     let have = i32::try_from(observed.partitions.len()).unwrap_or(i32::MAX);
-    let have_replicas = observed.partitions.first().map_or(desired.replicas, |p| {
-        i32::try_from(p.len()).unwrap_or(i32::MAX)
-    });
     if desired.partitions < have {
         plan.blocked = Some(Blocked::PartitionDecrease {
             have,
@@ -164,18 +256,8 @@ pub fn plan_topic(
             Err(e) => plan.blocked = Some(blocked_by(e)),
         }
     }
-    if plan.blocked.is_none() && have_replicas != desired.replicas {
-        plan.blocked = Some(if desired.replicas as usize > brokers.len() {
-            Blocked::NotEnoughBrokers {
-                replicas: desired.replicas,
-                brokers: brokers.len(),
-            }
-        } else {
-            Blocked::ReplicasChange {
-                have: have_replicas,
-                want: desired.replicas,
-            }
-        });
+    if plan.blocked.is_none() {
+        plan_replicas(desired, observed, brokers, &mut plan);
     }
 
     let set: BTreeMap<String, String> = desired
@@ -260,6 +342,7 @@ mod tests {
                 ("retention.ms".to_owned(), on_topic("1000")),
                 ("segment.bytes".to_owned(), default_value("1073741824")),
             ]),
+            moving: BTreeMap::new(),
         };
         let plan = plan_topic(
             &desired(3, 3, &[("retention.ms", "1000")]),
@@ -277,6 +360,7 @@ mod tests {
                 ("retention.ms".to_owned(), on_topic("5")),
                 ("max.message.bytes".to_owned(), on_topic("100")),
             ]),
+            moving: BTreeMap::new(),
         };
         let plan = plan_topic(
             &desired(4, 3, &[("retention.ms", "1000")]),
@@ -301,7 +385,7 @@ mod tests {
     fn fewer_partitions_is_blocked_but_configs_still_apply() {
         let observed = ObservedTopic {
             partitions: vec![vec![1]; 4],
-            config: BTreeMap::new(),
+            ..ObservedTopic::default()
         };
         let plan = plan_topic(
             &desired(2, 1, &[("retention.ms", "1000")]),
@@ -335,12 +419,103 @@ mod tests {
         );
         let observed = ObservedTopic {
             partitions: vec![vec![1, 2]; 2],
-            config: BTreeMap::new(),
+            ..ObservedTopic::default()
         };
-        let plan = plan_topic(&desired(2, 3, &[]), Some(&observed), &racks3());
+        let plan = plan_topic(&desired(2, 4, &[]), Some(&observed), &racks3());
         assert_eq!(
             plan.blocked,
-            Some(Blocked::ReplicasChange { have: 2, want: 3 })
+            Some(Blocked::NotEnoughBrokers {
+                replicas: 4,
+                brokers: 3
+            })
         );
+        assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn a_new_replica_count_reassigns_each_partition_and_waits_for_it() {
+        let observed = ObservedTopic {
+            partitions: vec![vec![1], vec![2]],
+            ..ObservedTopic::default()
+        };
+        let plan = plan_topic(&desired(2, 3, &[]), Some(&observed), &racks3());
+        let [Action::ChangeReplicas { moves }] = plan.actions.as_slice() else {
+            panic!("expected one ChangeReplicas, got {:?}", plan.actions);
+        };
+        assert_eq!(moves.len(), 2);
+        assert!(moves.iter().all(|(p, l)| l.len() == 3 && l[0] == *p + 1));
+        assert_eq!(
+            plan.blocked,
+            Some(Blocked::ReplicasChanging {
+                partitions: 2,
+                have: 1,
+                want: 3
+            })
+        );
+        assert_eq!(
+            plan.blocked.as_ref().map(Blocked::reason),
+            Some("ReplicasChanging")
+        );
+
+        // While the brokers move them: nothing more to do, not ready yet.
+        let moving = ObservedTopic {
+            partitions: moves.iter().map(|(_, l)| l.clone()).collect(),
+            moving: moves
+                .iter()
+                .map(|(p, l)| {
+                    let m = Moving {
+                        adding: l[1..].to_vec(),
+                        removing: Vec::new(),
+                    };
+                    (*p, m)
+                })
+                .collect(),
+            ..ObservedTopic::default()
+        };
+        assert_eq!(moving.replication_factor(), Some(1));
+        let plan = plan_topic(&desired(2, 3, &[]), Some(&moving), &racks3());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(matches!(
+            plan.blocked,
+            Some(Blocked::ReplicasChanging { partitions: 2, .. })
+        ));
+
+        // Done: in step.
+        let done = ObservedTopic {
+            moving: BTreeMap::new(),
+            ..moving
+        };
+        assert_eq!(
+            plan_topic(&desired(2, 3, &[]), Some(&done), &racks3()),
+            Plan::default()
+        );
+    }
+
+    #[test]
+    fn a_move_that_keeps_the_count_does_not_hold_the_topic_back() {
+        // The Cluster's scale-down moving partition 0 from broker 3 to 2.
+        let observed = ObservedTopic {
+            partitions: vec![vec![1, 2, 3], vec![2, 1]],
+            moving: BTreeMap::from([(
+                0,
+                Moving {
+                    adding: vec![2],
+                    removing: vec![3],
+                },
+            )]),
+            ..ObservedTopic::default()
+        };
+        let plan = plan_topic(&desired(2, 2, &[]), Some(&observed), &racks3());
+        assert_eq!(plan, Plan::default());
+        // A count the spec no longer asks for is waited for, then changed.
+        let plan = plan_topic(&desired(2, 1, &[]), Some(&observed), &racks3());
+        let [Action::ChangeReplicas { moves }] = plan.actions.as_slice() else {
+            panic!("expected one ChangeReplicas, got {:?}", plan.actions);
+        };
+        assert_eq!(moves, &vec![(1, vec![2])]);
+        assert!(matches!(
+            plan.blocked,
+            Some(Blocked::ReplicasChanging { partitions: 2, .. })
+        ));
     }
 }

@@ -1299,27 +1299,31 @@ def test_changing_a_topics_replicas_reassigns_its_partitions(kube, operator, rac
     assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
     acked = sorted((d.partition, d.offset, d.value) for d in reports)
 
-    def in_sync(count: int) -> bool:
+    def in_sync(count: int):
+        """partition -> (replicas, leader) once every partition has `count`
+        replicas, all in sync, in one Metadata answer; else None."""
         md = admin(bootstrap).list_topics(topic=name, timeout=10)
         parts = md.topics[name].partitions.values()
-        return all(len(p.replicas) == count and sorted(p.isrs) == sorted(p.replicas)
-                   for p in parts)
+        if all(len(p.replicas) == count and sorted(p.isrs) == sorted(p.replicas) for p in parts):
+            return {p.id: (list(p.replicas), p.leader) for p in parts}
+        return None
 
     for count in (3, 2):
-        log.info("phase: spec.replicas -> %d: partitions reassigned, leaders kept, one per zone",
-                 count)
+        log.info("phase: spec.replicas -> %d: partitions reassigned, preferred leaders kept and "
+                 "leading, one replica per zone", count)
         kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p",
                      json.dumps({"spec": {"replicas": count}}))
         kube.wait_condition("topic", name, NS, "True")
         ongoing = ongoing_reassignments(bootstrap, name)
         assert not ongoing, f"Ready while the controller still moves replicas: {ongoing}"
         # (the brokers' Metadata follows the controller's within moments)
-        wait_until(lambda: in_sync(count), timeout=30, what=f"{count} in-sync replicas per partition")
+        after = wait_until(lambda: in_sync(count), timeout=30, ignore=(KeyError, KafkaException),
+                           what=f"{count} in-sync replicas per partition")
         status = kube.get("topic", name, NS)["status"]
         assert status["replicas"] == count, status
-        after = topic_replicas(bootstrap, name)
-        for p, rs in after.items():
-            assert rs[0] == before[p][0], f"partition {p}: leader moved, {before[p]} -> {rs}"
+        for p, (rs, leader) in after.items():
+            assert rs[0] == before[p][0] and leader == rs[0], \
+                f"partition {p}: was {before[p]}, now {rs} led by {leader}"
             assert len({rack_of[r] for r in rs}) == count, f"partition {p}: replicas {rs}"
 
     log.info("phase: every record is still there")

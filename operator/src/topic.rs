@@ -254,6 +254,10 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
 /// Reads the topic from the brokers, plans and applies the changes.
 async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome, AdminError> {
     let generation = topic.metadata.generation;
+    // The controller's moves first, then Metadata: a move the controller
+    // has finished is not taken for one in flight, and the replicas of a
+    // partition in flight are the controller's.
+    let mut reassigning = admin.topic_reassignments(name).await?;
     let meta = admin.metadata().await?;
     let brokers: Vec<Placement> = meta
         .brokers
@@ -265,15 +269,25 @@ async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome,
         .collect();
     let observed = match meta.topics.get(name) {
         Some(partitions) => {
-            let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+            let replicas = partitions
+                .iter()
+                .map(|(i, p)| match reassigning.get_mut(i) {
+                    Some(r) => std::mem::take(&mut r.replicas),
+                    None => p.replicas.clone(),
+                })
+                .collect();
             Some(ObservedTopic {
-                partitions: partitions.values().map(|p| p.replicas.clone()).collect(),
+                partitions: replicas,
                 config: admin.describe_topic_config(name).await?,
-                moving: admin
-                    .topic_reassignments(name, count)
-                    .await?
+                moving: reassigning
                     .into_iter()
-                    .map(|(p, (adding, removing))| (p, Moving { adding, removing }))
+                    .map(|(p, r)| {
+                        let moving = Moving {
+                            adding: r.adding,
+                            removing: r.removing,
+                        };
+                        (p, moving)
+                    })
                     .collect(),
             })
         }

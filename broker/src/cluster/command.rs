@@ -34,6 +34,10 @@ pub enum Assignment {
     Explicit(Vec<Vec<i32>>),
 }
 
+fn allowed() -> bool {
+    true
+}
+
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataCommand {
@@ -127,6 +131,11 @@ pub enum MetadataCommand {
         partition: i32,
         /// The replicas it should end up with.
         target: Option<Vec<i32>>,
+        /// Whether `target` may have another replica count than the one the
+        /// partition has or is heading to (KIP-860; true for entries
+        /// written before the flag existed).
+        #[serde(default = "allowed")]
+        allow_replication_factor_change: bool,
     },
     /// Moves leadership to the preferred (first) replica if it is in sync.
     ElectPreferredLeader {
@@ -392,7 +401,13 @@ impl ClusterImage {
                 topic,
                 partition,
                 target,
-            } => self.reassign(topic, *partition, target.as_deref()),
+                allow_replication_factor_change,
+            } => self.reassign(
+                topic,
+                *partition,
+                target.as_deref(),
+                *allow_replication_factor_change,
+            ),
             MetadataCommand::ElectPreferredLeader { topic, partition } => {
                 let live = self.electable();
                 let Some(p) = self.partition_mut(topic, *partition) else {
@@ -658,8 +673,29 @@ impl ClusterImage {
         CommandResult::Partition(p.clone())
     }
 
-    fn reassign(&mut self, topic: &str, partition: i32, target: Option<&[i32]>) -> CommandResult {
+    fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[i32]>,
+        allow_rf_change: bool,
+    ) -> CommandResult {
         let live = self.electable();
+        if let (Some(target), false, Some(p)) =
+            (target, allow_rf_change, self.partition(topic, partition))
+        {
+            // The count the partition has, or is heading to (KIP-860).
+            let heading = p.replicas.len() - p.removing.len();
+            if target.len() != heading {
+                return CommandResult::error(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "{topic}-{partition} has {heading} replicas; a reassignment to {} replicas would change the replication factor, and allowReplicationFactorChange is false",
+                        target.len()
+                    ),
+                );
+            }
+        }
         if let Some(target) = target {
             let mut seen = std::collections::HashSet::new();
             if target.is_empty() || !target.iter().all(|b| seen.insert(*b)) {
@@ -707,26 +743,28 @@ impl ClusterImage {
                 p.partition_epoch += 1;
             }
             Some(target) => {
-                // Undo any reassignment in flight first: the new one starts
-                // from the partition's original replicas.
-                if !p.adding.is_empty() {
-                    let adding = std::mem::take(&mut p.adding);
-                    p.replicas.retain(|r| !adding.contains(r));
-                }
-                p.removing.clear();
-                let original = p.replicas.clone();
-                p.adding = target
+                // As Kafka: the move starts from every replica the partition
+                // has now, those of a move in flight included, so a replica
+                // being added that the new target leaves out is removed like
+                // any other, and the leader and ISR stay among the replicas.
+                let current = p.replicas.clone();
+                let adding: Vec<i32> = target
                     .iter()
                     .copied()
-                    .filter(|r| !original.contains(r))
+                    .filter(|r| !current.contains(r))
                     .collect();
-                p.removing = original
+                let removing: Vec<i32> = current
                     .iter()
                     .copied()
                     .filter(|r| !target.contains(r))
                     .collect();
                 let mut replicas = target.to_vec();
-                replicas.extend(p.removing.iter().copied());
+                replicas.extend(removing.iter().copied());
+                if replicas == p.replicas && adding == p.adding && removing == p.removing {
+                    return CommandResult::Ok; // nothing changes (Kafka writes nothing)
+                }
+                p.adding = adding;
+                p.removing = removing;
                 p.replicas = replicas;
                 p.partition_epoch += 1;
                 complete_reassignment(p, &live);
@@ -736,14 +774,20 @@ impl ClusterImage {
     }
 }
 
-/// Finishes a reassignment once every replica being added is in sync and
-/// the replicas that stay keep an ISR (Kafka's rule: a target whose kept
-/// replicas are all out of sync waits for one of them to catch up).
+/// Finishes a reassignment once every replica of the target (the replicas
+/// that are not leaving) is in the ISR: Kafka's rule since 3.8
+/// (KAFKA-15665), so a move never leaves a partition under-replicated or
+/// with an ISR of replicas that left.
 fn complete_reassignment(p: &mut PartitionImage, live: &[i32]) {
     if p.adding.is_empty() && p.removing.is_empty() {
         return;
     }
-    if !p.adding.iter().all(|r| p.isr.contains(r)) {
+    let in_sync = p
+        .replicas
+        .iter()
+        .filter(|r| !p.removing.contains(r))
+        .all(|r| p.isr.contains(r));
+    if !in_sync {
         return;
     }
     let remaining: Vec<i32> = p
@@ -752,9 +796,6 @@ fn complete_reassignment(p: &mut PartitionImage, live: &[i32]) {
         .copied()
         .filter(|r| !p.removing.contains(r))
         .collect();
-    if remaining.is_empty() {
-        return;
-    }
     let removing = std::mem::take(&mut p.removing);
     p.adding.clear();
     p.replicas.retain(|r| !removing.contains(r));

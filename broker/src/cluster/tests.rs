@@ -174,6 +174,7 @@ fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
             topic: "t".into(),
             partition: 0,
             target: Some(vec![2, 3, 4]),
+            allow_replication_factor_change: true,
         }),
         CommandResult::Ok
     );
@@ -215,6 +216,7 @@ fn a_reassignment_may_raise_the_replication_factor() {
             topic: "t".into(),
             partition: 0,
             target: Some(vec![1, 2, 3]),
+            allow_replication_factor_change: true,
         }),
         CommandResult::Ok
     );
@@ -272,6 +274,7 @@ fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_syn
         topic: "t".into(),
         partition: 0,
         target: Some(vec![3]),
+        allow_replication_factor_change: true,
     });
     let shrunk = log.p("t", 0);
     assert_eq!(shrunk.replicas, vec![3]);
@@ -293,6 +296,7 @@ fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_syn
         topic: "t".into(),
         partition: 1,
         target: Some(vec![3]),
+        allow_replication_factor_change: true,
     });
     let waiting = log.p("t", 1);
     assert_eq!(waiting.replicas, vec![3, 1, 2]);
@@ -312,6 +316,140 @@ fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_syn
     assert_eq!(done.isr, vec![3]);
     assert_eq!(done.leader, 3);
     assert!(done.adding.is_empty() && done.removing.is_empty());
+}
+
+fn reassign(log: &mut Log, target: &[i32], allow: bool) -> CommandResult {
+    log.apply(MetadataCommand::Reassign {
+        topic: "t".into(),
+        partition: 0,
+        target: Some(target.to_vec()),
+        allow_replication_factor_change: allow,
+    })
+}
+
+fn set_isr(log: &mut Log, isr: &[i32]) {
+    let p = log.p("t", 0);
+    let result = log.apply(MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: isr.to_vec(),
+    });
+    assert!(matches!(result, CommandResult::Partition(_)), "{result:?}");
+}
+
+fn five_brokers_one_partition(replicas: &[i32]) -> Log {
+    let mut log = Log::new();
+    for id in 1..=5 {
+        log.register(id);
+    }
+    log.apply(MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: Uuid::new_v4(),
+        configs: Default::default(),
+        assignment: Assignment::Explicit(vec![replicas.to_vec()]),
+    });
+    log
+}
+
+/// A new reassignment of a partition being moved starts from all of its
+/// replicas, as in Kafka: the leader and the ISR stay among the replicas,
+/// replicas being added that the new target leaves out are removed, and the
+/// move completes only with the whole new target in sync.
+#[test]
+fn a_reassignment_over_one_in_flight_keeps_the_leader_and_isr_among_the_replicas() {
+    let mut log = five_brokers_one_partition(&[1, 2]);
+    assert_eq!(reassign(&mut log, &[3, 4], true), CommandResult::Ok);
+    set_isr(&mut log, &[1, 2, 3]);
+    log.apply(MetadataCommand::ElectPreferredLeader {
+        topic: "t".into(),
+        partition: 0,
+    });
+    assert_eq!(
+        log.p("t", 0).leader,
+        3,
+        "the preferred (first) replica leads"
+    );
+    assert_eq!(reassign(&mut log, &[4, 5], true), CommandResult::Ok);
+    let moving = log.p("t", 0);
+    assert_eq!(moving.replicas, vec![4, 5, 3, 1, 2]);
+    assert_eq!(moving.adding, vec![5]);
+    assert_eq!(moving.removing, vec![3, 1, 2]);
+    assert!(moving.replicas.contains(&moving.leader), "{moving:?}");
+    assert!(moving.isr.iter().all(|r| moving.replicas.contains(r)));
+    // 5 in sync is not enough: 4 (added by the first move) is not yet.
+    set_isr(&mut log, &[1, 2, 3, 5]);
+    assert_eq!(log.p("t", 0).removing, vec![3, 1, 2]);
+    set_isr(&mut log, &[1, 2, 3, 4, 5]);
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![4, 5]);
+    assert_eq!(done.isr, vec![4, 5]);
+    assert_eq!(done.leader, 4);
+    // The same target again changes nothing, not even the epochs.
+    assert_eq!(reassign(&mut log, &[4, 5], true), CommandResult::Ok);
+    assert_eq!(log.p("t", 0), done);
+}
+
+/// An ISR of replicas a new target leaves out does not complete the move.
+#[test]
+fn a_reassignment_waits_for_its_whole_target_in_sync() {
+    let mut log = five_brokers_one_partition(&[1, 2, 3]);
+    reassign(&mut log, &[1, 2, 3, 4, 5], true);
+    set_isr(&mut log, &[1, 4]);
+    reassign(&mut log, &[2, 3], true);
+    let waiting = log.p("t", 0);
+    assert_eq!(waiting.replicas, vec![2, 3, 1, 4, 5]);
+    assert_eq!(waiting.removing, vec![1, 4, 5]);
+    assert_eq!(waiting.leader, 1);
+    set_isr(&mut log, &[1, 2, 4]);
+    assert_eq!(
+        log.p("t", 0).removing,
+        vec![1, 4, 5],
+        "3 is not in sync yet"
+    );
+    set_isr(&mut log, &[1, 2, 3, 4]);
+    let done = log.p("t", 0);
+    assert_eq!(
+        (done.replicas, done.isr, done.leader),
+        (vec![2, 3], vec![2, 3], 2)
+    );
+}
+
+/// KIP-860: with allowReplicationFactorChange false the target must have
+/// the count the partition has or is heading to; the controller checks it.
+#[test]
+fn a_reassignment_may_be_told_to_keep_the_replication_factor() {
+    let mut log = five_brokers_one_partition(&[1]);
+    let refused = reassign(&mut log, &[1, 2, 3], false);
+    assert!(
+        matches!(&refused, CommandResult::Error { code, message } if *code == kafka_protocol::ResponseError::InvalidReplicationFactor.code() && message.contains("has 1 replicas") && message.contains("to 3 replicas")),
+        "{refused:?}"
+    );
+    assert_eq!(log.p("t", 0).replicas, vec![1]);
+    assert_eq!(reassign(&mut log, &[1, 2, 3], true), CommandResult::Ok);
+    // Heading to 3: another list of 3 is a move, 1 is a change.
+    assert_eq!(reassign(&mut log, &[1, 2, 4], false), CommandResult::Ok);
+    assert!(matches!(
+        reassign(&mut log, &[2], false),
+        CommandResult::Error { .. }
+    ));
+}
+
+/// New partitions take the replication factor a move in flight heads to.
+#[test]
+fn partitions_added_during_a_shrink_take_the_new_replication_factor() {
+    let mut log = five_brokers_one_partition(&[1, 2, 3]);
+    set_isr(&mut log, &[1, 2]);
+    reassign(&mut log, &[3], true);
+    assert_eq!(log.p("t", 0).removing, vec![1, 2], "waits for 3");
+    log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 2,
+        assignment: None,
+    });
+    assert_eq!(log.p("t", 1).replicas.len(), 1);
 }
 
 #[test]

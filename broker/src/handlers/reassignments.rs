@@ -18,7 +18,6 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::{StrBytes, VersionRange};
-use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::cluster::MetadataCommand;
@@ -41,35 +40,18 @@ pub(crate) async fn alter(
         for p in topic.partitions {
             let target: Option<Vec<i32>> =
                 p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
-            // The replication factor as it is: the replicas without those
-            // being added by a reassignment in flight.
-            let current = broker
-                .image()
-                .partition(&name, p.partition_index)
-                .map(|img| img.replicas.len() - img.adding.len());
-            let result = match (current, &target) {
-                (None, _) => Err((
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("{name}-{} does not exist", p.partition_index),
-                )),
-                (Some(n), Some(t)) if !allow_rf_change && t.len() != n && !t.is_empty() => Err((
-                    ResponseError::InvalidReplicationFactor,
-                    format!(
-                        "{name}-{} has {n} replicas; a reassignment to {} replicas would change the replication factor, and allowReplicationFactorChange is false",
-                        p.partition_index,
-                        t.len()
-                    ),
-                )),
-                _ => broker
-                    .write(MetadataCommand::Reassign {
-                        topic: name.clone(),
-                        partition: p.partition_index,
-                        target,
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| (e.kafka(), e.to_string())),
-            };
+            // The controller checks the partition, the target and (KIP-860)
+            // the replica count against the partition as it is then.
+            let result = broker
+                .write(MetadataCommand::Reassign {
+                    topic: name.clone(),
+                    partition: p.partition_index,
+                    target,
+                    allow_replication_factor_change: allow_rf_change,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.kafka(), e.to_string()));
             let entry =
                 ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
             partitions.push(match result {

@@ -71,8 +71,8 @@ pub struct TopicSpec {
     /// How many replicas each partition has, in distinct zones where there
     /// are enough. Changing it on an existing topic reassigns its partitions
     /// (replicas are added in zones the partition does not use yet, or
-    /// dropped keeping the leader); `Ready` is False with reason
-    /// `ReplicasChanging` until the new replicas are in sync.
+    /// dropped keeping the first, preferred leader); `Ready` is False with
+    /// reason `ReplicasChanging` until the new replicas are in sync.
     #[schemars(range(min = 1, max = 32767))]
     pub replicas: i32,
     /// Topic configs (`retention.ms`, `cleanup.policy`, ...). Keys set here

@@ -38,7 +38,6 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -111,6 +110,17 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     /// The in-sync replicas.
     pub isr: Vec<i32>,
+}
+
+/// A partition being reassigned, as ListPartitionReassignments reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reassigning {
+    /// Its replicas: the target's, then those leaving.
+    pub replicas: Vec<i32>,
+    /// Replicas joining.
+    pub adding: Vec<i32>,
+    /// Replicas leaving once the target is in sync.
+    pub removing: Vec<i32>,
 }
 
 /// What Metadata says about the cluster.
@@ -596,19 +606,16 @@ impl Admin {
             .collect())
     }
 
-    /// The reassignments in flight for `topic`'s first `partitions`
-    /// partitions: partition index to `(adding, removing)`.
+    /// The reassignments in flight for `topic`, from the controller:
+    /// partition index to its replicas, those being added and those being
+    /// removed.
     pub async fn topic_reassignments(
         &self,
         topic: &str,
-        partitions: i32,
-    ) -> Result<BTreeMap<i32, (Vec<i32>, Vec<i32>)>, AdminError> {
-        let mut wanted = ListPartitionReassignmentsTopics::default();
-        wanted.name = TopicName(s(topic));
-        wanted.partition_indexes = (0..partitions).collect();
+    ) -> Result<BTreeMap<i32, Reassigning>, AdminError> {
         let request = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(BROKER_TIMEOUT_MS)
-            .with_topics(Some(vec![wanted]));
+            .with_topics(None);
         let response = self
             .call_controller(
                 "ListPartitionReassignments",
@@ -624,10 +631,12 @@ impl Admin {
             .filter(|t| &*t.name.0 == topic)
             .flat_map(|t| t.partitions.iter())
             .map(|p| {
-                (
-                    p.partition_index,
-                    (ids(&p.adding_replicas), ids(&p.removing_replicas)),
-                )
+                let moving = Reassigning {
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                };
+                (p.partition_index, moving)
             })
             .collect())
     }

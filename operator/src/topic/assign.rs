@@ -134,9 +134,10 @@ pub fn assign_replicas(
 /// A partition that grows keeps its replicas in order (the leader first) and
 /// gains brokers in racks it does not use yet, the least loaded first
 /// (replicas of this topic, counted as the lists change), ties broken as in
-/// [`assign_replicas`]. A partition that shrinks keeps its first replica and
-/// drops, in turn, a broker that is not in the cluster any more, then one
-/// whose rack another replica shares, then the most loaded, then the last.
+/// [`assign_replicas`]. A partition that shrinks keeps its first replica
+/// (the preferred leader) and drops, in turn, a broker that is not in the
+/// cluster's metadata, then one whose rack another replica shares, then the
+/// most loaded, then the last.
 pub fn resize_replicas(
     brokers: &[Placement],
     existing: &[Vec<i32>],
@@ -194,9 +195,10 @@ pub fn resize_replicas(
         }
         while list.len() > wanted {
             let gone = |id: i32| !brokers.iter().any(|b| b.id == id);
-            // The first replica stays unless it is gone and another is not.
-            let first = usize::from(!gone(list[0]) || list.iter().all(|id| gone(*id)));
-            let victim = (first..list.len())
+            // The first replica always stays: a broker missing from the
+            // metadata may only be restarting (moving replicas off brokers
+            // that left is the Cluster's scale-down).
+            let victim = (1..list.len())
                 .max_by_key(|i| {
                     let id = list[*i];
                     let shared = list
@@ -375,8 +377,8 @@ mod tests {
         let moves = resize_replicas(&b, &existing, 2, |p| p == 3).expect("resizable");
         assert_eq!(
             moves,
-            vec![(0, vec![1, 2]), (1, vec![2, 3]), (2, vec![1, 2])],
-            "partition 3 is skipped; 9 is not a broker any more"
+            vec![(0, vec![1, 2]), (1, vec![2, 3]), (2, vec![9, 1])],
+            "partition 3 is skipped; 9 is missing from the metadata but a first replica stays"
         );
     }
 

@@ -242,22 +242,25 @@ pub fn plan_topic(
             have,
             want: desired.partitions,
         });
-    } else if desired.partitions > have {
-        match assign_replicas(
-            brokers,
-            desired.partitions,
-            desired.replicas,
-            &observed.partitions,
-        ) {
-            Ok(assignment) => plan.actions.push(Action::AddPartitions {
-                total: desired.partitions,
-                assignment,
-            }),
-            Err(e) => plan.blocked = Some(blocked_by(e)),
-        }
-    }
-    if plan.blocked.is_none() {
+    } else {
+        // The replica count first: partitions are added once every existing
+        // one has `spec.replicas` (Kafka refuses new partitions whose
+        // replica lists are not as long as partition 0's).
         plan_replicas(desired, observed, brokers, &mut plan);
+        if desired.partitions > have && plan.blocked.is_none() {
+            match assign_replicas(
+                brokers,
+                desired.partitions,
+                desired.replicas,
+                &observed.partitions,
+            ) {
+                Ok(assignment) => plan.actions.push(Action::AddPartitions {
+                    total: desired.partitions,
+                    assignment,
+                }),
+                Err(e) => plan.blocked = Some(blocked_by(e)),
+            }
+        }
     }
 
     let set: BTreeMap<String, String> = desired
@@ -489,6 +492,30 @@ mod tests {
             plan_topic(&desired(2, 3, &[]), Some(&done), &racks3()),
             Plan::default()
         );
+    }
+
+    #[test]
+    fn partitions_are_added_after_a_replica_count_change() {
+        let observed = ObservedTopic {
+            partitions: vec![vec![1], vec![2]],
+            ..ObservedTopic::default()
+        };
+        let plan = plan_topic(&desired(4, 3, &[]), Some(&observed), &racks3());
+        assert!(
+            matches!(plan.actions.as_slice(), [Action::ChangeReplicas { .. }]),
+            "{:?}",
+            plan.actions
+        );
+        let done = ObservedTopic {
+            partitions: vec![vec![1, 2, 3], vec![2, 3, 1]],
+            ..ObservedTopic::default()
+        };
+        let plan = plan_topic(&desired(4, 3, &[]), Some(&done), &racks3());
+        assert_eq!(plan.blocked, None);
+        assert!(matches!(
+            plan.actions.as_slice(),
+            [Action::AddPartitions { total: 4, assignment }] if assignment.iter().all(|r| r.len() == 3)
+        ));
     }
 
     #[test]

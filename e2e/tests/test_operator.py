@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from confluent_kafka import KafkaException
 
 from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
 from cluster import Cluster as RackCluster
@@ -782,7 +783,6 @@ def test_users_get_scram_credentials_from_secrets(kube, operator, secure, solo_c
     generates into a Secret or from one the user gives, follows a changed
     password, and deletes the credential with the resource."""
     import base64
-    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     ensure_secure_cluster(kube)

@@ -552,23 +552,7 @@ def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, 
 
     log.info("phase: wait for the move: every broker's Metadata shows replicas %s with ISR %s and "
              "a leader among them; ListPartitionReassignments lists nothing", target, sorted(target))
-    last: dict[int, str] = {}
-
-    def moved() -> bool:
-        for i in c.live_ids():
-            md = c.metadata(via=i, topics=[topic], timeout=5)
-            last[i] = md.describe(topic)
-            p0 = md.partitions(topic).get(0)
-            if p0 is None or p0.replicas != target or sorted(p0.isr) != sorted(target) \
-                    or p0.leader not in target:
-                return False
-        return True
-
-    try:
-        wait_until(moved, timeout=deadline(120), interval=0.5, ignore=(OSError, EOFError),
-                   what=f"partition 0 of {topic} on {target}")
-    except WaitTimeout as exc:
-        raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+    wait_for_replicas(c, topic, target)
     ongoing = list_reassignments(c.bootstrap, topic)
     assert not ongoing, f"ListPartitionReassignments still lists {ongoing}"
     verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
@@ -641,23 +625,7 @@ def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, 
                           libs=libs, check=check)
 
     def settled(target: list[int]) -> None:
-        last: dict[int, str] = {}
-
-        def done() -> bool:
-            for i in c.live_ids():
-                md = c.metadata(via=i, topics=[topic], timeout=5)
-                last[i] = md.describe(topic)
-                p0 = md.partitions(topic).get(0)
-                if p0 is None or p0.replicas != target or sorted(p0.isr) != sorted(target) \
-                        or p0.leader not in target:
-                    return False
-            return True
-
-        try:
-            wait_until(done, timeout=deadline(120), interval=0.5, ignore=(OSError, EOFError),
-                       what=f"partition 0 of {topic} on {target}")
-        except WaitTimeout as exc:
-            raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+        wait_for_replicas(c, topic, target)
         assert not list_reassignments(c.bootstrap, topic)
         verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
                             "--reassignment-json-file", str(plan), "--verify", check=False)
@@ -713,6 +681,28 @@ def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, 
                what=f"broker 1 to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
     records, _ = read_all(c, topic, 1)
     assert [(r.offset, r.value) for r in records] == acked
+
+
+def wait_for_replicas(c, topic: str, target: list[int]) -> None:
+    """Wait until every live broker's Metadata shows partition 0 of `topic`
+    on `target`, all of it in the ISR, led by one of them."""
+    last: dict[int, str] = {}
+
+    def done() -> bool:
+        for i in c.live_ids():
+            md = c.metadata(via=i, topics=[topic], timeout=5)
+            last[i] = md.describe(topic)
+            p0 = md.partitions(topic).get(0)
+            if p0 is None or p0.replicas != target or sorted(p0.isr) != sorted(target) \
+                    or p0.leader not in target:
+                return False
+        return True
+
+    try:
+        wait_until(done, timeout=deadline(120), interval=0.5, ignore=(OSError, EOFError),
+                   what=f"partition 0 of {topic} on {target}")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
 
 
 def list_reassignments(bootstrap: str, topic: str) -> dict:

@@ -342,8 +342,8 @@ async fn drain(
         return None;
     }
     let holding = scale::held_message(removed, &held);
-    let in_progress = match admin.reassignments_in_progress().await {
-        Ok(in_progress) => in_progress,
+    let in_progress: Vec<(String, i32)> = match admin.reassignments().await {
+        Ok(in_progress) => in_progress.into_keys().collect(),
         Err(e) => return unreachable(e),
     };
     let moves = match scale::plan_drain(&meta, removed, &in_progress) {

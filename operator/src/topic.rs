@@ -14,6 +14,7 @@
 pub mod assign;
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use runnel_operator_api::condition::{self, reason, Condition, READY};
 use runnel_operator_api::{is_managed, Cluster, Topic, TopicStatus};
 use tracing::{info, instrument, warn};
 
-use crate::admin::{Admin, AdminError};
+use crate::admin::{Admin, AdminError, Reassigning};
 use crate::cluster::apply_status;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -257,7 +258,13 @@ async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome,
     // The controller's moves first, then Metadata: a move the controller
     // has finished is not taken for one in flight, and the replicas of a
     // partition in flight are the controller's.
-    let mut reassigning = admin.topic_reassignments(name).await?;
+    let mut reassigning: BTreeMap<i32, Reassigning> = admin
+        .reassignments()
+        .await?
+        .into_iter()
+        .filter(|((topic, _), _)| topic == name)
+        .map(|((_, partition), r)| (partition, r))
+        .collect();
     let meta = admin.metadata().await?;
     let brokers: Vec<Placement> = meta
         .brokers

@@ -157,167 +157,6 @@ fn isr_changes_need_the_current_leader_and_partition_epochs() {
     );
 }
 
-#[test]
-fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
-    let mut log = Log::new();
-    for id in 1..=4 {
-        log.register(id);
-    }
-    log.apply(MetadataCommand::CreateTopic {
-        name: "t".into(),
-        id: Uuid::new_v4(),
-        configs: Default::default(),
-        assignment: Assignment::Explicit(vec![vec![1, 2, 3]]),
-    });
-    assert_eq!(
-        log.apply(MetadataCommand::Reassign {
-            topic: "t".into(),
-            partition: 0,
-            target: Some(vec![2, 3, 4]),
-            allow_replication_factor_change: true,
-        }),
-        CommandResult::Ok
-    );
-    let moving = log.p("t", 0);
-    assert_eq!(moving.adding, vec![4]);
-    assert_eq!(moving.removing, vec![1]);
-    assert_eq!(moving.replicas, vec![2, 3, 4, 1]);
-    let result = log.apply(MetadataCommand::AlterPartition {
-        topic: "t".into(),
-        partition: 0,
-        leader: 1,
-        leader_epoch: moving.leader_epoch,
-        partition_epoch: moving.partition_epoch,
-        isr: vec![1, 2, 3, 4],
-    });
-    assert!(matches!(result, CommandResult::Partition(_)), "{result:?}");
-    let done = log.p("t", 0);
-    assert_eq!(done.replicas, vec![2, 3, 4]);
-    assert_eq!(done.isr, vec![2, 3, 4]);
-    assert_eq!(done.leader, 2);
-    assert!(done.adding.is_empty() && done.removing.is_empty());
-    assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
-}
-
-#[test]
-fn a_reassignment_may_raise_the_replication_factor() {
-    let mut log = Log::new();
-    for id in 1..=3 {
-        log.register(id);
-    }
-    log.apply(MetadataCommand::CreateTopic {
-        name: "t".into(),
-        id: Uuid::new_v4(),
-        configs: Default::default(),
-        assignment: Assignment::Explicit(vec![vec![1]]),
-    });
-    assert_eq!(
-        log.apply(MetadataCommand::Reassign {
-            topic: "t".into(),
-            partition: 0,
-            target: Some(vec![1, 2, 3]),
-            allow_replication_factor_change: true,
-        }),
-        CommandResult::Ok
-    );
-    let growing = log.p("t", 0);
-    assert_eq!(growing.replicas, vec![1, 2, 3]);
-    assert_eq!(growing.adding, vec![2, 3]);
-    assert!(growing.removing.is_empty());
-    // One new replica in sync is not enough.
-    log.apply(MetadataCommand::AlterPartition {
-        topic: "t".into(),
-        partition: 0,
-        leader: 1,
-        leader_epoch: growing.leader_epoch,
-        partition_epoch: growing.partition_epoch,
-        isr: vec![1, 2],
-    });
-    let half = log.p("t", 0);
-    assert_eq!(half.adding, vec![2, 3]);
-    log.apply(MetadataCommand::AlterPartition {
-        topic: "t".into(),
-        partition: 0,
-        leader: 1,
-        leader_epoch: half.leader_epoch,
-        partition_epoch: half.partition_epoch,
-        isr: vec![1, 2, 3],
-    });
-    let done = log.p("t", 0);
-    assert_eq!(done.replicas, vec![1, 2, 3]);
-    assert_eq!(done.isr, vec![1, 2, 3]);
-    assert_eq!(done.leader, 1);
-    assert_eq!(done.leader_epoch, growing.leader_epoch, "the leader stays");
-    assert!(done.adding.is_empty() && done.removing.is_empty());
-    // New partitions take the raised factor.
-    log.apply(MetadataCommand::CreatePartitions {
-        name: "t".into(),
-        count: 2,
-        assignment: None,
-    });
-    assert_eq!(log.p("t", 1).replicas.len(), 3);
-}
-
-#[test]
-fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_sync() {
-    let (mut log, _) = three_brokers();
-    log.apply(MetadataCommand::CreateTopic {
-        name: "t".into(),
-        id: Uuid::new_v4(),
-        configs: Default::default(),
-        assignment: Assignment::Explicit(vec![vec![1, 2, 3], vec![1, 2, 3]]),
-    });
-    // Partition 0: drop the leader and a follower, all in sync: done at once,
-    // and leadership moves to the replica kept.
-    let before = log.p("t", 0);
-    log.apply(MetadataCommand::Reassign {
-        topic: "t".into(),
-        partition: 0,
-        target: Some(vec![3]),
-        allow_replication_factor_change: true,
-    });
-    let shrunk = log.p("t", 0);
-    assert_eq!(shrunk.replicas, vec![3]);
-    assert_eq!(shrunk.isr, vec![3]);
-    assert_eq!(shrunk.leader, 3);
-    assert_eq!(shrunk.leader_epoch, before.leader_epoch + 1);
-    // Partition 1: the replica kept has fallen out of the ISR, so the
-    // reassignment waits rather than leave an ISR of removed replicas.
-    let p1 = log.p("t", 1);
-    log.apply(MetadataCommand::AlterPartition {
-        topic: "t".into(),
-        partition: 1,
-        leader: 1,
-        leader_epoch: p1.leader_epoch,
-        partition_epoch: p1.partition_epoch,
-        isr: vec![1, 2],
-    });
-    log.apply(MetadataCommand::Reassign {
-        topic: "t".into(),
-        partition: 1,
-        target: Some(vec![3]),
-        allow_replication_factor_change: true,
-    });
-    let waiting = log.p("t", 1);
-    assert_eq!(waiting.replicas, vec![3, 1, 2]);
-    assert_eq!(waiting.removing, vec![1, 2]);
-    assert_eq!(waiting.isr, vec![1, 2]);
-    assert_eq!(waiting.leader, 1);
-    log.apply(MetadataCommand::AlterPartition {
-        topic: "t".into(),
-        partition: 1,
-        leader: 1,
-        leader_epoch: waiting.leader_epoch,
-        partition_epoch: waiting.partition_epoch,
-        isr: vec![1, 2, 3],
-    });
-    let done = log.p("t", 1);
-    assert_eq!(done.replicas, vec![3]);
-    assert_eq!(done.isr, vec![3]);
-    assert_eq!(done.leader, 3);
-    assert!(done.adding.is_empty() && done.removing.is_empty());
-}
-
 fn reassign(log: &mut Log, target: &[i32], allow: bool) -> CommandResult {
     log.apply(MetadataCommand::Reassign {
         topic: "t".into(),
@@ -340,9 +179,10 @@ fn set_isr(log: &mut Log, isr: &[i32]) {
     assert!(matches!(result, CommandResult::Partition(_)), "{result:?}");
 }
 
-fn five_brokers_one_partition(replicas: &[i32]) -> Log {
+/// `brokers` brokers (ids from 1) and topic "t" with one partition on `replicas`.
+fn one_partition(brokers: i32, replicas: &[i32]) -> Log {
     let mut log = Log::new();
-    for id in 1..=5 {
+    for id in 1..=brokers {
         log.register(id);
     }
     log.apply(MetadataCommand::CreateTopic {
@@ -354,13 +194,86 @@ fn five_brokers_one_partition(replicas: &[i32]) -> Log {
     log
 }
 
+#[test]
+fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
+    let mut log = one_partition(4, &[1, 2, 3]);
+    assert_eq!(reassign(&mut log, &[2, 3, 4], true), CommandResult::Ok);
+    let moving = log.p("t", 0);
+    assert_eq!(moving.adding, vec![4]);
+    assert_eq!(moving.removing, vec![1]);
+    assert_eq!(moving.replicas, vec![2, 3, 4, 1]);
+    set_isr(&mut log, &[1, 2, 3, 4]);
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![2, 3, 4]);
+    assert_eq!(done.isr, vec![2, 3, 4]);
+    assert_eq!(done.leader, 2);
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
+}
+
+#[test]
+fn a_reassignment_may_raise_the_replication_factor() {
+    let mut log = one_partition(3, &[1]);
+    assert_eq!(reassign(&mut log, &[1, 2, 3], true), CommandResult::Ok);
+    let growing = log.p("t", 0);
+    assert_eq!(growing.replicas, vec![1, 2, 3]);
+    assert_eq!(growing.adding, vec![2, 3]);
+    assert!(growing.removing.is_empty());
+    // One new replica in sync is not enough.
+    set_isr(&mut log, &[1, 2]);
+    assert_eq!(log.p("t", 0).adding, vec![2, 3]);
+    set_isr(&mut log, &[1, 2, 3]);
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![1, 2, 3]);
+    assert_eq!(done.isr, vec![1, 2, 3]);
+    assert_eq!(done.leader, 1);
+    assert_eq!(done.leader_epoch, growing.leader_epoch, "the leader stays");
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    // New partitions take the raised factor.
+    log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 2,
+        assignment: None,
+    });
+    assert_eq!(log.p("t", 1).replicas.len(), 3);
+}
+
+#[test]
+fn a_reassignment_may_lower_the_replication_factor_once_a_kept_replica_is_in_sync() {
+    // All in sync: done at once, and leadership moves to the replica kept.
+    let mut log = one_partition(3, &[1, 2, 3]);
+    let before = log.p("t", 0);
+    reassign(&mut log, &[3], true);
+    let shrunk = log.p("t", 0);
+    assert_eq!(shrunk.replicas, vec![3]);
+    assert_eq!(shrunk.isr, vec![3]);
+    assert_eq!(shrunk.leader, 3);
+    assert_eq!(shrunk.leader_epoch, before.leader_epoch + 1);
+    // The replica kept has fallen out of the ISR: the reassignment waits
+    // rather than leave an ISR of removed replicas.
+    let mut log = one_partition(3, &[1, 2, 3]);
+    set_isr(&mut log, &[1, 2]);
+    reassign(&mut log, &[3], true);
+    let waiting = log.p("t", 0);
+    assert_eq!(waiting.replicas, vec![3, 1, 2]);
+    assert_eq!(waiting.removing, vec![1, 2]);
+    assert_eq!(waiting.isr, vec![1, 2]);
+    assert_eq!(waiting.leader, 1);
+    set_isr(&mut log, &[1, 2, 3]);
+    let done = log.p("t", 0);
+    assert_eq!(done.replicas, vec![3]);
+    assert_eq!(done.isr, vec![3]);
+    assert_eq!(done.leader, 3);
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+}
+
 /// A new reassignment of a partition being moved starts from all of its
 /// replicas, as in Kafka: the leader and the ISR stay among the replicas,
 /// replicas being added that the new target leaves out are removed, and the
 /// move completes only with the whole new target in sync.
 #[test]
 fn a_reassignment_over_one_in_flight_keeps_the_leader_and_isr_among_the_replicas() {
-    let mut log = five_brokers_one_partition(&[1, 2]);
+    let mut log = one_partition(5, &[1, 2]);
     assert_eq!(reassign(&mut log, &[3, 4], true), CommandResult::Ok);
     set_isr(&mut log, &[1, 2, 3]);
     log.apply(MetadataCommand::ElectPreferredLeader {
@@ -395,7 +308,7 @@ fn a_reassignment_over_one_in_flight_keeps_the_leader_and_isr_among_the_replicas
 /// An ISR of replicas a new target leaves out does not complete the move.
 #[test]
 fn a_reassignment_waits_for_its_whole_target_in_sync() {
-    let mut log = five_brokers_one_partition(&[1, 2, 3]);
+    let mut log = one_partition(5, &[1, 2, 3]);
     reassign(&mut log, &[1, 2, 3, 4, 5], true);
     set_isr(&mut log, &[1, 4]);
     reassign(&mut log, &[2, 3], true);
@@ -421,7 +334,7 @@ fn a_reassignment_waits_for_its_whole_target_in_sync() {
 /// the count the partition has or is heading to; the controller checks it.
 #[test]
 fn a_reassignment_may_be_told_to_keep_the_replication_factor() {
-    let mut log = five_brokers_one_partition(&[1]);
+    let mut log = one_partition(5, &[1]);
     let refused = reassign(&mut log, &[1, 2, 3], false);
     assert!(
         matches!(&refused, CommandResult::Error { code, message } if *code == kafka_protocol::ResponseError::InvalidReplicationFactor.code() && message.contains("has 1 replicas") && message.contains("to 3 replicas")),
@@ -440,7 +353,7 @@ fn a_reassignment_may_be_told_to_keep_the_replication_factor() {
 /// New partitions take the replication factor a move in flight heads to.
 #[test]
 fn partitions_added_during_a_shrink_take_the_new_replication_factor() {
-    let mut log = five_brokers_one_partition(&[1, 2, 3]);
+    let mut log = one_partition(5, &[1, 2, 3]);
     set_isr(&mut log, &[1, 2]);
     reassign(&mut log, &[3], true);
     assert_eq!(log.p("t", 0).removing, vec![1, 2], "waits for 3");

@@ -582,37 +582,10 @@ impl Admin {
         Ok(())
     }
 
-    /// The partitions being reassigned now, `(topic, partition)`.
-    pub async fn reassignments_in_progress(&self) -> Result<Vec<(String, i32)>, AdminError> {
-        let request = ListPartitionReassignmentsRequest::default()
-            .with_timeout_ms(BROKER_TIMEOUT_MS)
-            .with_topics(None);
-        let response = self
-            .call_controller(
-                "ListPartitionReassignments",
-                &request,
-                version::LIST_PARTITION_REASSIGNMENTS,
-                |r| (r.error_code, r.error_message.clone()),
-            )
-            .await?;
-        Ok(response
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), p.partition_index))
-            })
-            .collect())
-    }
-
-    /// The reassignments in flight for `topic`, from the controller:
-    /// partition index to its replicas, those being added and those being
-    /// removed.
-    pub async fn topic_reassignments(
-        &self,
-        topic: &str,
-    ) -> Result<BTreeMap<i32, Reassigning>, AdminError> {
+    /// The reassignments in flight, from the controller, by `(topic,
+    /// partition)`: each partition's replicas, those being added and those
+    /// being removed.
+    pub async fn reassignments(&self) -> Result<BTreeMap<(String, i32), Reassigning>, AdminError> {
         let request = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(BROKER_TIMEOUT_MS)
             .with_topics(None);
@@ -628,15 +601,14 @@ impl Admin {
         Ok(response
             .topics
             .iter()
-            .filter(|t| &*t.name.0 == topic)
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| {
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .map(|(t, p)| {
                 let moving = Reassigning {
                     replicas: ids(&p.replicas),
                     adding: ids(&p.adding_replicas),
                     removing: ids(&p.removing_replicas),
                 };
-                (p.partition_index, moving)
+                ((t.name.0.to_string(), p.partition_index), moving)
             })
             .collect())
     }

@@ -53,16 +53,7 @@ pub fn assign_replicas(
     replicas: i32,
     existing: &[Vec<i32>],
 ) -> Result<Vec<Vec<i32>>, AssignError> {
-    if replicas < 1 {
-        return Err(AssignError::InvalidReplicas(replicas));
-    }
-    let wanted = usize::try_from(replicas).map_err(|_| AssignError::InvalidReplicas(replicas))?;
-    if wanted > brokers.len() {
-        return Err(AssignError::NotEnoughBrokers {
-            replicas,
-            brokers: brokers.len(),
-        });
-    }
+    let wanted = replica_count(brokers, replicas)?;
     let total = usize::try_from(partitions).unwrap_or(0);
     if total <= existing.len() {
         return Ok(Vec::new());
@@ -144,16 +135,7 @@ pub fn resize_replicas(
     replicas: i32,
     skip: impl Fn(usize) -> bool,
 ) -> Result<Vec<(i32, Vec<i32>)>, AssignError> {
-    if replicas < 1 {
-        return Err(AssignError::InvalidReplicas(replicas));
-    }
-    let wanted = usize::try_from(replicas).map_err(|_| AssignError::InvalidReplicas(replicas))?;
-    if wanted > brokers.len() {
-        return Err(AssignError::NotEnoughBrokers {
-            replicas,
-            brokers: brokers.len(),
-        });
-    }
+    let wanted = replica_count(brokers, replicas)?;
     let order = interleaved(brokers);
     let n = order.len();
     let rack_of = |id: i32| -> String {
@@ -217,6 +199,22 @@ pub fn resize_replicas(
         out.push((i32::try_from(p).unwrap_or(i32::MAX), list));
     }
     Ok(out)
+}
+
+/// `replicas` as a count the brokers can hold: at least one, at most one
+/// per broker.
+fn replica_count(brokers: &[Placement], replicas: i32) -> Result<usize, AssignError> {
+    let wanted = usize::try_from(replicas)
+        .ok()
+        .filter(|w| *w >= 1)
+        .ok_or(AssignError::InvalidReplicas(replicas))?;
+    if wanted > brokers.len() {
+        return Err(AssignError::NotEnoughBrokers {
+            replicas,
+            brokers: brokers.len(),
+        });
+    }
+    Ok(wanted)
 }
 
 /// Broker ids ordered rack by rack in turn: the first broker of each rack

@@ -365,6 +365,16 @@ impl ClusterImage {
                         ),
                     );
                 }
+                // As Kafka: new partitions have as many replicas as the others.
+                if let Some(odd) = new.iter().find(|r| r.len() != replication as usize) {
+                    return CommandResult::error(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!(
+                            "a new partition of {name:?} is assigned {} replica(s), but the topic's partitions have {replication}",
+                            odd.len()
+                        ),
+                    );
+                }
                 if let Some(topic) = self.topics.get_mut(name) {
                     topic
                         .partitions
@@ -527,6 +537,13 @@ impl ClusterImage {
                 replication_factor,
             } => assign_replicas(&brokers, *partitions, *replication_factor, existing),
             Assignment::Explicit(lists) => {
+                let first = lists.first().map_or(0, Vec::len);
+                if let Some(i) = lists.iter().position(|l| l.len() != first) {
+                    return Err(AssignError::BadReplicas(format!(
+                        "all partitions should have the same number of replicas: partition 0 has {first}, partition {i} has {}",
+                        lists[i].len()
+                    )));
+                }
                 for (i, list) in lists.iter().enumerate() {
                     let mut seen = std::collections::HashSet::new();
                     if list.is_empty() || !list.iter().all(|b| seen.insert(*b)) {

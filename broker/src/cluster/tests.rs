@@ -365,6 +365,41 @@ fn partitions_added_during_a_shrink_take_the_new_replication_factor() {
     assert_eq!(log.p("t", 1).replicas.len(), 1);
 }
 
+/// Kafka refuses explicit replica lists of different lengths within a
+/// topic: at creation, and for new partitions against the existing ones.
+#[test]
+fn explicit_assignments_keep_one_replication_factor() {
+    let (mut log, _) = three_brokers();
+    let uneven = log.apply(MetadataCommand::CreateTopic {
+        name: "u".into(),
+        id: Uuid::new_v4(),
+        configs: Default::default(),
+        assignment: Assignment::Explicit(vec![vec![1, 2], vec![3]]),
+    });
+    assert!(
+        matches!(&uneven, CommandResult::Error { code, message } if *code == kafka_protocol::ResponseError::InvalidReplicaAssignment.code() && message.contains("partition 1 has 1")),
+        "{uneven:?}"
+    );
+    let mut log = one_partition(3, &[1, 2]);
+    let odd = log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 2,
+        assignment: Some(vec![vec![3]]),
+    });
+    assert!(
+        matches!(&odd, CommandResult::Error { code, message } if *code == kafka_protocol::ResponseError::InvalidReplicaAssignment.code() && message.contains("1 replica(s), but the topic's partitions have 2")),
+        "{odd:?}"
+    );
+    assert_eq!(
+        log.apply(MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            count: 2,
+            assignment: Some(vec![vec![3, 1]]),
+        }),
+        CommandResult::Ok
+    );
+}
+
 #[test]
 fn controlled_shutdown_moves_leadership_first() {
     let (mut log, epochs) = three_brokers();

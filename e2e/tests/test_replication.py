@@ -572,16 +572,8 @@ def test_reassignment_moves_a_partition_with_its_data(cluster_factory, request, 
                                f"{next((k for k, (g, a) in enumerate(zip(got, acked0)) if g != a), min(len(got), len(acked0)))}")
 
     log.info("phase: broker 1, no longer a replica, does not serve partition 0")
-    seen = []
-
-    def gone() -> bool:
-        err, _, recs = fetch_once(c.broker(1), topic, 0, 0)
-        seen.append((err, len(recs)))
-        return err in (3, 6)  # UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER
-
-    wait_until(gone, timeout=deadline(60), interval=0.5,
-               what=f"broker 1 to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
-    log.info("broker 1 answers a Fetch of partition 0 with %s", ERROR_NAMES.get(seen[-1][0]))
+    err = wait_refuses_fetch(c, 1, topic)
+    log.info("broker 1 answers a Fetch of partition 0 with %s", ERROR_NAMES.get(err))
 
     log.info("phase: partition 1 was not touched")
     p1 = c.metadata(topics=[topic]).partitions(topic)[1]
@@ -670,15 +662,7 @@ def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, 
     settled([3])
     got = read_replica(c.broker(3), topic, 0, RECORDS_G + 1, timeout=60)
     assert got == acked, f"broker 3: {len(got)} of {len(acked)} records"
-    seen = []
-
-    def gone() -> bool:
-        err, _, recs = fetch_once(c.broker(1), topic, 0, 0)
-        seen.append((err, len(recs)))
-        return err in (3, 6)  # UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER
-
-    wait_until(gone, timeout=deadline(60), interval=0.5,
-               what=f"broker 1 to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
+    wait_refuses_fetch(c, 1, topic)
     records, _ = read_all(c, topic, 1)
     assert [(r.offset, r.value) for r in records] == acked
 
@@ -703,6 +687,21 @@ def wait_for_replicas(c, topic: str, target: list[int]) -> None:
                    what=f"partition 0 of {topic} on {target}")
     except WaitTimeout as exc:
         raise WaitTimeout(f"{exc}; last Metadata: {last}") from None
+
+
+def wait_refuses_fetch(c, node: int, topic: str) -> int:
+    """Wait until broker `node`, no longer a replica, refuses a Fetch of
+    partition 0 of `topic`; returns its error code."""
+    seen = []
+
+    def gone() -> bool:
+        err, _, recs = fetch_once(c.broker(node), topic, 0, 0)
+        seen.append((err, len(recs)))
+        return err in (3, 6)  # UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER
+
+    wait_until(gone, timeout=deadline(60), interval=0.5,
+               what=f"broker {node} to refuse Fetch of partition 0 (error, records) seen: {seen[-3:]}")
+    return seen[-1][0]
 
 
 def list_reassignments(bootstrap: str, topic: str) -> dict:

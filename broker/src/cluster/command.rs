@@ -334,11 +334,7 @@ impl ClusterImage {
                     );
                 }
                 // The replication factor the topic has, or is being reassigned to.
-                let replication = topic
-                    .partitions
-                    .first()
-                    .map_or(1, |p| p.replicas.len() - p.removing.len())
-                    as i16;
+                let replication = topic.partitions.first().map_or(1, |p| p.target().count()) as i16;
                 let existing: Vec<Vec<i32>> = topic
                     .partitions
                     .iter()
@@ -702,7 +698,7 @@ impl ClusterImage {
             (target, allow_rf_change, self.partition(topic, partition))
         {
             // The count the partition has, or is heading to (KIP-860).
-            let heading = p.replicas.len() - p.removing.len();
+            let heading = p.target().count();
             if target.len() != heading {
                 return CommandResult::error(
                     ResponseError::InvalidReplicationFactor,
@@ -799,12 +795,7 @@ fn complete_reassignment(p: &mut PartitionImage, live: &[i32]) {
     if p.adding.is_empty() && p.removing.is_empty() {
         return;
     }
-    let in_sync = p
-        .replicas
-        .iter()
-        .filter(|r| !p.removing.contains(r))
-        .all(|r| p.isr.contains(r));
-    if !in_sync {
+    if !p.target().all(|r| p.isr.contains(&r)) {
         return;
     }
     let remaining: Vec<i32> = p

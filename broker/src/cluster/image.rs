@@ -56,6 +56,15 @@ pub struct PartitionImage {
 }
 
 impl PartitionImage {
+    /// The replicas a reassignment in flight leaves it with (all of them
+    /// when none is): the target.
+    pub fn target(&self) -> impl Iterator<Item = i32> + '_ {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+    }
+
     /// A new partition led by its first replica, every replica in sync.
     pub fn new(replicas: Vec<i32>) -> Self {
         PartitionImage {

@@ -166,6 +166,16 @@ fn reassign(log: &mut Log, target: &[i32], allow: bool) -> CommandResult {
     })
 }
 
+/// Adds partition 1 to "t", placed by the controller; its replica count.
+fn second_partition_replicas(log: &mut Log) -> usize {
+    log.apply(MetadataCommand::CreatePartitions {
+        name: "t".into(),
+        count: 2,
+        assignment: None,
+    });
+    log.p("t", 1).replicas.len()
+}
+
 fn set_isr(log: &mut Log, isr: &[i32]) {
     let p = log.p("t", 0);
     let result = log.apply(MetadataCommand::AlterPartition {
@@ -230,12 +240,7 @@ fn a_reassignment_may_raise_the_replication_factor() {
     assert_eq!(done.leader_epoch, growing.leader_epoch, "the leader stays");
     assert!(done.adding.is_empty() && done.removing.is_empty());
     // New partitions take the raised factor.
-    log.apply(MetadataCommand::CreatePartitions {
-        name: "t".into(),
-        count: 2,
-        assignment: None,
-    });
-    assert_eq!(log.p("t", 1).replicas.len(), 3);
+    assert_eq!(second_partition_replicas(&mut log), 3);
 }
 
 #[test]
@@ -357,12 +362,7 @@ fn partitions_added_during_a_shrink_take_the_new_replication_factor() {
     set_isr(&mut log, &[1, 2]);
     reassign(&mut log, &[3], true);
     assert_eq!(log.p("t", 0).removing, vec![1, 2], "waits for 3");
-    log.apply(MetadataCommand::CreatePartitions {
-        name: "t".into(),
-        count: 2,
-        assignment: None,
-    });
-    assert_eq!(log.p("t", 1).replicas.len(), 1);
+    assert_eq!(second_partition_replicas(&mut log), 1);
 }
 
 /// Kafka refuses explicit replica lists of different lengths within a

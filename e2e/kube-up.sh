@@ -76,9 +76,16 @@ ensure_binaries() {
         log "another kube-up is building into $VDIR; waiting for its lock"
         flock 8
     fi
-    rm -rf "$VDIR"/tmp.*   # left by an interrupted build (we hold the lock)
+    # left by an interrupted build (we hold the lock); the module cache's
+    # files are read-only
+    chmod -R u+w "$VDIR"/scratch.* 2>/dev/null || true
+    rm -rf "$VDIR"/tmp.* "$VDIR"/scratch.*
     tmp=$VDIR/tmp.$$
-    trap 'rm -rf "$tmp"' EXIT
+    # The build and module caches are of no use once the binaries are cached
+    # (several GB, which a CI disk may not have): a scratch pair, removed after.
+    scratch=$VDIR/scratch.$$
+    export GOCACHE=$scratch/build GOMODCACHE=$scratch/mod
+    trap 'chmod -R u+w "$scratch" 2>/dev/null; rm -rf "$tmp" "$scratch"' EXIT
     # Static binaries like the upstream releases; the module graph is the one
     # committed in e2e/kube/*/go.{mod,sum} (readonly: a build never edits them).
     export CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=readonly
@@ -102,7 +109,8 @@ ensure_binaries() {
     hk+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
     (cd "$VDIR" && GOFLAGS= GOBIN=$tmp go_build helm -- \
         go install -trimpath -ldflags "-s -w $hk" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
-    rm -rf "$tmp"
+    chmod -R u+w "$scratch"
+    rm -rf "$tmp" "$scratch"
     trap - EXIT
     flock -u 8
     exec 8>&-

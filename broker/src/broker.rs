@@ -66,6 +66,8 @@ pub struct Broker {
     pub(crate) principal_rules: MappingRules,
     /// Client quota sensors.
     pub(crate) quotas: QuotaManager,
+    /// Replication throttle sensors (KIP-73).
+    pub(crate) replication_quotas: crate::replication::throttle::ReplicationQuotas,
 }
 
 /// `meta.properties` in the data dir, as Kafka keeps it.
@@ -109,6 +111,7 @@ impl Broker {
             authorizer,
             principal_rules,
             quotas: QuotaManager::default(),
+            replication_quotas: Default::default(),
         })
     }
 

@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     Ratio,
     /// Free text, such as a file path (may be empty).
     Text,
+    /// A replication throttle's replicas (KIP-73): empty, `*`, or a list of
+    /// `partition:broker`.
+    Replicas,
 }
 
 impl Kind {
@@ -44,7 +47,7 @@ impl Kind {
             Kind::Int(_) | Kind::IntOrDefault(_) => 3,
             Kind::Long(_) => 5,
             Kind::Ratio => 6,
-            Kind::List(_) => 7,
+            Kind::List(_) | Kind::Replicas => 7,
         }
     }
 
@@ -105,6 +108,7 @@ impl Kind {
                 _ => Err(bad("must be a number from 0 to 1".into())),
             },
             Kind::Text => Ok(()),
+            Kind::Replicas => crate::replication::throttle::validate_replicas(value).map_err(bad),
         }
     }
 }
@@ -211,6 +215,18 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         broker_key: "unclean.leader.election.enable",
         // Leaders come only from the ISR: an acknowledged record is never lost.
         kind: Kind::Choice(&["false"]),
+    },
+    // Replication throttles (KIP-73): the replicas the brokers' dynamic
+    // throttle rates apply to. No broker setting: empty by default.
+    TopicConfigDef {
+        name: crate::replication::throttle::LEADER_REPLICAS,
+        broker_key: "",
+        kind: Kind::Replicas,
+    },
+    TopicConfigDef {
+        name: crate::replication::throttle::FOLLOWER_REPLICAS,
+        broker_key: "",
+        kind: Kind::Replicas,
     },
 ];
 

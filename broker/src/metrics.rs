@@ -39,6 +39,13 @@ pub struct DenialLabel {
     pub operation: String,
 }
 
+/// Labels of replication-throttle metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabel {
+    /// `leader` or `follower`.
+    pub side: String,
+}
+
 /// The broker's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,6 +91,11 @@ pub struct Metrics {
     pub throttle_seconds: Family<ApiLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Requests, or items of them, refused by the ACLs, by resource type and operation.
     pub authorization_denied: Family<DenialLabel, Counter>,
+    /// Replication bytes under a throttle (KIP-73), by side.
+    pub throttled_replication_bytes: Family<SideLabel, Counter>,
+    /// Replica fetches, or partitions of them, held back by a replication
+    /// throttle, by side.
+    pub throttled_replication_fetches: Family<SideLabel, Counter>,
     ready: AtomicBool,
 }
 
@@ -217,7 +229,21 @@ impl Metrics {
             "Requests, or topics, groups and transactional ids in them, refused by the ACLs",
             authorization_denied.clone(),
         );
+        let throttled_replication_bytes = Family::<SideLabel, Counter>::default();
+        registry.register(
+            "replication_throttled_bytes",
+            "Replication bytes counted against a replication throttle (leader.replication.throttled.rate, follower.replication.throttled.rate)",
+            throttled_replication_bytes.clone(),
+        );
+        let throttled_replication_fetches = Family::<SideLabel, Counter>::default();
+        registry.register(
+            "replication_throttled_partition_fetches",
+            "Partitions left out of a replica fetch (follower) or answered without records (leader) because a replication throttle was exceeded",
+            throttled_replication_fetches.clone(),
+        );
         Metrics {
+            throttled_replication_bytes,
+            throttled_replication_fetches,
             authorization_denied,
             throttled_requests,
             throttle_seconds,
@@ -295,6 +321,23 @@ impl Metrics {
         self.throttle_seconds
             .get_or_create(&label)
             .inc_by(delay.as_secs_f64());
+    }
+
+    /// Counts throttled replication bytes and held-back partitions.
+    pub fn replication_throttled(&self, side: &str, bytes: usize, held_back: usize) {
+        let label = SideLabel {
+            side: side.to_string(),
+        };
+        if bytes > 0 {
+            self.throttled_replication_bytes
+                .get_or_create(&label)
+                .inc_by(bytes as u64);
+        }
+        if held_back > 0 {
+            self.throttled_replication_fetches
+                .get_or_create(&label)
+                .inc_by(held_back as u64);
+        }
     }
 
     /// Marks the broker ready (`/health` answers 200).

@@ -41,7 +41,7 @@ pub const CLIENT_ID: &str = "client-id";
 /// Kafka's default quota sample count and window (`quota.window.num`,
 /// `quota.window.size.seconds`).
 const SAMPLES: usize = 11;
-const SAMPLE_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const SAMPLE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Who a quota is for: a user and/or a client id, each a name or the
 /// default (`None`). Absent means "not part of the entity".
@@ -167,21 +167,28 @@ pub fn resolve(
     })
 }
 
-/// Bytes in the last [`SAMPLES`] windows of one (user, client id).
+/// Bytes in the last [`SAMPLES`] windows of one (user, client id), or of
+/// the broker's throttled replication traffic.
 #[derive(Debug)]
-struct Sensor {
+pub(crate) struct Sensor {
     /// (window start, bytes), oldest first.
     windows: Vec<(Instant, f64)>,
 }
 
+impl Default for Sensor {
+    fn default() -> Sensor {
+        Sensor::new()
+    }
+}
+
 impl Sensor {
-    fn new() -> Sensor {
+    pub(crate) fn new() -> Sensor {
         Sensor {
             windows: Vec::with_capacity(SAMPLES),
         }
     }
 
-    fn record(&mut self, now: Instant, bytes: f64) {
+    pub(crate) fn record(&mut self, now: Instant, bytes: f64) {
         let expired = SAMPLE_WINDOW * SAMPLES as u32;
         self.windows
             .retain(|(start, _)| now.duration_since(*start) < expired);
@@ -194,12 +201,23 @@ impl Sensor {
     /// The rate over the kept windows, with at least `SAMPLES - 1` windows'
     /// time, as Kafka's `Rate` measures it (a first burst is not a rate).
     fn rate(&self, now: Instant) -> (f64, Duration) {
-        let total: f64 = self.windows.iter().map(|(_, b)| b).sum();
-        let elapsed = self
+        self.rate_over(now, SAMPLE_WINDOW * (SAMPLES as u32 - 1))
+    }
+
+    /// The rate over the kept windows, with at least `min_elapsed` of time
+    /// (replication quotas use one window, as Kafka's `SimpleRate`).
+    pub(crate) fn rate_over(&self, now: Instant, min_elapsed: Duration) -> (f64, Duration) {
+        let expired = SAMPLE_WINDOW * SAMPLES as u32;
+        let kept = self
             .windows
-            .first()
-            .map_or(Duration::ZERO, |(start, _)| now.duration_since(*start))
-            .max(SAMPLE_WINDOW * (SAMPLES as u32 - 1));
+            .iter()
+            .filter(|(start, _)| now.duration_since(*start) < expired);
+        let total: f64 = kept.clone().map(|(_, b)| b).sum();
+        let elapsed = kept
+            .map(|(start, _)| now.duration_since(*start))
+            .max()
+            .unwrap_or(Duration::ZERO)
+            .max(min_elapsed);
         (total / elapsed.as_secs_f64(), elapsed)
     }
 }
@@ -345,7 +363,7 @@ impl QuotaManager {
         let sensor = sensors
             .by_key
             .entry((kind, tags.0.clone(), tags.1.clone()))
-            .or_insert_with(Sensor::new);
+            .or_default();
         sensor.record(now, bytes as f64);
         let (rate, window) = sensor.rate(now);
         (throttle(rate, quota, window), tags)

@@ -667,6 +667,95 @@ def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, 
     assert [(r.offset, r.value) for r in records] == acked
 
 
+RECORDS_T = 4000  # of 1,000 bytes: four of the follower's 1 MiB partition fetches
+
+
+def describe_configs(bootstrap: str, kind: str, name: str) -> dict:
+    """name -> (value, source name) of a topic's or broker's configs, through
+    confluent-kafka's AdminClient (DescribeConfigs)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ResourceType[kind], name)
+    entries = a.describe_configs([res], request_timeout=30)[res].result(60)
+    return {k: (v.value, v.source.name if hasattr(v.source, "name") else str(v.source))
+            for k, v in entries.items()}
+
+
+@pytest.mark.timeout(deadline(420))
+def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, request, tmp_path):
+    """kafka-reassign-partitions --throttle (KIP-73): the tool's rates and
+    throttled replicas are stored as dynamic configs, a new replica out of the
+    ISR is held back while the rate is exceeded, raising the throttle with
+    --additional lets the move finish, and --verify removes the throttles."""
+    why = kafka_tools_missing()
+    if why:
+        pytest.skip(f"reassignment uses Kafka's kafka-reassign-partitions tool: {why}")
+    c = cluster_factory(n=3, racks=["zone-a", "zone-b", "zone-c"])
+    topic = unique_topic(request.node.name)
+    plan = tmp_path / "reassign.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [1, 2], "log_dirs": ["any", "any"]}]}))
+
+    def reassign(*extra: str):
+        return kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                          "--reassignment-json-file", str(plan), "--execute", *extra)
+
+    log.info("phase: create %s on broker 1 alone and write %d records of 1,000 bytes", topic, RECORDS_T)
+    c.create_topic(topic, assignment=[[1]])
+    reports = produce_confluent(confluent_producer(c.bootstrap, **{"linger.ms": 20}), topic,
+                                [{"value": b"%06d" % i + b"t" * 994, "partition": 0}
+                                 for i in range(RECORDS_T)], timeout=deadline(120))
+    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
+    acked = sorted((d.offset, d.value) for d in reports)
+    total = sum(len(v) for _, v in acked)
+
+    log.info("phase: kafka-reassign-partitions --execute --throttle 1000: [1] -> [1, 2]")
+    out = reassign("--throttle", "1000")
+    assert "throttle" in out.stdout.lower(), out.stdout
+
+    log.info("phase: the tool's throttles are dynamic configs")
+    for node in (1, 2):
+        configs = describe_configs(c.bootstrap, "BROKER", str(node))
+        for key in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
+            assert configs.get(key) == ("1000", "DYNAMIC_BROKER_CONFIG"), (node, key, configs.get(key))
+    topic_configs = describe_configs(c.bootstrap, "TOPIC", topic)
+    assert topic_configs["leader.replication.throttled.replicas"][0] == "0:1", topic_configs
+    assert topic_configs["follower.replication.throttled.replicas"][0] == "0:2", topic_configs
+
+    if not REFERENCE:
+        log.info("phase: broker 2 holds the partition back from its fetches (Runnel's metric); "
+                 "the move is still under way")
+        held = "runnel_replication_throttled_partition_fetches_total"
+        wait_until(lambda: (metric_sum(c.broker(2), held) or 0) > 0, timeout=deadline(120),
+                   interval=0.2, what=f"{held} on broker 2")
+        fetched = metric_sum(c.broker(2), "runnel_replication_throttled_bytes_total") or 0
+        assert 0 < fetched < total, f"broker 2 counted {fetched} throttled bytes of {total}"
+        assert list_reassignments(c.bootstrap, topic), "the move finished under a 1,000 B/s throttle"
+        assert (metric_sum(c.broker(1), "runnel_replication_throttled_bytes_total") or 0) > 0
+
+    log.info("phase: --execute --additional --throttle 100000000 raises the throttle; the move finishes")
+    reassign("--additional", "--throttle", "100000000")
+    assert describe_configs(c.bootstrap, "BROKER", "2")["follower.replication.throttled.rate"][0] \
+        == "100000000"
+    wait_for_replicas(c, topic, [1, 2])
+    got = read_replica(c.broker(2), topic, 0, RECORDS_T, timeout=60)
+    assert got == acked, f"broker 2: {len(got)} of {len(acked)} records"
+
+    log.info("phase: --verify reports the move complete and removes the throttles")
+    verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
+                        "--reassignment-json-file", str(plan), "--verify")
+    assert f"Reassignment of partition {topic}-0 is completed" in verify.stdout, verify.stdout
+    assert "Throttle was removed" in verify.stdout, verify.stdout
+    for node in (1, 2, 3):
+        configs = describe_configs(c.bootstrap, "BROKER", str(node))
+        for key in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
+            assert configs.get(key, ("", "DEFAULT_CONFIG"))[1] == "DEFAULT_CONFIG", (node, key, configs.get(key))
+    topic_configs = describe_configs(c.bootstrap, "TOPIC", topic)
+    for key in ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas"):
+        assert topic_configs[key][0] in ("", None), (key, topic_configs[key])
+
+
 def wait_for_replicas(c, topic: str, target: list[int]) -> None:
     """Wait until every live broker's Metadata shows partition 0 of `topic`
     on `target`, all of it in the ISR, led by one of them."""

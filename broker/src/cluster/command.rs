@@ -174,6 +174,14 @@ pub enum MetadataCommand {
         /// Per key, the new value or `None`.
         changes: Vec<(String, Option<Rate>)>,
     },
+    /// Sets (or with `None` removes) dynamic broker configs
+    /// (IncrementalAlterConfigs on a broker; checked by the requester).
+    AlterBrokerConfigs {
+        /// The broker id, or empty for the cluster-wide default.
+        resource: String,
+        /// Per key, the new value or `None`.
+        changes: Vec<(String, Option<String>)>,
+    },
 }
 
 /// What applying a command gave.
@@ -509,6 +517,23 @@ impl ClusterImage {
                 }
                 if values.is_empty() {
                     self.quotas.remove(entity);
+                }
+                CommandResult::Ok
+            }
+            MetadataCommand::AlterBrokerConfigs { resource, changes } => {
+                let values = self.broker_configs.entry(resource.clone()).or_default();
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => {
+                            values.insert(key.clone(), value.clone());
+                        }
+                        None => {
+                            values.remove(key);
+                        }
+                    }
+                }
+                if values.is_empty() {
+                    self.broker_configs.remove(resource);
                 }
                 CommandResult::Ok
             }

@@ -112,6 +112,10 @@ pub struct ClusterImage {
     /// Client quotas (AlterClientQuotas): entity → key → value.
     #[serde(default, with = "crate::quotas::as_pairs")]
     pub quotas: crate::quotas::Quotas,
+    /// Dynamic broker configs (IncrementalAlterConfigs): broker id, or
+    /// empty for the cluster-wide default, → key → value.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A user's SCRAM credential for one mechanism, as Kafka keeps it (the

@@ -16,8 +16,10 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::cluster::MetadataCommand;
 use crate::config::{TopicConfigs, BROKER_SETTINGS, TOPIC_CONFIGS};
 use crate::error::BrokerError;
+use crate::replication::throttle;
 
 /// v3 adds config types and documentation; v4 is flexible.
 pub(crate) const DESCRIBE_VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
@@ -31,41 +33,48 @@ const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's ConfigSource codes.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
-/// Kafka's replication throttles (KIP-73), per broker. Runnel does not
-/// throttle replication, so these are never set: deleting them is the no-op
-/// Kafka's reassignment tool does after every move, and setting them is
-/// refused.
-const BROKER_THROTTLE_CONFIGS: [&str; 3] = [
-    "leader.replication.throttled.rate",
-    "follower.replication.throttled.rate",
-    "replica.alter.log.dirs.io.max.bytes.per.second",
-];
-/// The per-topic halves of KIP-73: which replicas the rates apply to.
-const TOPIC_THROTTLE_CONFIGS: [&str; 2] = [
-    "leader.replication.throttled.replicas",
-    "follower.replication.throttled.replicas",
-];
+/// Kafka's ConfigType code of a list.
+const LIST_TYPE: i8 = 7;
 
-fn throttle_refused(key: &str) -> (ResponseError, String) {
-    (
-        ResponseError::InvalidConfig,
-        format!("{key}: replication throttles are not supported by Runnel (deleting them is accepted, they are never set)"),
-    )
+/// Kafka's dynamic broker configs Runnel takes: the replication throttle
+/// rates (KIP-73, see `replication::throttle`), per broker or cluster-wide.
+const DYNAMIC_BROKER_CONFIGS: [&str; 2] = [throttle::LEADER_RATE, throttle::FOLLOWER_RATE];
+/// Kafka's throttle of moves between a broker's log dirs: Runnel has one log
+/// dir per broker, so this is never set; deleting it is the no-op Kafka's
+/// reassignment tool does once a move is done.
+const LOG_DIRS_THROTTLE: &str = "replica.alter.log.dirs.io.max.bytes.per.second";
+
+/// Per dynamic broker config, the new value or `None` to delete it.
+type BrokerChanges = Vec<(String, Option<String>)>;
+
+fn check_rate(key: &str, value: Option<&str>) -> Result<String, (ResponseError, String)> {
+    let value = value.unwrap_or_default().trim();
+    match value.parse::<i64>() {
+        Ok(rate) if rate >= 0 => Ok(rate.to_string()),
+        _ => Err((
+            ResponseError::InvalidConfig,
+            format!("{key}: {value:?} is not a rate: it must be a whole number of bytes per second, at least 0"),
+        )),
+    }
 }
 
-/// IncrementalAlterConfigs on a broker (or, with an empty name, the cluster
-/// default): only deleting the unset throttle configs is accepted.
+/// Checks a change to a broker's (or, with an empty name, the cluster
+/// default's) configs: the dynamic ones, per key the new value or `None`.
 fn plan_broker_alter(
     broker: &Broker,
     name: &str,
     ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
-) -> Result<(), (ResponseError, String)> {
+) -> Result<BrokerChanges, (ResponseError, String)> {
     if !name.is_empty() {
         let known = name
             .parse::<i32>()
@@ -77,21 +86,68 @@ fn plan_broker_alter(
             ));
         }
     }
+    let mut changes: BrokerChanges = Vec::new();
     for op in ops {
         let key = op.name.as_str();
-        let throttle = BROKER_THROTTLE_CONFIGS.contains(&key);
+        if changes.iter().any(|(k, _)| k == key) {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("{key} is changed twice in one request"),
+            ));
+        }
+        let dynamic = DYNAMIC_BROKER_CONFIGS.contains(&key);
         match op.config_operation {
-            OP_DELETE if throttle => {}
-            OP_SET if throttle => return Err(throttle_refused(key)),
-            _ => {
+            OP_SET if dynamic => {
+                changes.push((key.to_string(), Some(check_rate(key, op.value.as_deref())?)));
+            }
+            OP_DELETE if dynamic => changes.push((key.to_string(), None)),
+            OP_DELETE if key == LOG_DIRS_THROTTLE => {}
+            OP_SET if key == LOG_DIRS_THROTTLE => {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("{key}: Runnel keeps one log dir per broker, so there are no moves between log dirs to throttle"),
+                ))
+            }
+            OP_SET | OP_DELETE if BROKER_SETTINGS.iter().any(|d| d.name == key) => {
                 return Err((
                     ResponseError::InvalidRequest,
-                    format!("{key}: broker settings are static; set them with --set at start-up"),
+                    format!("{key}: this broker setting is static; set it with --set at start-up"),
+                ))
+            }
+            OP_SET | OP_DELETE => {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("{key}: unknown broker config (the dynamic ones are {})", DYNAMIC_BROKER_CONFIGS.join(", ")),
+                ))
+            }
+            other => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("operation {other} on {key}: APPEND and SUBTRACT need a list config, and the dynamic broker configs are numbers"),
                 ))
             }
         }
     }
-    Ok(())
+    Ok(changes)
+}
+
+/// Writes a broker's config changes (none: nothing to write).
+async fn apply_broker_plan(
+    broker: &Broker,
+    name: &str,
+    changes: BrokerChanges,
+) -> Result<(), (ResponseError, String)> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    broker
+        .write(MetadataCommand::AlterBrokerConfigs {
+            resource: name.to_string(),
+            changes,
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.kafka(), e.to_string()))
 }
 
 /// Sets one topic config after checking it.
@@ -140,12 +196,14 @@ pub(crate) fn describe_topic_configs(
                         .with_source(SOURCE_DYNAMIC_TOPIC),
                 );
             }
-            synonyms.push(
-                DescribeConfigsSynonym::default()
-                    .with_name(text(def.broker_key))
-                    .with_value(Some(text(settings.get(def.broker_key))))
-                    .with_source(broker_source),
-            );
+            if !def.broker_key.is_empty() {
+                synonyms.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(text(def.broker_key))
+                        .with_value(Some(text(settings.get(def.broker_key))))
+                        .with_source(broker_source),
+                );
+            }
             DescribeConfigsResourceResult::default()
                 .with_name(text(def.name))
                 .with_value(Some(text(value)))
@@ -160,9 +218,67 @@ pub(crate) fn describe_topic_configs(
         .collect()
 }
 
-fn describe_broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+/// The dynamic broker configs of `name` (a broker id, or empty for the
+/// cluster default), with Kafka's sources and synonyms: the broker's own
+/// value, then the cluster default. Without a value a broker shows Kafka's
+/// default (unthrottled); the cluster default shows only what is set.
+fn describe_dynamic_configs(broker: &Broker, name: &str) -> Vec<DescribeConfigsResourceResult> {
+    let image = broker.image();
+    let layer = |resource: &str, key: &str| {
+        image
+            .broker_configs
+            .get(resource)
+            .and_then(|c| c.get(key))
+            .cloned()
+    };
+    DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .filter_map(|key| {
+            let mut synonyms = Vec::new();
+            if !name.is_empty() {
+                if let Some(v) = layer(name, key) {
+                    synonyms.push((v, SOURCE_DYNAMIC_BROKER));
+                }
+            }
+            if let Some(v) = layer("", key) {
+                synonyms.push((v, SOURCE_DYNAMIC_DEFAULT_BROKER));
+            }
+            if synonyms.is_empty() {
+                if name.is_empty() {
+                    return None;
+                }
+                synonyms.push((i64::MAX.to_string(), SOURCE_DEFAULT));
+            }
+            let (value, source) = synonyms[0].clone();
+            Some(
+                DescribeConfigsResourceResult::default()
+                    .with_name(text(key))
+                    .with_value(Some(text(&value)))
+                    .with_read_only(false)
+                    .with_config_source(source)
+                    .with_config_type(5)
+                    .with_synonyms(
+                        synonyms
+                            .into_iter()
+                            .map(|(v, source)| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(text(key))
+                                    .with_value(Some(text(&v)))
+                                    .with_source(source)
+                            })
+                            .collect(),
+                    ),
+            )
+        })
+        .collect()
+}
+
+fn describe_broker_configs(broker: &Broker, name: &str) -> Vec<DescribeConfigsResourceResult> {
+    if name.is_empty() {
+        return describe_dynamic_configs(broker, name);
+    }
     let settings = broker.topics.settings();
-    BROKER_SETTINGS
+    let mut configs: Vec<DescribeConfigsResourceResult> = BROKER_SETTINGS
         .iter()
         .map(|def| {
             let source = if settings.is_overridden(def.name) {
@@ -182,7 +298,10 @@ fn describe_broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult
                     .with_value(value)
                     .with_source(source)])
         })
-        .collect()
+        .collect();
+    configs.extend(describe_dynamic_configs(broker, name));
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    configs
 }
 
 fn is_this_broker(broker: &Broker, name: &str) -> bool {
@@ -212,7 +331,7 @@ pub(crate) fn describe(
                     )),
                 },
                 RESOURCE_BROKER if is_this_broker(broker, &name) => {
-                    Ok(describe_broker_configs(broker))
+                    Ok(describe_broker_configs(broker, &name))
                 }
                 RESOURCE_BROKER => Err((
                     ResponseError::InvalidRequest,
@@ -247,7 +366,15 @@ pub(crate) fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Answers IncrementalAlterConfigs: SET and DELETE of topic configs.
+/// One resource's checked change: a topic's new overrides, or a broker's
+/// config changes.
+enum Plan {
+    Topic(TopicConfigs),
+    Broker(BrokerChanges),
+}
+
+/// Answers IncrementalAlterConfigs: SET, DELETE, and APPEND and SUBTRACT on
+/// list configs, of topic configs and the dynamic broker configs.
 pub(crate) async fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
@@ -255,49 +382,21 @@ pub(crate) async fn incremental_alter(
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
-        let planned: Result<Option<TopicConfigs>, (ResponseError, String)> = match resource
-            .resource_type
-        {
-            RESOURCE_TOPIC => (|| {
-                let topic = broker.topics.get(&name).ok_or((
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic {name:?} does not exist"),
-                ))?;
-                let mut configs = topic.configs.clone();
-                for op in &resource.configs {
-                    let key = op.name.to_string();
-                    match op.config_operation {
-                            OP_DELETE if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) => {}
-                            OP_SET if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) => {
-                                return Err(throttle_refused(&key))
-                            }
-                            OP_SET => set_topic_config(&mut configs, key, op.value.as_deref())?,
-                            OP_DELETE => {
-                                if !TOPIC_CONFIGS.iter().any(|d| d.name == key) {
-                                    return Err((ResponseError::InvalidConfig, format!("unknown topic config {key:?}")));
-                                }
-                                configs.0.remove(&key);
-                            }
-                            other => {
-                                return Err((
-                                    ResponseError::InvalidRequest,
-                                    format!("operation {other} on {key}: APPEND and SUBTRACT need a list config, and none is alterable"),
-                                ))
-                            }
-                        }
-                }
-                if request.validate_only {
-                    return Ok(None);
-                }
-                Ok(Some(configs))
-            })(),
-            RESOURCE_BROKER => plan_broker_alter(broker, &name, &resource.configs).map(|()| None),
+        let planned = match resource.resource_type {
+            RESOURCE_TOPIC => plan_topic_alter(broker, &name, &resource.configs).map(Plan::Topic),
+            RESOURCE_BROKER => {
+                plan_broker_alter(broker, &name, &resource.configs).map(Plan::Broker)
+            }
             other => Err((
                 ResponseError::InvalidRequest,
                 format!("resource type {other} is not supported"),
             )),
         };
-        let result = apply_plan(broker, &name, planned).await;
+        let result = match planned {
+            Ok(_) if request.validate_only => Ok(()),
+            Ok(plan) => apply_plan(broker, &name, plan).await,
+            Err(e) => Err(e),
+        };
         let entry = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);
@@ -311,27 +410,89 @@ pub(crate) async fn incremental_alter(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Writes a topic's planned configs (`None`: nothing to write, as for a
-/// validate-only request or a broker resource).
+/// A topic's overrides after the operations, checked.
+fn plan_topic_alter(
+    broker: &Broker,
+    name: &str,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<TopicConfigs, (ResponseError, String)> {
+    let topic = broker.topics.get(name).ok_or((
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic {name:?} does not exist"),
+    ))?;
+    let settings = broker.topics.settings();
+    let mut configs = topic.configs.clone();
+    for op in ops {
+        let key = op.name.to_string();
+        let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.name == key) else {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("unknown topic config {key:?}"),
+            ));
+        };
+        match op.config_operation {
+            OP_SET => set_topic_config(&mut configs, key, op.value.as_deref())?,
+            OP_DELETE => {
+                configs.0.remove(&key);
+            }
+            op_code @ (OP_APPEND | OP_SUBTRACT) => {
+                if def.kind.type_code() != LIST_TYPE {
+                    return Err((
+                        ResponseError::InvalidConfig,
+                        format!("{key} is not a list: APPEND and SUBTRACT apply to list configs only"),
+                    ));
+                }
+                let items = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|i| !i.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                };
+                let mut current = items(configs.effective(&key, settings).0);
+                let given = items(op.value.as_deref().unwrap_or_default());
+                if op_code == OP_APPEND {
+                    for item in given {
+                        if !current.contains(&item) {
+                            current.push(item);
+                        }
+                    }
+                } else {
+                    current.retain(|item| !given.contains(item));
+                }
+                let value = current.join(",");
+                set_topic_config(&mut configs, key, Some(&value))?;
+            }
+            other => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("operation {other} on {key} is not one of SET (0), DELETE (1), APPEND (2), SUBTRACT (3)"),
+                ))
+            }
+        }
+    }
+    Ok(configs)
+}
+
+/// Writes a planned change.
 async fn apply_plan(
     broker: &Broker,
     name: &str,
-    planned: Result<Option<TopicConfigs>, (ResponseError, String)>,
+    plan: Plan,
 ) -> Result<(), (ResponseError, String)> {
-    match planned? {
-        Some(configs) => broker
+    match plan {
+        Plan::Topic(configs) => broker
             .set_configs(name, configs)
             .await
             .map_err(|e| (e.kafka(), e.to_string())),
-        None => Ok(()),
+        Plan::Broker(changes) => apply_broker_plan(broker, name, changes).await,
     }
 }
 
 /// Answers AlterConfigs (the legacy form, which kafka-python with
 /// `incremental=False`, librdkafka's alter_configs and Sarama send): the
-/// given configs replace all of a topic's overrides, as in Kafka (those
-/// left out go back to the broker defaults). Broker settings are static, so
-/// a broker resource accepts only an empty set.
+/// given configs replace all of a topic's overrides, or all of a broker's
+/// dynamic configs, as in Kafka (those left out go back to their defaults).
 pub(crate) async fn alter(
     broker: &Arc<Broker>,
     request: AlterConfigsRequest,
@@ -339,9 +500,7 @@ pub(crate) async fn alter(
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
-        let planned: Result<Option<TopicConfigs>, (ResponseError, String)> = match resource
-            .resource_type
-        {
+        let planned = match resource.resource_type {
             RESOURCE_TOPIC => (|| {
                 if broker.topics.get(&name).is_none() {
                     return Err((
@@ -351,36 +510,50 @@ pub(crate) async fn alter(
                 }
                 let mut configs = TopicConfigs::default();
                 for entry in &resource.configs {
-                    let key = entry.name.to_string();
-                    if TOPIC_THROTTLE_CONFIGS.contains(&key.as_str()) {
-                        if entry.value.as_deref().is_some_and(|v| !v.is_empty()) {
-                            return Err(throttle_refused(&key));
-                        }
-                        continue;
-                    }
-                    set_topic_config(&mut configs, key, entry.value.as_deref())?;
+                    set_topic_config(&mut configs, entry.name.to_string(), entry.value.as_deref())?;
                 }
-                Ok((!request.validate_only).then_some(configs))
+                Ok(Plan::Topic(configs))
             })(),
             RESOURCE_BROKER => {
-                let ops: Vec<_> = resource
-                        .configs
-                        .iter()
-                        .map(|entry| {
-                            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
-                                .with_name(entry.name.clone())
-                                .with_config_operation(OP_SET)
-                                .with_value(entry.value.clone())
-                        })
-                        .collect();
-                plan_broker_alter(broker, &name, &ops).map(|()| None)
+                use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
+                // Every dynamic config not given goes back to its default.
+                let current = broker
+                    .image()
+                    .broker_configs
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut ops: Vec<AlterableConfig> = resource
+                    .configs
+                    .iter()
+                    .map(|entry| {
+                        AlterableConfig::default()
+                            .with_name(entry.name.clone())
+                            .with_config_operation(OP_SET)
+                            .with_value(entry.value.clone())
+                    })
+                    .collect();
+                for key in current.keys() {
+                    if !ops.iter().any(|op| op.name.as_str() == key) {
+                        ops.push(
+                            AlterableConfig::default()
+                                .with_name(text(key))
+                                .with_config_operation(OP_DELETE),
+                        );
+                    }
+                }
+                plan_broker_alter(broker, &name, &ops).map(Plan::Broker)
             }
             other => Err((
                 ResponseError::InvalidRequest,
                 format!("resource type {other} is not supported"),
             )),
         };
-        let result = apply_plan(broker, &name, planned).await;
+        let result = match planned {
+            Ok(_) if request.validate_only => Ok(()),
+            Ok(plan) => apply_plan(broker, &name, plan).await,
+            Err(e) => Err(e),
+        };
         let entry = LegacyResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);

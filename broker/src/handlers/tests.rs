@@ -999,11 +999,13 @@ async fn a_reassignment_changes_the_replication_factor_unless_told_not_to() {
     assert_eq!(p.replicas, vec![1]);
 }
 
-/// Kafka's reassignment tool deletes the KIP-73 throttle configs of every
-/// broker and moved topic after a move; Runnel never sets them, so deleting
-/// is accepted and setting is refused with a message naming the config.
+/// The KIP-73 throttles are dynamic configs, as Kafka's reassignment tool
+/// sets them: rates per broker or cluster-wide (checked, shown by
+/// DescribeConfigs with their sources), replica lists per topic (checked,
+/// with APPEND and SUBTRACT), and removed again by DELETE or by a legacy
+/// AlterConfigs that leaves them out.
 #[tokio::test]
-async fn replication_throttles_can_be_deleted_but_not_set() {
+async fn replication_throttles_are_dynamic_configs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open_broker(dir.path()).await;
     broker
@@ -1014,7 +1016,7 @@ async fn replication_throttles_can_be_deleted_but_not_set() {
         )
         .await
         .expect("topic created");
-    let alter = |resource_type: i8, name: &str, key: &str, op: i8| {
+    let alter = |resource_type: i8, name: &str, key: &str, op: i8, value: Option<&str>| {
         RequestKind::IncrementalAlterConfigs(
             IncrementalAlterConfigsRequest::default().with_resources(vec![
                 AlterConfigsResource::default()
@@ -1023,33 +1025,57 @@ async fn replication_throttles_can_be_deleted_but_not_set() {
                     .with_configs(vec![AlterableConfig::default()
                         .with_name(s(key))
                         .with_config_operation(op)
-                        .with_value((op == 0).then(|| s("1000")))]),
+                        .with_value(value.map(s))]),
             ]),
         )
     };
+    let leader_rate = "leader.replication.throttled.rate";
+    let follower_rate = "follower.replication.throttled.rate";
+    let follower_replicas = "follower.replication.throttled.replicas";
     let cases = [
-        (4, "1", "leader.replication.throttled.rate", 1, 0),
-        (4, "", "follower.replication.throttled.rate", 1, 0),
-        (4, "1", "leader.replication.throttled.rate", 0, 40),
-        (4, "1", "num.partitions", 1, 42),
-        (4, "77", "leader.replication.throttled.rate", 1, 42),
+        (4, "1", leader_rate, 0, Some("1000"), 0),
+        (4, "", follower_rate, 0, Some("2000"), 0),
+        (4, "1", follower_rate, 0, Some("3000"), 0),
+        (4, "1", follower_rate, 1, None, 0),
+        (4, "1", leader_rate, 0, Some("fast"), 40),
+        (4, "1", leader_rate, 0, Some("-1"), 40),
+        (4, "1", leader_rate, 2, Some("1"), 42),
+        (4, "1", "num.partitions", 0, Some("3"), 42),
+        (4, "1", "no.such.config", 0, Some("3"), 40),
+        (4, "77", leader_rate, 0, Some("1000"), 42),
+        (
+            4,
+            "1",
+            "replica.alter.log.dirs.io.max.bytes.per.second",
+            1,
+            None,
+            0,
+        ),
+        (
+            4,
+            "1",
+            "replica.alter.log.dirs.io.max.bytes.per.second",
+            0,
+            Some("1"),
+            40,
+        ),
+        (2, "throttled", follower_replicas, 0, Some("0:1"), 0),
+        (2, "throttled", follower_replicas, 2, Some("1:1,0:1"), 0),
+        (2, "throttled", follower_replicas, 3, Some("0:1"), 0),
+        (2, "throttled", follower_replicas, 0, Some("0:one"), 40),
         (
             2,
             "throttled",
             "leader.replication.throttled.replicas",
-            1,
+            0,
+            Some("*"),
             0,
         ),
-        (
-            2,
-            "throttled",
-            "follower.replication.throttled.replicas",
-            0,
-            40,
-        ),
+        (2, "throttled", "cleanup.policy", 2, Some("compact"), 0),
+        (2, "throttled", "retention.ms", 2, Some("1"), 40),
     ];
-    for (resource_type, name, key, op, expected) in cases {
-        let request = alter(resource_type, name, key, op);
+    for (resource_type, name, key, op, value, expected) in cases {
+        let request = alter(resource_type, name, key, op, value);
         let Some(ResponseKind::IncrementalAlterConfigs(r)) =
             call(&broker, ApiKey::IncrementalAlterConfigs, 1, request).await
         else {
@@ -1068,6 +1094,94 @@ async fn replication_throttles_can_be_deleted_but_not_set() {
             );
         }
     }
+    let image = broker.image();
+    let configs = |resource: &str| {
+        image
+            .broker_configs
+            .get(resource)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        configs("1").get(leader_rate).map(String::as_str),
+        Some("1000")
+    );
+    assert_eq!(configs("1").get(follower_rate), None);
+    assert_eq!(
+        configs("").get(follower_rate).map(String::as_str),
+        Some("2000")
+    );
+    let topic = broker.topics.get("throttled").expect("topic");
+    assert_eq!(
+        topic.configs.0.get(follower_replicas).map(String::as_str),
+        Some("1:1")
+    );
+    assert_eq!(
+        topic.configs.0.get("cleanup.policy").map(String::as_str),
+        Some("delete,compact")
+    );
+
+    // DescribeConfigs: the broker's own value, else the cluster default.
+    let describe = |name: &str| {
+        RequestKind::DescribeConfigs(
+            DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_resources(vec![DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s(name))
+                    .with_configuration_keys(Some(vec![s(leader_rate), s(follower_rate)]))]),
+        )
+    };
+    for (name, expected) in [
+        (
+            "1",
+            vec![(follower_rate, "2000", 3), (leader_rate, "1000", 2)],
+        ),
+        ("", vec![(follower_rate, "2000", 3)]),
+    ] {
+        let Some(ResponseKind::DescribeConfigs(r)) =
+            call(&broker, ApiKey::DescribeConfigs, 4, describe(name)).await
+        else {
+            panic!("no DescribeConfigs response")
+        };
+        let shown: Vec<(String, String, i8)> = r.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                let value = c.value.as_deref().unwrap_or_default().to_string();
+                (c.name.to_string(), value, c.config_source)
+            })
+            .collect();
+        let expected: Vec<(String, String, i8)> = expected
+            .into_iter()
+            .map(|(k, v, source)| (k.to_string(), v.to_string(), source))
+            .collect();
+        assert_eq!(shown, expected, "broker {name:?}");
+    }
+
+    // A legacy AlterConfigs replaces the broker's dynamic configs.
+    let legacy = RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("1"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s(follower_rate))
+                .with_value(Some(s("500")))]),
+    ]));
+    let Some(ResponseKind::AlterConfigs(r)) = call(&broker, ApiKey::AlterConfigs, 1, legacy).await
+    else {
+        panic!("no AlterConfigs response")
+    };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    let image = broker.image();
+    assert_eq!(
+        image.broker_configs.get("1"),
+        Some(
+            &[(follower_rate.to_string(), "500".to_string())]
+                .into_iter()
+                .collect()
+        )
+    );
 }
 
 /// The transaction coordinator's answers along a producer's life: epochs

@@ -11,16 +11,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+use super::throttle::{self, Side};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::proto::replication::replica_client::ReplicaClient;
 use crate::proto::replication::{FetchPartition, FetchRequest, FetchedPartition};
-use crate::topics::{Partition, PartitionData, Role};
+use crate::topics::{Followed, Partition, PartitionData, Role};
 
 /// How often the fetcher manager looks for leaders to follow.
 const MANAGER_INTERVAL: Duration = Duration::from_millis(100);
 /// Backoff after a failed connection or fetch.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a fetcher whose every partition is held back by a replication
+/// throttle waits before it looks again (Kafka's `replica.fetch.backoff.ms`).
+const THROTTLED_BACKOFF: Duration = Duration::from_millis(1000);
 /// Per-partition byte limit of one fetch.
 const PARTITION_MAX_BYTES: u32 = 1 << 20;
 
@@ -79,6 +83,51 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
         let Some((_, rpc)) = client.as_mut() else {
             continue;
         };
+        // KIP-73: out-of-sync replicas under a follower throttle count
+        // against it, and sit this fetch out while it is exceeded.
+        let throttled: Vec<bool> = followed
+            .iter()
+            .map(|f| {
+                !f.in_sync
+                    && throttle::applies(
+                        &broker,
+                        Side::Follower,
+                        &f.partition.topic,
+                        f.partition.index,
+                    )
+                    .is_some()
+            })
+            .collect();
+        let exceeded = throttled.iter().any(|t| *t)
+            && throttle::rate(&image, broker.identity.node_id, Side::Follower).is_some_and(
+                |rate| {
+                    broker.replication_quotas.exceeded(
+                        Side::Follower,
+                        rate,
+                        std::time::Instant::now(),
+                    )
+                },
+            );
+        let followed: Vec<&Followed> = followed
+            .iter()
+            .zip(&throttled)
+            .filter(|(_, t)| !(exceeded && **t))
+            .map(|(f, _)| f)
+            .collect();
+        let held_back = throttled.len() - followed.len();
+        if held_back > 0 {
+            broker
+                .metrics
+                .replication_throttled(Side::Follower.label(), 0, held_back);
+        }
+        if followed.is_empty() {
+            // Everything is held back: wait for the rate to fall.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(THROTTLED_BACKOFF) => {}
+            }
+            continue;
+        }
         let request = FetchRequest {
             replica_id: broker.identity.node_id,
             broker_epoch: broker.controller.broker_epoch(),
@@ -117,12 +166,24 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
             }
         };
         let mut pause = false;
+        let mut throttled_bytes = 0;
         for fetched in response.partitions {
             let Some(f) = followed.iter().find(|f| {
                 f.partition.topic == fetched.topic && f.partition.index == fetched.partition
             }) else {
                 continue;
             };
+            if !f.in_sync
+                && throttle::applies(
+                    &broker,
+                    Side::Follower,
+                    &f.partition.topic,
+                    f.partition.index,
+                )
+                .is_some()
+            {
+                throttled_bytes += fetched.records.len();
+            }
             let partition = &f.partition;
             match apply(&broker, partition, f.leader_epoch, leader, &fetched) {
                 Ok(true) => {}
@@ -132,6 +193,12 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
                     pause = true;
                 }
             }
+        }
+        if throttled_bytes > 0 {
+            let quotas = &broker.replication_quotas;
+            quotas.record(Side::Follower, throttled_bytes, std::time::Instant::now());
+            let metrics = &broker.metrics;
+            metrics.replication_throttled(Side::Follower.label(), throttled_bytes, 0);
         }
         if pause {
             // Errors the leader will not fix by itself (epochs, leadership):

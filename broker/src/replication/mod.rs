@@ -15,6 +15,7 @@
 
 mod fetcher;
 mod service;
+pub(crate) mod throttle;
 
 pub use fetcher::run_fetchers;
 pub use service::ReplicaService;

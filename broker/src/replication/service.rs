@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::throttle::{self, Side};
 use super::{propose, IsrProposal};
 use crate::broker::Broker;
 use crate::error::BrokerError;
@@ -223,6 +224,11 @@ impl ReplicaService {
             diverging_epoch: -1,
             diverging_end_offset: -1,
         };
+        // KIP-73: the rate this replica's fetches count against, if any.
+        let throttle =
+            throttle::applies(&self.broker, Side::Leader, &wanted.topic, wanted.partition);
+        let mut throttled = false;
+        let mut held_back = false;
         // The records are named under the partition's lock and copied
         // after it is released, so produce requests do not wait on the copy.
         let (proposal, moved, hw, slices) = partition.with_data(|d| {
@@ -276,13 +282,31 @@ impl ReplicaService {
                 _ => None,
             };
             let moved = d.advance_high_watermark();
-            let read = d.log.read_slices(wanted.fetch_offset, limit, i64::MAX)?;
-            let slices = (first || read.len <= limit).then_some(read);
+            // As Kafka, a replica in the ISR is never held back.
+            throttled = throttle.is_some() && !d.isr.contains(&replica_id);
+            held_back = throttled
+                && throttle.is_some_and(|rate| {
+                    let quotas = &self.broker.replication_quotas;
+                    quotas.exceeded(Side::Leader, rate, std::time::Instant::now())
+                });
+            let slices = if held_back {
+                None
+            } else {
+                let read = d.log.read_slices(wanted.fetch_offset, limit, i64::MAX)?;
+                (first || read.len <= limit).then_some(read)
+            };
             answer.high_watermark = d.high_watermark();
             Ok((proposal, moved, answer.high_watermark, slices))
         })?;
         if let Some(slices) = slices {
             answer.records = slices.read_whole_batches()?;
+        }
+        if throttled {
+            let bytes = answer.records.len();
+            let quotas = &self.broker.replication_quotas;
+            quotas.record(Side::Leader, bytes, std::time::Instant::now());
+            let metrics = &self.broker.metrics;
+            metrics.replication_throttled(Side::Leader.label(), bytes, usize::from(held_back));
         }
         if moved {
             partition.publish_high_watermark(hw);

@@ -763,12 +763,19 @@ impl ClusterImage {
                         format!("{topic}-{partition} is not being reassigned"),
                     );
                 }
+                // As Kafka: a cancel that would leave no replica of the
+                // ISR (only added ones caught up) needs an unclean election,
+                // which Runnel never makes.
+                if !p.isr.iter().any(|r| !p.adding.contains(r)) {
+                    return CommandResult::error(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("unable to cancel the reassignment of {topic}-{partition}: every in-sync replica is one being added, so going back would require an unclean leader election"),
+                    );
+                }
                 let adding = std::mem::take(&mut p.adding);
                 p.removing.clear();
                 p.replicas.retain(|r| !adding.contains(r));
-                if p.isr.iter().any(|r| p.replicas.contains(r)) {
-                    p.isr.retain(|r| !adding.contains(r));
-                }
+                p.isr.retain(|r| !adding.contains(r));
                 if !p.replicas.contains(&p.leader) {
                     p.leader = p
                         .replicas

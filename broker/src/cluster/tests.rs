@@ -204,6 +204,60 @@ fn one_partition(brokers: i32, replicas: &[i32]) -> Log {
     log
 }
 
+/// As Kafka: cancelling a move is refused when only replicas being added
+/// are in sync, since going back would need an unclean election; with an
+/// original replica in sync it goes back to the original replicas.
+#[test]
+fn a_cancel_that_would_need_an_unclean_election_is_refused() {
+    let cancel = |log: &mut Log| {
+        log.apply(MetadataCommand::Reassign {
+            topic: "t".into(),
+            partition: 0,
+            target: None,
+            allow_replication_factor_change: true,
+        })
+    };
+    let mut log = one_partition(3, &[1]);
+    let epoch_of_1 = log.image.brokers[&1].epoch;
+    assert_eq!(reassign(&mut log, &[2, 3], true), CommandResult::Ok);
+    set_isr(&mut log, &[1, 2]);
+    log.apply(MetadataCommand::FenceBroker {
+        id: 1,
+        epoch: epoch_of_1,
+    });
+    let before = log.p("t", 0);
+    assert_eq!(
+        (before.leader, before.isr.clone()),
+        (2, vec![2]),
+        "{before:?}"
+    );
+    match cancel(&mut log) {
+        CommandResult::Error { code, message } => {
+            assert_eq!(
+                code,
+                kafka_protocol::ResponseError::InvalidReplicaAssignment.code()
+            );
+            assert!(message.contains("unclean"), "{message}");
+        }
+        other => panic!("cancel accepted: {other:?}"),
+    }
+    assert_eq!(log.p("t", 0), before, "a refused cancel changes nothing");
+
+    let mut log = one_partition(3, &[1]);
+    assert_eq!(reassign(&mut log, &[2, 3], true), CommandResult::Ok);
+    set_isr(&mut log, &[1, 2]);
+    assert_eq!(cancel(&mut log), CommandResult::Ok);
+    let back = log.p("t", 0);
+    assert_eq!(
+        (back.replicas.clone(), back.isr.clone(), back.leader),
+        (vec![1], vec![1], 1)
+    );
+    assert!(
+        back.adding.is_empty() && back.removing.is_empty(),
+        "{back:?}"
+    );
+}
+
 #[test]
 fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
     let mut log = one_partition(4, &[1, 2, 3]);

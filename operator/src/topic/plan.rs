@@ -277,7 +277,11 @@ pub fn plan_topic(
     let delete: Vec<String> = observed
         .config
         .iter()
-        .filter(|(k, c)| c.set_on_topic && !desired.config.contains_key(*k))
+        .filter(|(k, c)| {
+            c.set_on_topic
+                && !desired.config.contains_key(*k)
+                && !LEFT_TO_REASSIGNMENT_TOOLS.contains(&k.as_str())
+        })
         .map(|(k, _)| k.clone())
         .collect();
     if !set.is_empty() || !delete.is_empty() {
@@ -285,6 +289,15 @@ pub fn plan_topic(
     }
     plan
 }
+
+/// Topic configs a reassignment tool sets for the length of a move
+/// (`kafka-reassign-partitions --throttle`, Cruise Control; KIP-73) and
+/// removes after it: a Topic whose `spec.config` does not name them leaves
+/// them alone rather than cut the throttle of a move under way.
+const LEFT_TO_REASSIGNMENT_TOOLS: [&str; 2] = [
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
 
 #[cfg(test)]
 mod tests {
@@ -381,6 +394,44 @@ mod tests {
                 set: BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]),
                 delete: vec!["max.message.bytes".to_owned()],
             }
+        );
+    }
+
+    /// A reassignment tool's throttled replicas stay until the tool removes
+    /// them, unless the spec names them (then the spec wins).
+    #[test]
+    fn a_reassignment_tools_throttled_replicas_are_left_alone() {
+        let observed = ObservedTopic {
+            partitions: vec![vec![1, 2, 3]],
+            config: BTreeMap::from([
+                (
+                    "leader.replication.throttled.replicas".to_owned(),
+                    on_topic("0:1"),
+                ),
+                (
+                    "follower.replication.throttled.replicas".to_owned(),
+                    on_topic("0:4"),
+                ),
+                ("retention.ms".to_owned(), on_topic("5")),
+            ]),
+            moving: BTreeMap::new(),
+        };
+        let plan = plan_topic(&desired(1, 3, &[]), Some(&observed), &racks3());
+        assert_eq!(
+            plan.actions,
+            vec![Action::AlterConfig {
+                set: BTreeMap::new(),
+                delete: vec!["retention.ms".to_owned()],
+            }]
+        );
+        let spec = [("follower.replication.throttled.replicas", "*")];
+        let plan = plan_topic(&desired(1, 3, &spec), Some(&observed), &racks3());
+        assert_eq!(
+            plan.actions,
+            vec![Action::AlterConfig {
+                set: BTreeMap::from([(spec[0].0.to_owned(), "*".to_owned())]),
+                delete: vec!["retention.ms".to_owned()],
+            }]
         );
     }
 

@@ -49,8 +49,6 @@ pub(crate) struct Followed {
     pub(crate) leader_epoch: i32,
     /// Where its log starts.
     pub(crate) log_start_offset: i64,
-    /// Whether this replica is in the ISR.
-    pub(crate) in_sync: bool,
 }
 
 /// A replica's role, from the image.
@@ -972,7 +970,6 @@ impl TopicTable {
                             d.log.latest_epoch().unwrap_or(-1),
                             d.leader_epoch,
                             d.log.log_start_offset(),
-                            d.isr.contains(&self.node_id),
                         )),
                         _ => None,
                     })
@@ -982,7 +979,6 @@ impl TopicTable {
                     last_fetched_epoch,
                     leader_epoch,
                     log_start_offset,
-                    in_sync,
                 ))) = state
                 {
                     out.push(Followed {
@@ -991,7 +987,6 @@ impl TopicTable {
                         last_fetched_epoch,
                         leader_epoch,
                         log_start_offset,
-                        in_sync,
                     });
                 }
             }

@@ -667,19 +667,22 @@ def test_reassignment_raises_and_lowers_the_replication_factor(cluster_factory, 
     assert [(r.offset, r.value) for r in records] == acked
 
 
-RECORDS_T = 4000  # of 1,000 bytes: four of the follower's 1 MiB partition fetches
+RECORDS_T = 1000  # of 1,000 bytes, in batches of at most 8 KiB
+# Fetches of about 10 kB: under a 1 KiB/s throttle each counts for about ten
+# seconds, so the move would take a quarter of an hour until the throttle is
+# raised (whatever the machine's speed), and a few seconds after.
+REPLICA_FETCH_BYTES = 10_000
 
 
 def describe_configs(bootstrap: str, kind: str, name: str) -> dict:
     """name -> (value, source name) of a topic's or broker's configs, through
     confluent-kafka's AdminClient (DescribeConfigs)."""
-    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
 
     a = AdminClient({"bootstrap.servers": bootstrap})
     res = ConfigResource(ResourceType[kind], name)
     entries = a.describe_configs([res], request_timeout=30)[res].result(60)
-    return {k: (v.value, v.source.name if hasattr(v.source, "name") else str(v.source))
-            for k, v in entries.items()}
+    return {k: (v.value, ConfigSource(v.source).name) for k, v in entries.items()}
 
 
 @pytest.mark.timeout(deadline(420))
@@ -691,7 +694,8 @@ def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, re
     why = kafka_tools_missing()
     if why:
         pytest.skip(f"reassignment uses Kafka's kafka-reassign-partitions tool: {why}")
-    c = cluster_factory(n=3, racks=["zone-a", "zone-b", "zone-c"])
+    c = cluster_factory(n=3, racks=["zone-a", "zone-b", "zone-c"],
+                        settings={"replica.fetch.max.bytes": REPLICA_FETCH_BYTES})
     topic = unique_topic(request.node.name)
     plan = tmp_path / "reassign.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [
@@ -703,25 +707,43 @@ def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, re
 
     log.info("phase: create %s on broker 1 alone and write %d records of 1,000 bytes", topic, RECORDS_T)
     c.create_topic(topic, assignment=[[1]])
-    reports = produce_confluent(confluent_producer(c.bootstrap, **{"linger.ms": 20}), topic,
+    reports = produce_confluent(confluent_producer(c.bootstrap, **{"linger.ms": 20,
+                                                                  "batch.size": 8192}), topic,
                                 [{"value": b"%06d" % i + b"t" * 994, "partition": 0}
                                  for i in range(RECORDS_T)], timeout=deadline(120))
     assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
     acked = sorted((d.offset, d.value) for d in reports)
     total = sum(len(v) for _, v in acked)
 
-    log.info("phase: kafka-reassign-partitions --execute --throttle 1000: [1] -> [1, 2]")
-    out = reassign("--throttle", "1000")
-    assert "throttle" in out.stdout.lower(), out.stdout
+    log.info("phase: kafka-reassign-partitions --execute --throttle 1024: [1] -> [1, 2]")
+    out = reassign("--throttle", "1024")
+    assert "The inter-broker throttle limit was set to 1024" in out.stdout, out.stdout
+
+    def wait_config(kind: str, name: str, key: str, want) -> None:
+        """Wait until DescribeConfigs of `name` shows `key` as `want`
+        ((value, source), or None for not listed or empty): each broker
+        applies the metadata in its own time."""
+        seen: list = []
+
+        def shown() -> bool:
+            got = describe_configs(c.bootstrap, kind, name).get(key)
+            if want is None and got is not None and got[0] in ("", None):
+                got = None
+            seen.append(got)
+            return got == want
+
+        try:
+            wait_until(shown, timeout=deadline(60), interval=0.5,
+                       what=f"{key} of {kind} {name} as {want}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; last seen: {seen[-1:]}") from None
 
     log.info("phase: the tool's throttles are dynamic configs")
     for node in (1, 2):
-        configs = describe_configs(c.bootstrap, "BROKER", str(node))
         for key in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
-            assert configs.get(key) == ("1000", "DYNAMIC_BROKER_CONFIG"), (node, key, configs.get(key))
-    topic_configs = describe_configs(c.bootstrap, "TOPIC", topic)
-    assert topic_configs["leader.replication.throttled.replicas"][0] == "0:1", topic_configs
-    assert topic_configs["follower.replication.throttled.replicas"][0] == "0:2", topic_configs
+            wait_config("BROKER", str(node), key, ("1024", "DYNAMIC_BROKER_CONFIG"))
+    wait_config("TOPIC", topic, "leader.replication.throttled.replicas", ("0:1", "DYNAMIC_TOPIC_CONFIG"))
+    wait_config("TOPIC", topic, "follower.replication.throttled.replicas", ("0:2", "DYNAMIC_TOPIC_CONFIG"))
 
     if not REFERENCE:
         log.info("phase: broker 2 holds the partition back from its fetches (Runnel's metric); "
@@ -731,13 +753,13 @@ def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, re
                    interval=0.2, what=f"{held} on broker 2")
         fetched = metric_sum(c.broker(2), "runnel_replication_throttled_bytes_total") or 0
         assert 0 < fetched < total, f"broker 2 counted {fetched} throttled bytes of {total}"
-        assert list_reassignments(c.bootstrap, topic), "the move finished under a 1,000 B/s throttle"
+        assert list_reassignments(c.bootstrap, topic), "the move finished under a 1 KiB/s throttle"
         assert (metric_sum(c.broker(1), "runnel_replication_throttled_bytes_total") or 0) > 0
 
     log.info("phase: --execute --additional --throttle 100000000 raises the throttle; the move finishes")
     reassign("--additional", "--throttle", "100000000")
-    assert describe_configs(c.bootstrap, "BROKER", "2")["follower.replication.throttled.rate"][0] \
-        == "100000000"
+    wait_config("BROKER", "2", "follower.replication.throttled.rate",
+                ("100000000", "DYNAMIC_BROKER_CONFIG"))
     wait_for_replicas(c, topic, [1, 2])
     got = read_replica(c.broker(2), topic, 0, RECORDS_T, timeout=60)
     assert got == acked, f"broker 2: {len(got)} of {len(acked)} records"
@@ -746,14 +768,12 @@ def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, re
     verify = kafka_tool(tmp_path, REASSIGN_TOOL, "--bootstrap-server", c.bootstrap,
                         "--reassignment-json-file", str(plan), "--verify")
     assert f"Reassignment of partition {topic}-0 is completed" in verify.stdout, verify.stdout
-    assert "Throttle was removed" in verify.stdout, verify.stdout
+    assert "Clearing broker-level throttles" in verify.stdout, verify.stdout
     for node in (1, 2, 3):
-        configs = describe_configs(c.bootstrap, "BROKER", str(node))
         for key in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
-            assert configs.get(key, ("", "DEFAULT_CONFIG"))[1] == "DEFAULT_CONFIG", (node, key, configs.get(key))
-    topic_configs = describe_configs(c.bootstrap, "TOPIC", topic)
+            wait_config("BROKER", str(node), key, None)
     for key in ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas"):
-        assert topic_configs[key][0] in ("", None), (key, topic_configs[key])
+        wait_config("TOPIC", topic, key, None)
 
 
 def wait_for_replicas(c, topic: str, target: list[int]) -> None:

@@ -219,9 +219,8 @@ pub(crate) fn describe_topic_configs(
 }
 
 /// The dynamic broker configs of `name` (a broker id, or empty for the
-/// cluster default), with Kafka's sources and synonyms: the broker's own
-/// value, then the cluster default. Without a value a broker shows Kafka's
-/// default (unthrottled); the cluster default shows only what is set.
+/// cluster default) that are set, with Kafka's sources and synonyms: the
+/// broker's own value, then the cluster default.
 fn describe_dynamic_configs(broker: &Broker, name: &str) -> Vec<DescribeConfigsResourceResult> {
     let image = broker.image();
     let layer = |resource: &str, key: &str| {
@@ -243,11 +242,11 @@ fn describe_dynamic_configs(broker: &Broker, name: &str) -> Vec<DescribeConfigsR
             if let Some(v) = layer("", key) {
                 synonyms.push((v, SOURCE_DYNAMIC_DEFAULT_BROKER));
             }
+            // As Kafka, whose throttle rates are dynamic-only configs: an
+            // unset rate is not listed (Cruise Control reads a listed one as
+            // a throttle someone else set).
             if synonyms.is_empty() {
-                if name.is_empty() {
-                    return None;
-                }
-                synonyms.push((i64::MAX.to_string(), SOURCE_DEFAULT));
+                return None;
             }
             let (value, source) = synonyms[0].clone();
             Some(

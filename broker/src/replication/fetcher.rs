@@ -1,7 +1,7 @@
 //! The follower side: one task per leader this broker follows, pulling
 //! records and applying them to the local replicas.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
     let wait_ms = broker.settings.get_i64("replica.fetch.wait.max.ms").max(0) as u32;
     let max_bytes = broker.settings.get_i64("replica.fetch.max.bytes").max(1) as u32;
     let mut client: Option<(String, ReplicaClient<Channel>)> = None;
+    // Throttled partitions whose last answer found them caught up.
+    let mut caught_up: HashSet<(String, i32)> = HashSet::new();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -83,36 +85,31 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
         let Some((_, rpc)) = client.as_mut() else {
             continue;
         };
-        // KIP-73: out-of-sync replicas under a follower throttle count
-        // against it, and sit this fetch out while it is exceeded.
+        // KIP-73: partitions under a follower throttle count against it;
+        // those not caught up with the leader (as of its last answer) sit
+        // this fetch out while it is exceeded.
         let throttled: Vec<bool> = followed
             .iter()
             .map(|f| {
-                !f.in_sync
-                    && throttle::applies(
-                        &broker,
-                        Side::Follower,
-                        &f.partition.topic,
-                        f.partition.index,
-                    )
-                    .is_some()
+                let (topic, index) = (&f.partition.topic, f.partition.index);
+                throttle::applies(&broker, Side::Follower, topic, index).is_some()
             })
             .collect();
         let exceeded = throttled.iter().any(|t| *t)
             && throttle::rate(&image, broker.identity.node_id, Side::Follower).is_some_and(
                 |rate| {
-                    broker.replication_quotas.exceeded(
-                        Side::Follower,
-                        rate,
-                        std::time::Instant::now(),
-                    )
+                    let now = std::time::Instant::now();
+                    broker
+                        .replication_quotas
+                        .exceeded(Side::Follower, rate, now)
                 },
             );
-        let followed: Vec<&Followed> = followed
+        let behind =
+            |f: &Followed| !caught_up.contains(&(f.partition.topic.clone(), f.partition.index));
+        let followed: Vec<(&Followed, bool)> = followed
             .iter()
-            .zip(&throttled)
-            .filter(|(_, t)| !(exceeded && **t))
-            .map(|(f, _)| f)
+            .zip(throttled.iter().copied())
+            .filter(|(f, t)| !(exceeded && *t && behind(f)))
             .collect();
         let held_back = throttled.len() - followed.len();
         if held_back > 0 {
@@ -135,7 +132,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
             max_bytes,
             partitions: followed
                 .iter()
-                .map(|f| FetchPartition {
+                .map(|(f, _)| FetchPartition {
                     topic: f.partition.topic.clone(),
                     partition: f.partition.index,
                     fetch_offset: f.fetch_offset,
@@ -168,22 +165,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
         let mut pause = false;
         let mut throttled_bytes = 0;
         for fetched in response.partitions {
-            let Some(f) = followed.iter().find(|f| {
+            let Some((f, throttled)) = followed.iter().find(|(f, _)| {
                 f.partition.topic == fetched.topic && f.partition.index == fetched.partition
             }) else {
                 continue;
             };
-            if !f.in_sync
-                && throttle::applies(
-                    &broker,
-                    Side::Follower,
-                    &f.partition.topic,
-                    f.partition.index,
-                )
-                .is_some()
-            {
-                throttled_bytes += fetched.records.len();
-            }
             let partition = &f.partition;
             match apply(&broker, partition, f.leader_epoch, leader, &fetched) {
                 Ok(true) => {}
@@ -191,6 +177,18 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
                 Err(error) => {
                     warn!(topic = %partition.topic, partition = partition.index, %error, "applying fetched records failed");
                     pause = true;
+                }
+            }
+            if *throttled {
+                throttled_bytes += fetched.records.len();
+                // Kafka's "in sync" for a follower throttle: no lag behind
+                // the high watermark of the leader's last answer.
+                let end = partition.with_data(|d| Ok(d.log.log_end_offset()));
+                let key = (partition.topic.clone(), partition.index);
+                if fetched.error_code == 0 && end.is_ok_and(|end| end >= fetched.high_watermark) {
+                    caught_up.insert(key);
+                } else {
+                    caught_up.remove(&key);
                 }
             }
         }

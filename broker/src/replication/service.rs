@@ -282,9 +282,10 @@ impl ReplicaService {
                 _ => None,
             };
             let moved = d.advance_high_watermark();
-            // As Kafka, a replica in the ISR is never held back.
-            throttled = throttle.is_some() && !d.isr.contains(&replica_id);
-            held_back = throttled
+            // As Kafka, every throttled replica's bytes are counted, but
+            // one in the ISR is never held back.
+            throttled = throttle.is_some();
+            held_back = !d.isr.contains(&replica_id)
                 && throttle.is_some_and(|rate| {
                     let quotas = &self.broker.replication_quotas;
                     quotas.exceeded(Side::Leader, rate, std::time::Instant::now())

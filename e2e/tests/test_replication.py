@@ -686,7 +686,8 @@ def describe_configs(bootstrap: str, kind: str, name: str) -> dict:
 
 
 @pytest.mark.timeout(deadline(420))
-def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, request, tmp_path):
+def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, prometheus_factory,
+                                                             request, tmp_path):
     """kafka-reassign-partitions --throttle (KIP-73): the tool's rates and
     throttled replicas are stored as dynamic configs, a new replica out of the
     ISR is held back while the rate is exceeded, raising the throttle with
@@ -755,6 +756,22 @@ def test_reassignment_throttle_holds_back_the_moving_replica(cluster_factory, re
         assert 0 < fetched < total, f"broker 2 counted {fetched} throttled bytes of {total}"
         assert list_reassignments(c.bootstrap, topic), "the move finished under a 1 KiB/s throttle"
         assert (metric_sum(c.broker(1), "runnel_replication_throttled_bytes_total") or 0) > 0
+
+        from prometheus import dashboard_queries, prometheus_missing
+        if not prometheus_missing():
+            log.info("phase: the Grafana dashboard's throttle panel shows broker 2's follower "
+                     "side through a real Prometheus")
+            prom = prometheus_factory({"runnel": [c.broker(i).metrics_addr for i in (1, 2, 3)]})
+            [expr] = dashboard_queries()["Throttled replication by broker"]
+
+            def follower_rate() -> float:
+                return sum(float(r["value"][1]) for r in prom.query(expr)
+                           if r["metric"].get("side") == "follower"
+                           and r["metric"].get("instance") == c.broker(2).metrics_addr)
+
+            wait_until(lambda: follower_rate() > 0, timeout=deadline(90), interval=1,
+                       what="a follower throttled-bytes rate for broker 2 on the dashboard")
+            assert list_reassignments(c.bootstrap, topic), "the move finished under 1 KiB/s"
 
     log.info("phase: --execute --additional --throttle 100000000 raises the throttle; the move finishes")
     reassign("--additional", "--throttle", "100000000")

@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 
 from group_helpers import GROUP_SETTINGS, Member, admin_committed, commit_standalone, poll_members
 from cluster import Cluster as RackCluster
-from cluster import metric_sum, read_all
+from cluster import read_all
 from harness import REPO_ROOT, Broker, admin, confluent_producer, produce_confluent, wait_until
 from prometheus import DASHBOARD, dashboard_queries
 from operator_kube import (RECONCILE_TIMEOUT_S, KubeControlPlane, Operator, broker_racks,
@@ -1328,90 +1328,6 @@ def test_changing_a_topics_replicas_reassigns_its_partitions(kube, operator, rac
 
     log.info("phase: every record is still there")
     records, _ = read_all(racks, name, 3)
-    assert sorted((r.partition, r.offset, r.value) for r in records) == acked
-
-
-def dynamic_configs(bootstrap: str, kind: str, name: str) -> dict[str, str]:
-    """The configs set on a topic or a broker (its own, or the cluster
-    default it takes), through confluent-kafka's AdminClient."""
-    from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
-
-    a = admin(bootstrap)
-    res = ConfigResource(ResourceType[kind], name)
-    entries = a.describe_configs([res], request_timeout=30)[res].result(60)
-    dynamic = {ConfigSource.DYNAMIC_TOPIC_CONFIG.value, ConfigSource.DYNAMIC_BROKER_CONFIG.value,
-               ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value}
-    return {k: v.value for k, v in entries.items() if v.source in dynamic and v.value}
-
-
-THROTTLE_KEYS = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
-THROTTLED_REPLICAS = ("leader.replication.throttled.replicas",
-                      "follower.replication.throttled.replicas")
-
-
-def test_a_clusters_replication_throttle_holds_back_the_operators_moves(kube, operator, racks):
-    """spec.replicationThrottle: the operator's replica moves run under
-    Kafka's replication throttles (KIP-73), which it removes once they are done."""
-    bootstrap = racks.bootstrap
-    kube.apply(CLUSTER.format(name="racks", brokers=3, zones="[zone-a, zone-b, zone-c]"), NS)
-    kube.wait_condition("cluster", "racks", NS, "True", "BrokersReady")
-
-    def set_throttle(rate):
-        kube.kubectl("patch", "cluster", "racks", "-n", NS, "--type=merge", "-p",
-                     json.dumps({"spec": {"replicationThrottle": rate}}))
-
-    name = f"throttled-{suffix()}"
-    log.info("phase: Topic %s, 1 partition x 1 replica, with 3 MB in it", name)
-    kube.apply(topic_yaml(name, "racks", 1, 1), NS)
-    kube.wait_condition("topic", name, NS, "True")
-    wait_until(lambda: len(topic_replicas(bootstrap, name) or {}) == 1, timeout=30,
-               what="the partition")
-    [first] = topic_replicas(bootstrap, name)[0]
-    reports = produce_confluent(confluent_producer(bootstrap, **{"batch.size": 65536}), name,
-                                [{"value": b"%06d" % i + b"t" * 994, "partition": 0}
-                                 for i in range(3000)], timeout=60)
-    assert all(d.error is None for d in reports), [d.error for d in reports if d.error][:5]
-    acked = sorted((d.partition, d.offset, d.value) for d in reports)
-
-    set_throttle(1024)
-    try:
-        log.info("phase: spec.replicationThrottle 1024, spec.replicas -> 2: the move is throttled")
-        kube.kubectl("patch", "topic", name, "-n", NS, "--type=merge", "-p",
-                     json.dumps({"spec": {"replicas": 2}}))
-        wait_until(lambda: ongoing_reassignments(bootstrap, name), timeout=RECONCILE_TIMEOUT_S,
-                   what="the move to start")
-        # (one replica fetch of up to 1 MiB goes through, then 1 KiB/s holds the rest back
-        # for a quarter of an hour, whatever the machine's speed)
-        # (a broker shows the cluster default as DYNAMIC_DEFAULT_BROKER_CONFIG)
-        wait_until(lambda: all(dynamic_configs(bootstrap, "BROKER", str(first)).get(k) == "1024"
-                               for k in THROTTLE_KEYS),
-                   timeout=30, what="the brokers' default throttle rates")
-        topic_configs = dynamic_configs(bootstrap, "TOPIC", name)
-        assert topic_configs.get(THROTTLED_REPLICAS[0]) == f"0:{first}", topic_configs
-        added = topic_configs.get(THROTTLED_REPLICAS[1], "")
-        assert re.fullmatch(r"0:\d+", added) and added != f"0:{first}", topic_configs
-        held = "runnel_replication_throttled_partition_fetches_total"
-        wait_until(lambda: sum(metric_sum(b, held) or 0 for b in racks.brokers) > 0,
-                   timeout=60, interval=0.2, what=f"{held} on a broker")
-        assert ongoing_reassignments(bootstrap, name), "the move finished under 1 KiB/s"
-        kube.wait_condition("topic", name, NS, "False", "ReplicasChanging")
-
-        log.info("phase: spec.replicationThrottle 100000000: the move finishes, then the "
-                 "operator removes the throttles")
-        set_throttle(100_000_000)
-        kube.wait_condition("topic", name, NS, "True")
-        assert not ongoing_reassignments(bootstrap, name)
-        wait_until(lambda: not any(k in dynamic_configs(bootstrap, "BROKER", str(first))
-                                   for k in THROTTLE_KEYS),
-                   timeout=RECONCILE_TIMEOUT_S, what="the default throttle rates removed")
-        wait_until(lambda: not any(k in dynamic_configs(bootstrap, "TOPIC", name)
-                                   for k in THROTTLED_REPLICAS),
-                   timeout=30, what="the topic's throttled replicas removed")
-    finally:
-        set_throttle(None)
-
-    log.info("phase: every record is still there")
-    records, _ = read_all(racks, name, 1)
     assert sorted((r.partition, r.offset, r.value) for r in records) == acked
 
 

@@ -43,7 +43,6 @@ use tracing::{info, instrument, warn};
 use crate::admin::ClusterMetadata;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::throttle::{self, Settled};
 use crate::{now, FIELD_MANAGER};
 use status::{cluster_status, BrokerCount};
 
@@ -183,7 +182,6 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     }
     apply(ctx, &ns, &pdb::pdb(cluster)).await?;
     let rolling = rolling_restart(ctx, cluster, &ns, &name, &revisions).await?;
-    let throttling = settle_throttle(ctx, cluster, &ns, &name).await;
 
     // From outside the Kubernetes network the brokers' own metadata says
     // who is up; inside, the pods' readiness does.
@@ -251,47 +249,11 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     );
     Ok(Action::requeue(if rolling.is_some() {
         ROLLING_REQUEUE
-    } else if ready && held.is_none() && !throttling {
+    } else if ready && held.is_none() {
         ctx.intervals.resync
     } else {
         NOT_READY_REQUEUE
     }))
-}
-
-/// Keeps `spec.replicationThrottle` in step with the moves (see
-/// [`throttle::settle`]); whether throttled moves may still run. A failure
-/// is logged and tried again on the next pass.
-async fn settle_throttle(ctx: &Context, cluster: &Cluster, ns: &str, name: &str) -> bool {
-    let Some(rate) = cluster.spec.replication_throttle else {
-        return false;
-    };
-    let admin = ctx.admin(ns, name).await;
-    let settled = async {
-        let moving = !admin.reassignments().await?.is_empty();
-        let topics: Vec<String> = admin.metadata().await?.topics.into_keys().collect();
-        throttle::settle(&admin, rate, moving, &topics)
-            .await
-            .map(|settled| (moving, settled))
-    };
-    match settled.await {
-        Ok((moving, Settled::Removed(topics))) => {
-            ctx.event(
-                cluster,
-                false,
-                reason::THROTTLE_REMOVED,
-                format!(
-                    "replica moves done: the replication throttle is removed from the brokers and from topics {topics:?}"
-                ),
-            )
-            .await;
-            moving
-        }
-        Ok((moving, _)) => moving,
-        Err(e) => {
-            warn!(error = %e, "replication throttle not settled; trying again");
-            true
-        }
-    }
 }
 
 /// Restarts the next stale broker pod when it is safe (see [`roll`]);
@@ -394,21 +356,6 @@ async fn drain(
         }
     };
     if !moves.is_empty() {
-        if let Some(rate) = cluster.spec.replication_throttle {
-            let current = |topic: &str, partition: i32| {
-                meta.topics
-                    .get(topic)
-                    .and_then(|t| t.get(&partition))
-                    .map(|p| p.replicas.clone())
-                    .unwrap_or_default()
-            };
-            if let Err(e) = throttle::before_moves(&admin, rate, &moves, current).await {
-                return Some((
-                    reason::BROKERS_HOLD_REPLICAS,
-                    format!("{holding}; throttling their moves failed: {e}"),
-                ));
-            }
-        }
         if let Err(e) = admin.reassign(&moves).await {
             return Some((
                 reason::BROKERS_HOLD_REPLICAS,
@@ -526,7 +473,6 @@ pub(crate) mod tests {
                     storage_class_name: Some("fast".into()),
                 },
                 config: Default::default(),
-                replication_throttle: None,
                 image: None,
                 resources: None,
                 authentication: None,

@@ -32,7 +32,6 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod telemetry;
-pub mod throttle;
 pub mod topic;
 pub mod user;
 

@@ -204,7 +204,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = topic.topic_name().to_owned();
-    let Some(cluster) = cluster_of(ctx, topic).await? else {
+    if cluster_of(ctx, topic).await?.is_none() {
         let message = format!("Cluster {ns}/{} does not exist", topic.spec.cluster);
         write_status(
             ctx,
@@ -213,7 +213,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
         )
         .await?;
         return Ok(Action::requeue(WAIT_REQUEUE));
-    };
+    }
     if let Some(owner) = owner_of(ctx, topic).await? {
         if !same(&owner, topic) {
             let message = format!(
@@ -230,9 +230,8 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(ctx.intervals.resync));
         }
     }
-    let throttle = cluster.spec.replication_throttle;
     let admin = ctx.admin(&ns, &topic.spec.cluster).await;
-    let outcome = match sync_topic(topic, &name, &admin, throttle).await {
+    let outcome = match sync_topic(topic, &name, &admin).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let reason = if e.is_unreachable() {
@@ -253,14 +252,8 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action> {
     }))
 }
 
-/// Reads the topic from the brokers, plans and applies the changes (replica
-/// moves throttled at `throttle` bytes/s when set).
-async fn sync_topic(
-    topic: &Topic,
-    name: &str,
-    admin: &Admin,
-    throttle: Option<i64>,
-) -> Result<Outcome, AdminError> {
+/// Reads the topic from the brokers, plans and applies the changes.
+async fn sync_topic(topic: &Topic, name: &str, admin: &Admin) -> Result<Outcome, AdminError> {
     let generation = topic.metadata.generation;
     // The controller's moves first, then Metadata: a move the controller
     // has finished is not taken for one in flight, and the replicas of a
@@ -337,16 +330,6 @@ async fn sync_topic(
                     .iter()
                     .map(|(p, list)| (name.to_owned(), *p, list.clone()))
                     .collect();
-                if let Some(rate) = throttle {
-                    let observed = observed.as_ref();
-                    let current = |_: &str, partition: i32| {
-                        observed
-                            .and_then(|o| o.partitions.get(usize::try_from(partition).ok()?))
-                            .cloned()
-                            .unwrap_or_default()
-                    };
-                    crate::throttle::before_moves(admin, rate, &moves, current).await?;
-                }
                 admin.reassign(&moves).await?;
                 info!(topic = %name, partitions = moves.len(), replicas = topic.spec.replicas, "replica count change started");
             }

@@ -117,17 +117,6 @@ pub struct ClusterSpec {
         "message": "security.inter.broker.protocol is set by spec.tls: with it the brokers talk to each other over TLS"
     }]))]
     pub config: BTreeMap<String, String>,
-    /// Bytes per second for the replica moves the operator starts
-    /// (scale-downs, a Topic's replica-count change), as Kafka's
-    /// replication throttles (KIP-73): while they run, the brokers' default
-    /// `leader.replication.throttled.rate` and
-    /// `follower.replication.throttled.rate` are this, and each moving
-    /// partition's replicas are named in its topic's throttled-replicas
-    /// configs; once nothing moves, they are removed. Unthrottled when not
-    /// set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub replication_throttle: Option<i64>,
     /// The broker image; `runnel/broker:latest` when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,

@@ -53,9 +53,6 @@ pub mod reason {
     /// Cluster: a scale-down waits while the operator moves replicas off the
     /// brokers it removes.
     pub const MOVING_REPLICAS: &str = "MovingReplicas";
-    /// Cluster (event): the operator's replica moves are done and its
-    /// replication throttle (`spec.replicationThrottle`) is removed.
-    pub const THROTTLE_REMOVED: &str = "ReplicationThrottleRemoved";
     /// Cluster: a scale-down is refused: it would remove controller voters.
     pub const VOTERS_WOULD_LEAVE: &str = "VotersWouldLeave";
     /// Topic: the topic exists in the brokers as the spec says.

@@ -85,20 +85,7 @@ mod version {
 const BROKER_TIMEOUT_MS: i32 = 15_000;
 
 /// DescribeConfigs/IncrementalAlterConfigs resource type of a topic.
-pub const TOPIC_RESOURCE: i8 = 2;
-/// DescribeConfigs/IncrementalAlterConfigs resource type of a broker.
-pub const BROKER_RESOURCE: i8 = 4;
-
-/// One IncrementalAlterConfigs operation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConfigOp {
-    /// Sets a key.
-    Set(String, String),
-    /// Deletes a key (back to its default).
-    Delete(String),
-    /// Adds items to a list config.
-    Append(String, String),
-}
+const TOPIC_RESOURCE: i8 = 2;
 
 /// DescribeConfigs `config_source` of a value set on the topic itself.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -673,40 +660,28 @@ impl Admin {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<(), AdminError> {
-        let ops: Vec<ConfigOp> = set
+        const SET: i8 = 0;
+        const DELETE: i8 = 1;
+        let mut configs: Vec<AlterableConfig> = set
             .iter()
-            .map(|(k, v)| ConfigOp::Set(k.clone(), v.clone()))
-            .chain(delete.iter().map(|k| ConfigOp::Delete(k.clone())))
-            .collect();
-        self.alter_configs(TOPIC_RESOURCE, topic, &ops).await
-    }
-
-    /// IncrementalAlterConfigs of one resource (`TOPIC_RESOURCE`, or
-    /// `BROKER_RESOURCE` with a broker id or "" for the cluster default).
-    pub async fn alter_configs(
-        &self,
-        resource_type: i8,
-        name: &str,
-        ops: &[ConfigOp],
-    ) -> Result<(), AdminError> {
-        let configs: Vec<AlterableConfig> = ops
-            .iter()
-            .map(|op| {
-                let (key, code, value) = match op {
-                    ConfigOp::Set(k, v) => (k, 0, Some(v)),
-                    ConfigOp::Delete(k) => (k, 1, None),
-                    ConfigOp::Append(k, v) => (k, 2, Some(v)),
-                };
+            .map(|(k, v)| {
                 let mut c = AlterableConfig::default();
-                c.name = s(key);
-                c.config_operation = code;
-                c.value = value.map(|v| s(v));
+                c.name = s(k);
+                c.config_operation = SET;
+                c.value = Some(s(v));
                 c
             })
             .collect();
+        configs.extend(delete.iter().map(|k| {
+            let mut c = AlterableConfig::default();
+            c.name = s(k);
+            c.config_operation = DELETE;
+            c.value = None;
+            c
+        }));
         let mut resource = AlterConfigsResource::default();
-        resource.resource_type = resource_type;
-        resource.resource_name = s(name);
+        resource.resource_type = TOPIC_RESOURCE;
+        resource.resource_name = s(topic);
         resource.configs = configs;
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
         let addrs = self.controller_first().await?;
@@ -722,58 +697,12 @@ impl Admin {
         for r in &response.responses {
             kafka_error(
                 "IncrementalAlterConfigs",
-                name,
+                topic,
                 r.error_code,
                 r.error_message.as_ref(),
             )?;
         }
         Ok(())
-    }
-
-    /// The configs set on each of `names` (dynamic ones: a topic's own, a
-    /// broker's or the cluster default's), in one DescribeConfigs.
-    pub async fn dynamic_configs(
-        &self,
-        resource_type: i8,
-        names: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AdminError> {
-        let resources = names
-            .iter()
-            .map(|name| {
-                let mut resource = DescribeConfigsResource::default();
-                resource.resource_type = resource_type;
-                resource.resource_name = s(name);
-                resource.configuration_keys = None;
-                resource
-            })
-            .collect();
-        let request = DescribeConfigsRequest::default().with_resources(resources);
-        let response = self
-            .call_any(
-                "DescribeConfigs",
-                &self.bootstrap,
-                &request,
-                version::DESCRIBE_CONFIGS,
-                |_| None,
-            )
-            .await?;
-        let mut out = BTreeMap::new();
-        for result in &response.results {
-            kafka_error(
-                "DescribeConfigs",
-                &result.resource_name,
-                result.error_code,
-                result.error_message.as_ref(),
-            )?;
-            let set: BTreeMap<String, String> = result
-                .configs
-                .iter()
-                .filter(|c| (1..=3).contains(&c.config_source))
-                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                .collect();
-            out.insert(result.resource_name.to_string(), set);
-        }
-        Ok(out)
     }
 
     /// Deletes `topic`; a topic that does not exist is not an error.

@@ -6,7 +6,8 @@ by the broker, while clients without a quota are not; quotas Runnel does not
 enforce, and bad values, are refused with a message; with SASL a user's quota
 applies to all of its clients. A controller mutation quota (KIP-599) refuses
 a new client's CreateTopics while in debt (THROTTLING_QUOTA_EXCEEDED) and
-only throttles an old one's.
+only throttles an old one's. The replication throttle rates (KIP-73) are
+dynamic broker configs kafka-configs.sh sets, describes and deletes.
 
 The timing checks are lower bounds the broker imposes (a throttled client
 cannot go faster than its quota allows), never upper bounds on the
@@ -20,7 +21,7 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster import kafka_tool, kafka_tools_missing, metric_sum
+from cluster import REFERENCE, kafka_tool, kafka_tools_missing, metric_sum
 from harness import OP_TIMEOUT_S, produce_confluent, wait_until
 
 log = logging.getLogger("e2e")
@@ -211,3 +212,50 @@ def test_a_controller_mutation_quota_refuses_new_clients_and_throttles_old_ones(
         result, throttle = create_topics_raw(other, 7, "mutation-other", 30)
         assert result.error_code == 0 and throttle == 0, (result, throttle)
     assert metric_sum(b, "runnel_quota_throttled_requests_total") >= 2
+
+
+def test_kafka_configs_sets_and_removes_replication_throttle_rates(broker, tmp_path):
+    """The KIP-73 rates are dynamic broker configs, per broker or cluster-wide,
+    as kafka-configs.sh --entity-type brokers sets, describes and deletes them;
+    a static setting is refused with a message naming it."""
+    b = broker
+    me = str(b.node_id)
+    leader, follower = "leader.replication.throttled.rate", "follower.replication.throttled.rate"
+
+    def describe(*entity: str) -> str:
+        return configs(tmp_path, b.bootstrap, "--describe", "--entity-type", "brokers",
+                       *entity).stdout
+
+    log.info("phase: a cluster-wide follower rate and this broker's own leader rate")
+    configs(tmp_path, b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+            "--add-config", f"{follower}=5000")
+    configs(tmp_path, b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", me,
+            "--add-config", f"{leader}=7000")
+    # (a broker takes what the controller committed in its own time)
+    wait_until(lambda: f"{follower}=5000" in describe("--entity-default"), timeout=30,
+               what="the default follower rate in kafka-configs --describe")
+    wait_until(lambda: f"{leader}=7000" in describe("--entity-name", me), timeout=30,
+               what="the broker's leader rate in kafka-configs --describe")
+    out = describe("--entity-name", me)
+    log.info("kafka-configs --describe --entity-name %s: %s", me, out.strip())
+    assert f"DYNAMIC_BROKER_CONFIG:{leader}=7000" in out, out
+    # (kafka-configs lists a broker's own dynamic configs, not the defaults it takes)
+    assert follower not in out, out
+
+    if not REFERENCE:  # (Kafka has more dynamic broker configs than Runnel)
+        log.info("phase: a static setting is refused, naming it")
+        refused = configs(tmp_path, b.bootstrap, "--alter", "--entity-type", "brokers",
+                          "--entity-name", me, "--add-config", "log.retention.ms=1000",
+                          check=False)
+        assert refused.returncode != 0
+        assert "log.retention.ms" in refused.stdout + refused.stderr, \
+            refused.stdout + refused.stderr
+
+    log.info("phase: --delete-config removes both")
+    configs(tmp_path, b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", me,
+            "--delete-config", leader)
+    configs(tmp_path, b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+            "--delete-config", follower)
+    wait_until(lambda: leader not in describe("--entity-name", me)
+               and follower not in describe("--entity-default"), timeout=30,
+               what="no throttle rates in kafka-configs --describe")

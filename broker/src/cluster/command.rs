@@ -228,6 +228,30 @@ impl From<AssignError> for CommandResult {
     }
 }
 
+/// Applies per-key changes (`None` removes the key) to `outer[entry]`,
+/// dropping the entry once it holds nothing: SCRAM credentials per user,
+/// quotas per entity, dynamic configs per broker.
+fn apply_changes<E: Ord + Clone, K: Ord + Clone, V: Clone>(
+    outer: &mut BTreeMap<E, BTreeMap<K, V>>,
+    entry: &E,
+    changes: &[(K, Option<V>)],
+) {
+    let values = outer.entry(entry.clone()).or_default();
+    for (key, value) in changes {
+        match value {
+            Some(value) => {
+                values.insert(key.clone(), value.clone());
+            }
+            None => {
+                values.remove(key);
+            }
+        }
+    }
+    if values.is_empty() {
+        outer.remove(entry);
+    }
+}
+
 impl ClusterImage {
     /// Applies one log entry at `index`; deterministic.
     pub fn apply(&mut self, index: u64, command: &MetadataCommand) -> CommandResult {
@@ -465,20 +489,7 @@ impl ClusterImage {
                         ),
                     );
                 }
-                let credentials = self.scram.entry(user.clone()).or_default();
-                for (mechanism, credential) in changes {
-                    match credential {
-                        Some(credential) => {
-                            credentials.insert(mechanism.clone(), credential.clone());
-                        }
-                        None => {
-                            credentials.remove(mechanism);
-                        }
-                    }
-                }
-                if credentials.is_empty() {
-                    self.scram.remove(user);
-                }
+                apply_changes(&mut self.scram, user, changes);
                 CommandResult::Ok
             }
             MetadataCommand::CreateAcls { acls } => {
@@ -504,37 +515,11 @@ impl ClusterImage {
                 CommandResult::DeletedAcls(deleted)
             }
             MetadataCommand::AlterClientQuotas { entity, changes } => {
-                let values = self.quotas.entry(entity.clone()).or_default();
-                for (key, value) in changes {
-                    match value {
-                        Some(value) => {
-                            values.insert(key.clone(), *value);
-                        }
-                        None => {
-                            values.remove(key);
-                        }
-                    }
-                }
-                if values.is_empty() {
-                    self.quotas.remove(entity);
-                }
+                apply_changes(&mut self.quotas, entity, changes);
                 CommandResult::Ok
             }
             MetadataCommand::AlterBrokerConfigs { resource, changes } => {
-                let values = self.broker_configs.entry(resource.clone()).or_default();
-                for (key, value) in changes {
-                    match value {
-                        Some(value) => {
-                            values.insert(key.clone(), value.clone());
-                        }
-                        None => {
-                            values.remove(key);
-                        }
-                    }
-                }
-                if values.is_empty() {
-                    self.broker_configs.remove(resource);
-                }
+                apply_changes(&mut self.broker_configs, resource, changes);
                 CommandResult::Ok
             }
         }

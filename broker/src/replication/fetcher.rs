@@ -88,22 +88,21 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, shutdown: CancellationToke
         // KIP-73: partitions under a follower throttle count against it;
         // those not caught up with the leader (as of its last answer) sit
         // this fetch out while it is exceeded.
+        let rate = throttle::rate(&image, broker.identity.node_id, Side::Follower);
         let throttled: Vec<bool> = followed
             .iter()
             .map(|f| {
                 let (topic, index) = (&f.partition.topic, f.partition.index);
-                throttle::applies(&broker, Side::Follower, topic, index).is_some()
+                rate.is_some() && throttle::throttled_here(&broker, Side::Follower, topic, index)
             })
             .collect();
         let exceeded = throttled.iter().any(|t| *t)
-            && throttle::rate(&image, broker.identity.node_id, Side::Follower).is_some_and(
-                |rate| {
-                    let now = std::time::Instant::now();
-                    broker
-                        .replication_quotas
-                        .exceeded(Side::Follower, rate, now)
-                },
-            );
+            && rate.is_some_and(|rate| {
+                let now = std::time::Instant::now();
+                broker
+                    .replication_quotas
+                    .exceeded(Side::Follower, rate, now)
+            });
         let behind =
             |f: &Followed| !caught_up.contains(&(f.partition.topic.clone(), f.partition.index));
         let followed: Vec<(&Followed, bool)> = followed

@@ -163,13 +163,16 @@ impl ReplicaService {
     /// log, a moved log start).
     fn read_once(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
         let now = crate::clock::now_ms();
+        let me = self.broker.identity.node_id;
+        let rate = throttle::rate(&self.broker.topics.image(), me, Side::Leader);
         let mut budget = request.max_bytes.max(1) as usize;
         let mut total = 0;
         let mut errors = false;
         let mut partitions = Vec::with_capacity(request.partitions.len());
         for wanted in &request.partitions {
             let limit = (wanted.max_bytes.max(1) as usize).min(budget.max(1));
-            let answer = match self.serve(request.replica_id, wanted, limit, total == 0, now) {
+            let answer = match self.serve(request.replica_id, wanted, limit, total == 0, now, rate)
+            {
                 Ok(answer) => answer,
                 Err(error) => {
                     errors = true;
@@ -208,6 +211,7 @@ impl ReplicaService {
         limit: usize,
         first: bool,
         now: i64,
+        leader_rate: Option<u64>,
     ) -> Result<FetchedPartition, BrokerError> {
         let partition = self
             .broker
@@ -225,9 +229,9 @@ impl ReplicaService {
             diverging_end_offset: -1,
         };
         // KIP-73: the rate this replica's fetches count against, if any.
-        let throttle =
-            throttle::applies(&self.broker, Side::Leader, &wanted.topic, wanted.partition);
-        let mut throttled = false;
+        let throttle = leader_rate.filter(|_| {
+            throttle::throttled_here(&self.broker, Side::Leader, &wanted.topic, wanted.partition)
+        });
         let mut held_back = false;
         // The records are named under the partition's lock and copied
         // after it is released, so produce requests do not wait on the copy.
@@ -284,7 +288,6 @@ impl ReplicaService {
             let moved = d.advance_high_watermark();
             // As Kafka, every throttled replica's bytes are counted, but
             // one in the ISR is never held back.
-            throttled = throttle.is_some();
             held_back = !d.isr.contains(&replica_id)
                 && throttle.is_some_and(|rate| {
                     let quotas = &self.broker.replication_quotas;
@@ -302,7 +305,7 @@ impl ReplicaService {
         if let Some(slices) = slices {
             answer.records = slices.read_whole_batches()?;
         }
-        if throttled {
+        if throttle.is_some() {
             let bytes = answer.records.len();
             let quotas = &self.broker.replication_quotas;
             quotas.record(Side::Leader, bytes, std::time::Instant::now());

@@ -139,15 +139,17 @@ impl ReplicationQuotas {
     }
 }
 
-/// The rate `side` is throttled to on this broker if the replica of
-/// `topic`/`partition` here is one of its topic's throttled replicas, else
-/// `None`. Costs nothing while no rate is set.
-pub(crate) fn applies(broker: &Broker, side: Side, topic: &str, partition: i32) -> Option<u64> {
-    let me = broker.identity.node_id;
-    let rate = rate(&broker.topics.image(), me, side)?;
-    let topic = broker.topics.get(topic)?;
-    let replicas = topic.configs.0.get(side.replicas_key())?;
-    names_replica(replicas, partition, me).then_some(rate)
+/// Whether this broker's replica of `topic`/`partition` is one of its
+/// topic's throttled replicas for `side`. Callers look up the rate first
+/// (once per fetch) and ask only while one is set.
+pub(crate) fn throttled_here(broker: &Broker, side: Side, topic: &str, partition: i32) -> bool {
+    broker.topics.get(topic).is_some_and(|topic| {
+        topic
+            .configs
+            .0
+            .get(side.replicas_key())
+            .is_some_and(|replicas| names_replica(replicas, partition, broker.identity.node_id))
+    })
 }
 
 #[cfg(test)]
